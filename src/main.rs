@@ -1,1 +1,88 @@
-fn main() {}
+//! The `echoloop` binary: parse flags, bind, print the addresses, run until a signal, print
+//! the summary. Everything else lives in the library.
+//!
+//! Exit codes: 0 after a graceful shutdown; 2 for bad flags or a failure to bind (port in use,
+//! privileged port, unknown address); 1 for a failure while running; 130 when a second signal
+//! cuts the drain short.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use echoloop::cli::{self, Parsed};
+use echoloop::{Server, ShutdownHandle};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args_os()) {
+        Parsed::Run(cli) => cli,
+        Parsed::Print(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Invalid(message) => return fail(&message, 2),
+    };
+    init_logging(cli.log_level);
+    let server = match Server::bind(cli.to_config()) {
+        Ok(server) => server,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    // One line a script can read to learn the ports (use with --port 0).
+    println!(
+        "listening tcp={} udp={}",
+        show(server.tcp_addr()),
+        show(server.udp_addr())
+    );
+    let _ = std::io::stdout().flush();
+    if let Err(e) = forward_signals(server.shutdown_handle()) {
+        return fail(&format!("cannot install signal handlers: {e}"), 1);
+    }
+    match server.run() {
+        Ok(stats) => {
+            println!("summary {stats}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string(), 1),
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("echoloop: {message}");
+    ExitCode::from(code)
+}
+
+fn show(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "off".to_string(), |addr| addr.to_string())
+}
+
+/// `--log-level` wins over `RUST_LOG`, which wins over the default, `info`.
+fn init_logging(level: Option<log::LevelFilter>) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(level) = level {
+        builder.filter_level(level);
+    }
+    builder.init();
+}
+
+/// The first SIGINT/SIGTERM starts a graceful shutdown; a second one exits at once.
+fn forward_signals(handle: ShutdownHandle) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut received = 0;
+            for signal in signals.forever() {
+                received += 1;
+                if received == 1 {
+                    log::info!("signal {signal}: shutting down (send it again to exit at once)");
+                    handle.shutdown();
+                } else {
+                    eprintln!("echoloop: second signal, exiting without draining");
+                    std::process::exit(130);
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The `echoloop` command line: flags mapped onto [`Config`], and clap's errors turned into
+//! one line.
+//!
+//! This is the only place that knows about clap; embedders build a `Config` directly.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use log::LevelFilter;
+
+use crate::config::{Config, DEFAULT_PORT};
+use crate::units::{parse_duration, parse_size};
+
+/// A single-threaded mio reactor serving echo (RFC 862) over TCP and UDP.
+#[derive(Debug, Parser)]
+#[command(name = "echoloop", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on; 0.0.0.0 or :: exposes the service beyond this machine.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Port for both TCP and UDP; 0 picks a free one (printed at start).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Listen backlog (capped by the kernel's net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = Config::default().backlog)]
+    pub backlog: u32,
+
+    /// Serve UDP only.
+    #[arg(long, conflicts_with = "no_udp")]
+    pub no_tcp: bool,
+
+    /// Serve TCP only.
+    #[arg(long)]
+    pub no_udp: bool,
+
+    /// Pending output per connection before reading pauses (backpressure), e.g. 16M.
+    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_size)]
+    pub max_pending: usize,
+
+    /// How long shutdown waits for pending output to drain, e.g. 5s.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Log the counters this often, e.g. 10s (off by default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stats_interval: Option<Duration>,
+
+    /// Log level: off, error, warn, info, debug, trace (overrides RUST_LOG).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<LevelFilter>,
+}
+
+impl Cli {
+    /// The configuration these flags describe; everything else keeps its default.
+    pub fn to_config(&self) -> Config {
+        let defaults = Config::default();
+        Config {
+            bind: self.bind,
+            port: self.port,
+            tcp: !self.no_tcp,
+            udp: !self.no_udp,
+            backlog: self.backlog,
+            max_pending: self.max_pending,
+            low_water: self.max_pending / 4,
+            drain_timeout: self.drain_timeout,
+            stats_interval: self.stats_interval,
+            ..defaults
+        }
+    }
+}
+
+/// What parsing the command line decided.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run with these flags.
+    Run(Box<Cli>),
+    /// Help or version was asked for: print this and exit 0.
+    Print(String),
+    /// The command line is wrong: print `echoloop: <this>` and exit 2.
+    Invalid(String),
+}
+
+/// Parses arguments (including the program name) without exiting or panicking.
+pub fn parse<I, T>(args: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Parsed::Run(Box::new(cli)),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            Parsed::Print(e.to_string())
+        }
+        Err(e) => Parsed::Invalid(one_line(&e, "echoloop")),
+    }
+}
+
+/// Clap's error as one line: its first line without the `error: ` prefix, plus a hint.
+pub fn one_line(error: &clap::Error, program: &str) -> String {
+    let rendered = error.to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{message} (try '{program} --help')")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn run(args: &[&str]) -> Cli {
+        match parse(std::iter::once("echoloop").chain(args.iter().copied())) {
+            Parsed::Run(cli) => *cli,
+            other => panic!("expected flags to parse, got {other:?}"),
+        }
+    }
+
+    fn invalid(args: &[&str]) -> String {
+        match parse(std::iter::once("echoloop").chain(args.iter().copied())) {
+            Parsed::Invalid(message) => message,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_flags_give_the_default_config() {
+        assert_eq!(run(&[]).to_config(), Config::default());
+    }
+
+    #[test]
+    fn bind_port_backlog_map_onto_config() {
+        let config = run(&["--bind", "::", "--port", "0", "--backlog", "16"]).to_config();
+        assert_eq!(config.bind, "::".parse::<IpAddr>().unwrap());
+        assert_eq!(config.port, 0);
+        assert_eq!(config.backlog, 16);
+        assert!(config.is_exposed());
+    }
+
+    #[test]
+    fn no_udp_and_no_tcp_turn_one_side_off() {
+        assert!(!run(&["--no-udp"]).to_config().udp);
+        assert!(!run(&["--no-tcp"]).to_config().tcp);
+        assert!(invalid(&["--no-tcp", "--no-udp"]).contains("cannot be used with"));
+    }
+
+    #[test]
+    fn sizes_and_durations_parse_with_units() {
+        let cli = run(&[
+            "--max-pending",
+            "16M",
+            "--drain-timeout",
+            "250ms",
+            "--stats-interval",
+            "10s",
+            "--log-level",
+            "debug",
+        ]);
+        let config = cli.to_config();
+        assert_eq!(config.max_pending, 16 << 20);
+        assert_eq!(config.low_water, 4 << 20);
+        assert_eq!(config.drain_timeout, Duration::from_millis(250));
+        assert_eq!(config.stats_interval, Some(Duration::from_secs(10)));
+        assert_eq!(cli.log_level, Some(LevelFilter::Debug));
+    }
+
+    #[test]
+    fn errors_are_one_line_with_a_hint() {
+        let unknown = invalid(&["--frobnicate"]);
+        assert!(unknown.contains("--frobnicate"), "{unknown}");
+        assert!(unknown.ends_with("(try 'echoloop --help')"));
+        assert!(!unknown.contains('\n'));
+        let address = invalid(&["--bind", "localhost:80"]);
+        assert!(address.contains("invalid value"), "{address}");
+        assert!(!address.contains('\n'));
+    }
+
+    #[test]
+    fn help_is_printed_not_an_error() {
+        let parsed = parse(["echoloop", "--help"]);
+        assert!(matches!(parsed, Parsed::Print(text) if text.contains("--max-pending")));
+    }
+}

@@ -1,0 +1,163 @@
+//! Server configuration: plain data with defaults and validation.
+//!
+//! `Config` is what an embedder fills in (no clap needed); the `echoloop` binary's CLI only
+//! maps flags onto it (see `cli`). Every knob has a documented default chosen for the three
+//! uses of echoloop: a benchmark target (generous limits, no idle timeout), a load-test peer,
+//! and a safe default on a developer's machine (loopback only).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// The default port for both TCP and UDP. Echo's well-known port is 7 (RFC 862), which needs
+/// privileges; 7007 keeps the 7 and is unprivileged.
+pub const DEFAULT_PORT: u16 = 7007;
+
+/// Everything the server needs to know before it binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1`: a public echo service (UDP especially) is a
+    /// reflection amplifier, so exposure is an explicit choice.
+    pub bind: IpAddr,
+    /// Port shared by TCP and UDP. `0` picks a free port (the same one for both).
+    pub port: u16,
+    /// Serve TCP echo.
+    pub tcp: bool,
+    /// Serve UDP echo.
+    pub udp: bool,
+    /// Listen backlog handed to `listen(2)` (the kernel caps it at `net.core.somaxconn`).
+    pub backlog: u32,
+    /// Per-connection high-water mark of pending output, in bytes. At this mark the server
+    /// stops reading the connection (backpressure). Default 32 MiB, above the seed's 10 MB
+    /// deadlock client; allocated lazily, so idle connections cost nothing.
+    pub max_pending: usize,
+    /// Reading resumes once pending output falls to this many bytes. Default: a quarter of
+    /// `max_pending`.
+    pub low_water: usize,
+    /// Bytes read from one connection per wakeup before it yields to the others. Work cut
+    /// short by this budget resumes next turn from the ready queue.
+    pub read_budget: usize,
+    /// Bytes written to one connection per wakeup (Redis uses a 64 KiB quantum; we allow a
+    /// little more because echo writes what it has just read).
+    pub write_budget: usize,
+    /// Connections accepted per wakeup before other sources get a turn.
+    pub accept_budget: usize,
+    /// Maximum UDP replies waiting for the socket to become writable; beyond, replies are
+    /// dropped and counted.
+    pub udp_queue_datagrams: usize,
+    /// How long a graceful shutdown waits for pending output to drain.
+    pub drain_timeout: Duration,
+    /// Log the counters this often; `None` turns periodic stats off.
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let max_pending = 32 * 1024 * 1024;
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: DEFAULT_PORT,
+            tcp: true,
+            udp: true,
+            backlog: 1024,
+            max_pending,
+            low_water: max_pending / 4,
+            read_budget: 256 * 1024,
+            write_budget: 256 * 1024,
+            accept_budget: 256,
+            udp_queue_datagrams: 1024,
+            drain_timeout: Duration::from_secs(5),
+            stats_interval: None,
+        }
+    }
+}
+
+/// Why a `Config` was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks that the values make sense together. `Server::bind` calls this first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |msg: &str| Err(ConfigError(msg.to_string()));
+        if !self.tcp && !self.udp {
+            return fail("both TCP and UDP are turned off; nothing to serve");
+        }
+        if self.backlog == 0 {
+            return fail("backlog must be at least 1");
+        }
+        if self.max_pending < 64 * 1024 {
+            return fail("max-pending must be at least 64K (one read's worth of echo)");
+        }
+        if self.low_water >= self.max_pending {
+            return fail("the low-water mark must be below max-pending");
+        }
+        if self.read_budget == 0 || self.write_budget == 0 || self.accept_budget == 0 {
+            return fail("per-wakeup budgets must be at least 1");
+        }
+        if self.stats_interval == Some(Duration::ZERO) {
+            return fail("stats-interval must be longer than zero");
+        }
+        Ok(())
+    }
+
+    /// True when the bind address reaches beyond this machine.
+    pub fn is_exposed(&self) -> bool {
+        !self.bind.is_loopback()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_loopback_and_above_the_deadlock_seed() {
+        let config = Config::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert!(!config.is_exposed());
+        assert!(config.max_pending >= 16 * 1024 * 1024);
+    }
+
+    #[test]
+    fn rejects_inconsistent_values() {
+        let off = Config {
+            tcp: false,
+            udp: false,
+            ..Config::default()
+        };
+        assert!(off.validate().is_err());
+        let water = Config {
+            low_water: Config::default().max_pending,
+            ..Config::default()
+        };
+        assert!(water.validate().is_err());
+        let backlog = Config {
+            backlog: 0,
+            ..Config::default()
+        };
+        assert!(backlog.validate().is_err());
+    }
+
+    #[test]
+    fn any_non_loopback_bind_is_exposed() {
+        let public = Config {
+            bind: "0.0.0.0".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(public.is_exposed());
+        let v6 = Config {
+            bind: "::1".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(!v6.is_exposed());
+    }
+}

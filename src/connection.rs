@@ -1,0 +1,642 @@
+//! One TCP connection's echo state machine, kept apart from sockets.
+//!
+//! A [`Connection`] knows its lifecycle ([`Phase`]), the readiness the reactor has seen for it,
+//! and the output it still owes the peer. It is generic over [`Stream`], so tests drive it with
+//! a scripted in-memory stream: "this much is readable, the write takes k bytes, then EOF".
+//! This is the only place that calls `read`/`write` on a connection and interprets
+//! `WouldBlock` and `Interrupted`.
+//!
+//! ```text
+//!             read 0 (FIN)                    pending empty: shutdown(Write)
+//!   Open ------------------> PeerClosed ----------------------------------> Closed
+//!     |                                                                      ^
+//!     | server shutdown                                                      |
+//!     v        pending empty: shutdown(Write)          read 0 (peer's FIN)   |
+//!   Draining --------------------------------> Lingering --------------------+
+//!   (any phase) -- reset / I/O error ----------------------------------------^
+//! ```
+//!
+//! Readiness is tracked here, in user space: mio is edge-triggered, so after an event the
+//! connection stays `readable` until a read says `WouldBlock` (or a short read shows the socket
+//! was drained), and `writable` until a write says `WouldBlock`. That lets the reactor register
+//! each socket once and never call `epoll_ctl` again, and lets a connection cut short by its
+//! per-wakeup budget resume later without waiting for an edge that will not come.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Buf, BytesMut};
+
+use crate::stats::{CloseReason, Stats};
+
+/// A non-blocking byte stream: a TCP socket in production, a script in tests.
+pub trait Stream: Read + Write {
+    /// Sends FIN: the peer reads EOF after every byte written so far.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Stream for mio::net::TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading and echoing.
+    Open,
+    /// The peer sent FIN: flush what is pending, then send ours and close.
+    PeerClosed,
+    /// The server is shutting down: stop echoing, flush what is pending, then send FIN.
+    Draining,
+    /// Our FIN is sent during shutdown; read and discard until the peer's FIN, so that closing
+    /// never finds unread input (which would make the kernel send RST).
+    Lingering,
+    /// Finished; the reactor removes it at the end of the batch.
+    Closed(CloseReason),
+}
+
+/// Per-connection limits, copied from `Config` once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Stop reading when this many bytes are pending.
+    pub high_water: usize,
+    /// Resume reading when pending falls to this many bytes.
+    pub low_water: usize,
+    /// Bytes read per `drive` call.
+    pub read_budget: usize,
+    /// Bytes written per `drive` call.
+    pub write_budget: usize,
+}
+
+/// What one `drive` call did; the reactor uses it for its ready queue and timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// The budget ran out with work left: run again next turn, no new event will come.
+    pub yielded: bool,
+    /// Bytes read from the peer.
+    pub bytes_read: usize,
+    /// Bytes written to the peer.
+    pub bytes_written: usize,
+}
+
+/// The next thing a connection can do with the readiness and budget it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Flush,
+    ReadAndEcho,
+    FinishWriting,
+    Discard,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    read: usize,
+    write: usize,
+}
+
+/// One echo connection: lifecycle, readiness and pending output. No socket inside.
+#[derive(Debug)]
+pub struct Connection {
+    phase: Phase,
+    /// Bytes read but not yet written back. Empty (no heap buffer) while the fast path keeps up.
+    pending: BytesMut,
+    /// Backpressure: pending output reached the high-water mark, so reading waits.
+    paused: bool,
+    readable: bool,
+    writable: bool,
+    /// The event carried the peer's FIN (or an error). No new edge will follow, so read until
+    /// a read returns 0 rather than stopping at a short read.
+    read_closed: bool,
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Connection {
+    /// A fresh, open connection that has seen no readiness yet.
+    pub fn new() -> Self {
+        Connection {
+            phase: Phase::Open,
+            pending: BytesMut::new(),
+            paused: false,
+            readable: false,
+            writable: false,
+            read_closed: false,
+        }
+    }
+
+    /// Where the connection is in its life.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// How it ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match self.phase {
+            Phase::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Bytes owed to the peer.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Heap bytes held for pending output (zero for an idle connection).
+    pub fn buffer_capacity(&self) -> usize {
+        self.pending.capacity()
+    }
+
+    /// True while backpressure stops reading.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Records readiness reported by the poller. Events may be spurious; a wrong `true` costs
+    /// one `WouldBlock`, never correctness.
+    pub fn on_event(&mut self, readable: bool, writable: bool, read_closed: bool) {
+        self.readable |= readable || read_closed;
+        self.writable |= writable;
+        self.read_closed |= read_closed;
+    }
+
+    /// Server shutdown: stop echoing new input; flush, send FIN, then linger.
+    pub fn begin_drain(&mut self) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::Draining;
+        }
+    }
+
+    /// Closes without further I/O (e.g. the drain deadline passed).
+    pub fn abort(&mut self, reason: CloseReason) {
+        if !matches!(self.phase, Phase::Closed(_)) {
+            self.phase = Phase::Closed(reason);
+            self.pending = BytesMut::new();
+        }
+    }
+
+    /// Does as much I/O as readiness and the per-call budget allow.
+    ///
+    /// `scratch` is the reactor's shared read buffer: input is read there and written straight
+    /// back; only what the socket will not take is copied into this connection's own buffer.
+    pub fn drive<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        limits: &Limits,
+        stats: &mut Stats,
+    ) -> Outcome {
+        let mut budget = Budget {
+            read: limits.read_budget,
+            write: limits.write_budget,
+        };
+        let mut outcome = Outcome::default();
+        while let Some(step) = self.next_step(budget) {
+            let result = match step {
+                Step::Flush => self.flush(io, &mut budget, &mut outcome),
+                Step::ReadAndEcho => {
+                    self.read_and_echo(io, scratch, limits, &mut budget, &mut outcome)
+                }
+                Step::FinishWriting => self.finish_writing(io),
+                Step::Discard => self.discard(io, scratch, &mut budget, stats),
+            };
+            if let Err(reason) = result {
+                self.abort(reason);
+            }
+            self.update_backpressure(limits, stats);
+        }
+        stats.tcp_bytes_in += outcome.bytes_read as u64;
+        stats.tcp_bytes_out += outcome.bytes_written as u64;
+        // Out of steps: either readiness is used up (wait for the next edge) or the budget is
+        // (yield: with a fresh budget there would still be a step to take).
+        let unlimited = Budget {
+            read: usize::MAX,
+            write: usize::MAX,
+        };
+        outcome.yielded = self.next_step(unlimited).is_some();
+        outcome
+    }
+
+    /// The state machine proper: what to do next, given phase, readiness and budget.
+    /// Pending output always goes first: it is older than anything still to be read.
+    fn next_step(&self, budget: Budget) -> Option<Step> {
+        let can_write = self.writable && budget.write > 0;
+        let can_read = self.readable && budget.read > 0;
+        match self.phase {
+            Phase::Closed(_) => None,
+            _ if !self.pending.is_empty() && can_write => Some(Step::Flush),
+            Phase::Open if can_read && !self.paused => Some(Step::ReadAndEcho),
+            Phase::PeerClosed | Phase::Draining if self.pending.is_empty() => {
+                Some(Step::FinishWriting)
+            }
+            Phase::Lingering if can_read => Some(Step::Discard),
+            _ => None,
+        }
+    }
+
+    fn flush<S: Stream>(
+        &mut self,
+        io: &mut S,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason> {
+        let chunk = self.pending.len().min(budget.write);
+        match write_nonblocking(io, &self.pending[..chunk])? {
+            Some(n) => {
+                self.pending.advance(n);
+                budget.write = budget.write.saturating_sub(n);
+                outcome.bytes_written += n;
+                if self.pending.is_empty() {
+                    // Give the memory back: an idle connection holds no heap buffer.
+                    self.pending = BytesMut::new();
+                }
+            }
+            None => self.writable = false,
+        }
+        Ok(())
+    }
+
+    fn read_and_echo<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        limits: &Limits,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason> {
+        // Never read more than the pending buffer may still hold: the limit is a hard bound.
+        let room = limits.high_water.saturating_sub(self.pending.len());
+        let want = scratch.len().min(budget.read).min(room);
+        let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
+            self.readable = false;
+            return Ok(());
+        };
+        if n == 0 {
+            self.phase = Phase::PeerClosed;
+            self.readable = false;
+            return Ok(());
+        }
+        budget.read -= n;
+        outcome.bytes_read += n;
+        if n < want && !self.read_closed {
+            // A short read drained the socket; new data raises a new edge. Skipping the read
+            // that would only say WouldBlock saves a syscall per message (tokio does the same).
+            self.readable = false;
+        }
+        let data = &scratch[..n];
+        let mut sent = 0;
+        if self.pending.is_empty() && self.writable {
+            // The fast path: straight from the shared scratch buffer back to the socket.
+            match write_nonblocking(io, data)? {
+                Some(written) => sent = written,
+                None => self.writable = false,
+            }
+            budget.write = budget.write.saturating_sub(sent);
+            outcome.bytes_written += sent;
+        }
+        self.pending.extend_from_slice(&data[sent..]);
+        Ok(())
+    }
+
+    fn finish_writing<S: Stream>(&mut self, io: &mut S) -> Result<(), CloseReason> {
+        io.shutdown_write().map_err(|e| classify(&e))?;
+        self.phase = match self.phase {
+            // We read to EOF, so nothing unread remains: closing now sends no RST.
+            Phase::PeerClosed => Phase::Closed(CloseReason::PeerClosed),
+            _ => Phase::Lingering,
+        };
+        Ok(())
+    }
+
+    fn discard<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        budget: &mut Budget,
+        stats: &mut Stats,
+    ) -> Result<(), CloseReason> {
+        let want = scratch.len().min(budget.read);
+        match read_nonblocking(io, &mut scratch[..want])? {
+            Some(0) => self.phase = Phase::Closed(CloseReason::Shutdown),
+            Some(n) => {
+                budget.read -= n;
+                stats.tcp_bytes_discarded += n as u64;
+            }
+            None => self.readable = false,
+        }
+        Ok(())
+    }
+
+    fn update_backpressure(&mut self, limits: &Limits, stats: &mut Stats) {
+        if !self.paused && self.pending.len() >= limits.high_water {
+            self.paused = true;
+            stats.backpressure_pauses += 1;
+        } else if self.paused && self.pending.len() <= limits.low_water {
+            // Still `readable` if we stopped before WouldBlock: the next step reads again.
+            self.paused = false;
+        }
+    }
+}
+
+/// One `read`: `Some(n)` with `n == 0` at EOF, `None` on `WouldBlock`, retried on `EINTR`.
+fn read_nonblocking<S: Read>(io: &mut S, buf: &mut [u8]) -> Result<Option<usize>, CloseReason> {
+    loop {
+        match io.read(buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(classify(&e)),
+        }
+    }
+}
+
+/// One `write`: `Some(n)` bytes taken (never 0), `None` on `WouldBlock`, retried on `EINTR`.
+fn write_nonblocking<S: Write>(io: &mut S, data: &[u8]) -> Result<Option<usize>, CloseReason> {
+    loop {
+        match io.write(data) {
+            Ok(0) if !data.is_empty() => return Err(CloseReason::IoError),
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(classify(&e)),
+        }
+    }
+}
+
+/// Maps a socket error to how the connection ended.
+fn classify(error: &io::Error) -> CloseReason {
+    use io::ErrorKind::*;
+    match error.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected => CloseReason::Reset,
+        _ => CloseReason::IoError,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Scripted tests: no sockets, no clock. Each test reads as "this comes in, that goes out".
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// What the next `read` returns.
+    #[derive(Debug, Clone)]
+    pub enum Input {
+        Data(usize),
+        WouldBlock,
+        Eof,
+        Reset,
+    }
+
+    /// What the next `write` does.
+    #[derive(Debug, Clone, Copy)]
+    pub enum Output {
+        Take(usize),
+        WouldBlock,
+        Broken,
+    }
+
+    /// A stream whose reads produce a counting pattern and whose writes follow a script.
+    /// When a script runs out, the call says `WouldBlock` (as a real socket would, eventually).
+    #[derive(Default)]
+    pub struct ScriptedStream {
+        pub reads: VecDeque<Input>,
+        pub writes: VecDeque<Output>,
+        pub sent_in: Vec<u8>,
+        pub echoed: Vec<u8>,
+        pub fin_sent: bool,
+        pub read_calls: usize,
+    }
+
+    impl ScriptedStream {
+        pub fn new(reads: Vec<Input>, writes: Vec<Output>) -> Self {
+            ScriptedStream {
+                reads: reads.into(),
+                writes: writes.into(),
+                ..Default::default()
+            }
+        }
+    }
+
+    impl Read for ScriptedStream {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.read_calls += 1;
+            match self.reads.pop_front() {
+                Some(Input::Data(n)) => {
+                    let n = n.min(buf.len());
+                    for byte in buf.iter_mut().take(n) {
+                        *byte = (self.sent_in.len() % 251) as u8;
+                        self.sent_in.push(*byte);
+                    }
+                    Ok(n)
+                }
+                Some(Input::Eof) => Ok(0),
+                Some(Input::Reset) => Err(io::ErrorKind::ConnectionReset.into()),
+                Some(Input::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    impl Write for ScriptedStream {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            match self.writes.pop_front() {
+                Some(Output::Take(k)) => {
+                    let k = k.min(data.len());
+                    self.echoed.extend_from_slice(&data[..k]);
+                    Ok(k)
+                }
+                Some(Output::Broken) => Err(io::ErrorKind::BrokenPipe.into()),
+                Some(Output::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Stream for ScriptedStream {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            self.fin_sent = true;
+            Ok(())
+        }
+    }
+
+    pub fn limits() -> Limits {
+        Limits {
+            high_water: 1000,
+            low_water: 250,
+            read_budget: 4096,
+            write_budget: 4096,
+        }
+    }
+
+    fn drive(conn: &mut Connection, io: &mut ScriptedStream, stats: &mut Stats) -> Outcome {
+        let mut scratch = [0u8; 512];
+        conn.drive(io, &mut scratch, &limits(), stats)
+    }
+
+    #[test]
+    fn fast_path_echoes_from_scratch_without_buffering() {
+        let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::Take(100)]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, false);
+        let outcome = drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(io.echoed, io.sent_in);
+        assert_eq!(outcome.bytes_written, 100);
+        assert_eq!(conn.buffer_capacity(), 0, "idle connection holds no buffer");
+        assert_eq!(io.read_calls, 1, "a short read skips the WouldBlock read");
+        assert!(!outcome.yielded);
+    }
+
+    #[test]
+    fn short_write_keeps_the_rest_in_order_until_writable_again() {
+        let mut io = ScriptedStream::new(
+            vec![Input::Data(300), Input::Data(200)],
+            vec![Output::Take(50), Output::WouldBlock],
+        );
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, true);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.pending(), 450);
+        assert_eq!(io.echoed.len(), 50);
+        io.writes = vec![Output::Take(1000)].into();
+        conn.on_event(false, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(io.echoed, io.sent_in);
+        assert_eq!(conn.buffer_capacity(), 0);
+    }
+
+    #[test]
+    fn peer_fin_flushes_everything_then_sends_fin_and_closes() {
+        let mut io = ScriptedStream::new(
+            vec![Input::Data(512), Input::Data(40), Input::Eof],
+            vec![Output::WouldBlock],
+        );
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, true);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.phase(), Phase::PeerClosed);
+        assert!(!io.fin_sent, "FIN must wait for pending output");
+        io.writes = vec![Output::Take(100), Output::Take(1000)].into();
+        conn.on_event(false, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(io.echoed, io.sent_in);
+        assert!(io.fin_sent);
+        assert_eq!(conn.close_reason(), Some(CloseReason::PeerClosed));
+        assert_eq!(stats.tcp_bytes_in, 552);
+        assert_eq!(stats.tcp_bytes_out, 552);
+    }
+
+    #[test]
+    fn backpressure_stops_reading_at_high_water_and_resumes_at_low_water() {
+        let reads = (0..10).map(|_| Input::Data(512)).collect();
+        let mut io = ScriptedStream::new(reads, vec![]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(
+            conn.pending(),
+            1000,
+            "reads stop exactly at the high-water mark"
+        );
+        assert!(conn.is_paused());
+        assert_eq!(stats.backpressure_pauses, 1);
+        // The client drains 700 bytes: still above low water, so no reading yet.
+        io.writes = vec![Output::Take(700), Output::WouldBlock].into();
+        conn.on_event(false, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert!(conn.is_paused());
+        assert_eq!(conn.pending(), 300);
+        // 100 more: below low water, and reading resumes with no new read edge.
+        io.writes = vec![Output::Take(100), Output::WouldBlock].into();
+        conn.on_event(false, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert!(conn.pending() > 200, "read resumed without a new edge");
+        let mut all = io.echoed.clone();
+        all.truncate(800);
+        assert_eq!(all[..], io.sent_in[..800]);
+    }
+
+    #[test]
+    fn budget_cut_yields_and_resumes_without_new_event() {
+        let reads = (0..20).map(|_| Input::Data(512)).collect();
+        let writes = (0..20).map(|_| Output::Take(512)).collect();
+        let mut io = ScriptedStream::new(reads, writes);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, false);
+        let first = drive(&mut conn, &mut io, &mut stats);
+        assert!(first.yielded);
+        assert_eq!(first.bytes_read, 4096);
+        let mut rounds = 0;
+        while drive(&mut conn, &mut io, &mut stats).yielded {
+            rounds += 1;
+            assert!(rounds < 10);
+        }
+        assert_eq!(io.echoed.len(), 20 * 512);
+        assert_eq!(io.echoed, io.sent_in);
+    }
+
+    #[test]
+    fn reset_closes_with_reason_and_frees_buffer() {
+        let mut io = ScriptedStream::new(vec![Input::Data(200), Input::Reset], vec![]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, true);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.close_reason(), Some(CloseReason::Reset));
+        assert_eq!(conn.buffer_capacity(), 0);
+    }
+
+    #[test]
+    fn broken_pipe_on_write_closes_as_reset() {
+        let mut io = ScriptedStream::new(vec![Input::Data(10)], vec![Output::Broken]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.close_reason(), Some(CloseReason::Reset));
+    }
+
+    #[test]
+    fn drain_flushes_sends_fin_then_lingers_until_peer_eof() {
+        let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::WouldBlock]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.pending(), 100);
+        conn.begin_drain();
+        io.reads = vec![Input::Data(30), Input::Eof].into();
+        io.writes = vec![Output::Take(100)].into();
+        conn.on_event(true, true, true);
+        drive(&mut conn, &mut io, &mut stats);
+        assert!(io.fin_sent);
+        assert_eq!(
+            io.echoed.len(),
+            100,
+            "only what was read before the drain is echoed"
+        );
+        assert_eq!(stats.tcp_bytes_discarded, 30);
+        assert_eq!(conn.close_reason(), Some(CloseReason::Shutdown));
+    }
+
+    #[test]
+    fn spurious_events_cost_nothing() {
+        let mut io = ScriptedStream::new(vec![], vec![]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, false);
+        let outcome = drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(outcome, Outcome::default());
+        assert_eq!(conn.phase(), Phase::Open);
+    }
+}

@@ -1,0 +1,478 @@
+//! The reactor: one thread, one `mio::Poll`, the listener, the UDP socket and a slab of
+//! connections. [`Server::run`] is the event loop; read it first.
+//!
+//! Contracts from mio this code relies on (see `mio::Poll`'s docs):
+//! - Readiness is edge-triggered: after an event, a source must be read or written until
+//!   `WouldBlock`, or the readiness is remembered here and worked off later (the ready queue).
+//! - Events can be spurious, and an event can name a connection that was closed earlier in the
+//!   same batch: look-ups by token tolerate a missing entry.
+//! - Closing a socket's descriptor removes it from the poller, so teardown needs no
+//!   `deregister` call; teardown waits for the end of the batch so no slab key (and token) is
+//!   reused while events for its previous owner may still be in hand.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::connection::{Connection, Limits};
+use crate::error::ServerError;
+use crate::net;
+use crate::stats::{CloseReason, Stats};
+use crate::udp::{UdpEcho, MAX_DATAGRAM};
+
+/// Reserved tokens sit at the top of the range; connection tokens are slab keys, far below.
+const LISTENER: Token = Token(usize::MAX - 1);
+const UDP: Token = Token(usize::MAX - 2);
+const WAKER: Token = Token(usize::MAX - 3);
+
+/// Datagrams echoed per wakeup before TCP gets a turn.
+const UDP_BUDGET: usize = 256;
+/// How long accepting pauses after the process ran out of descriptors (nginx uses 500 ms).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// At most one "out of descriptors" warning per this period.
+const WARNING_PERIOD: Duration = Duration::from_secs(10);
+
+/// Stops a running [`Server`] from any thread: stop accepting, drain, return the stats.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to shut down gracefully. Calling it again changes nothing.
+    pub fn shutdown(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop for shutdown: {e}");
+        }
+    }
+}
+
+/// A TCP connection as the reactor holds it: the socket beside its sans-IO state.
+#[derive(Debug)]
+struct Conn {
+    socket: TcpStream,
+    state: Connection,
+    peer: SocketAddr,
+    /// In the ready queue already (so it is queued once).
+    queued: bool,
+}
+
+/// A bound echo server. Create with [`Server::bind`], stop with a [`ShutdownHandle`].
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    udp: Option<UdpEcho>,
+    conns: Slab<Conn>,
+    /// The one read buffer shared by every socket: input lands here and goes straight back.
+    scratch: Box<[u8]>,
+    limits: Limits,
+    /// Connections whose budget ran out with work left; they run again next turn.
+    ready: Vec<usize>,
+    /// Connections that finished during this batch; removed at its end.
+    finished: Vec<usize>,
+    /// The listener or UDP socket has work left that no new edge will announce.
+    accept_ready: bool,
+    udp_ready: bool,
+    accept_retry_at: Option<Instant>,
+    last_fd_warning: Option<Instant>,
+    next_stats_at: Option<Instant>,
+    drain_deadline: Option<Instant>,
+    shutdown_requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    tcp_addr: Option<SocketAddr>,
+    udp_addr: Option<SocketAddr>,
+    started: Instant,
+    stats: Stats,
+}
+
+impl Server {
+    /// Validates `config`, binds its sockets and registers them. Port 0 works: read the real
+    /// addresses with [`Server::tcp_addr`] and [`Server::udp_addr`].
+    pub fn bind(config: Config) -> Result<Server, ServerError> {
+        config.validate()?;
+        let bound = net::bind(&config)?;
+        let poll = Poll::new().map_err(ServerError::Poll)?;
+        let registry = poll.registry();
+        let waker = Arc::new(Waker::new(registry, WAKER).map_err(ServerError::Poll)?);
+
+        let mut listener = bound.tcp.map(TcpListener::from_std);
+        let mut tcp_addr = None;
+        if let Some(listener) = listener.as_mut() {
+            tcp_addr = Some(listener.local_addr().map_err(ServerError::Poll)?);
+            registry
+                .register(listener, LISTENER, Interest::READABLE)
+                .map_err(ServerError::Poll)?;
+        }
+        let mut udp = bound
+            .udp
+            .map(|socket| UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams));
+        let mut udp_addr = None;
+        if let Some(udp) = udp.as_mut() {
+            udp_addr = Some(udp.local_addr().map_err(ServerError::Poll)?);
+            registry
+                .register(
+                    udp.socket_mut(),
+                    UDP,
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map_err(ServerError::Poll)?;
+        }
+        if config.is_exposed() {
+            log::warn!(
+                "listening on {}: the echo service is exposed beyond this machine \
+                 (a public UDP echo can be abused as a reflection amplifier)",
+                config.bind
+            );
+        }
+        let limits = Limits {
+            high_water: config.max_pending,
+            low_water: config.low_water,
+            read_budget: config.read_budget,
+            write_budget: config.write_budget,
+        };
+        Ok(Server {
+            poll,
+            listener,
+            udp,
+            conns: Slab::new(),
+            scratch: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+            limits,
+            ready: Vec::new(),
+            finished: Vec::new(),
+            accept_ready: false,
+            udp_ready: false,
+            accept_retry_at: None,
+            last_fd_warning: None,
+            next_stats_at: None,
+            drain_deadline: None,
+            shutdown_requested: Arc::new(AtomicBool::new(false)),
+            waker,
+            tcp_addr,
+            udp_addr,
+            started: Instant::now(),
+            stats: Stats::default(),
+            config,
+        })
+    }
+
+    /// The bound TCP address, unless TCP is off.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The bound UDP address, unless UDP is off.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// A handle that stops this server from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            requested: Arc::clone(&self.shutdown_requested),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// The counters so far (an embedder running the loop elsewhere gets them from `run`).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            uptime: self.started.elapsed(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The event loop. Returns the final counters after a graceful shutdown.
+    ///
+    /// Each turn: wait for readiness (or for a timer, or not at all when work is queued),
+    /// dispatch each event by token, run work that an earlier budget cut short, tear down
+    /// connections that finished, then check timers.
+    pub fn run(mut self) -> Result<Stats, ServerError> {
+        self.started = Instant::now();
+        self.next_stats_at = self.config.stats_interval.map(|every| self.started + every);
+        let mut events = Events::with_capacity(1024);
+        while !self.is_finished() {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(ServerError::Poll(e)),
+                }
+            }
+            for event in events.iter() {
+                self.dispatch(event);
+            }
+            self.run_ready_work();
+            self.remove_finished();
+            self.check_timers(Instant::now());
+        }
+        Ok(self.stats())
+    }
+
+    /// Routes one event to its source. Connections run at once; the listener and the UDP
+    /// socket only note their readiness and run in `run_ready_work`.
+    fn dispatch(&mut self, event: &Event) {
+        match event.token() {
+            LISTENER => self.accept_ready = true,
+            UDP => {
+                if let Some(udp) = self.udp.as_mut() {
+                    udp.on_event(event.is_readable(), event.is_writable());
+                    self.udp_ready = true;
+                }
+            }
+            WAKER => self.on_wake(),
+            Token(key) => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.state.on_event(
+                        event.is_readable(),
+                        event.is_writable() || event.is_write_closed(),
+                        event.is_read_closed() || event.is_error(),
+                    );
+                    self.drive_connection(key);
+                }
+            }
+        }
+    }
+
+    /// Work that no new event will announce: accepts and datagrams past their budget,
+    /// connections that yielded.
+    fn run_ready_work(&mut self) {
+        if self.accept_ready {
+            self.accept_batch();
+        }
+        if self.udp_ready {
+            self.udp_ready = match self.udp.as_mut() {
+                Some(udp) => udp.drive(&mut self.scratch, UDP_BUDGET, &mut self.stats),
+                None => false,
+            };
+        }
+        let queued = std::mem::take(&mut self.ready);
+        for &key in &queued {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.queued = false;
+            }
+            self.drive_connection(key);
+        }
+        // Keep the allocation of whichever queue is larger, for the next turn.
+        if self.ready.is_empty() {
+            self.ready = queued;
+            self.ready.clear();
+        }
+    }
+
+    /// Lets one connection do its I/O, then files it: finished, queued, or waiting for an edge.
+    fn drive_connection(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.state.close_reason().is_some() {
+            return; // already in `finished`
+        }
+        let outcome = conn.state.drive(
+            &mut conn.socket,
+            &mut self.scratch,
+            &self.limits,
+            &mut self.stats,
+        );
+        if conn.state.close_reason().is_some() {
+            self.finished.push(key);
+        } else if outcome.yielded && !conn.queued {
+            conn.queued = true;
+            self.ready.push(key);
+        }
+    }
+
+    /// Accepts up to the per-wakeup budget. Running out of descriptors pauses accepting for a
+    /// moment (and until a connection closes) instead of spinning or ending the server.
+    fn accept_batch(&mut self) {
+        self.accept_ready = false;
+        for _ in 0..self.config.accept_budget {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => self.admit(socket, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_out_of_descriptors(&e) => {
+                    self.stats.accept_errors += 1;
+                    self.warn_out_of_descriptors(&e);
+                    self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+                Err(e) => {
+                    // ECONNABORTED and friends: that one client is gone; keep accepting.
+                    self.stats.accept_errors += 1;
+                    log::debug!("accept: {e}");
+                }
+            }
+        }
+        // Budget spent: more may be waiting, and no new edge will say so.
+        self.accept_ready = true;
+    }
+
+    fn admit(&mut self, socket: TcpStream, peer: SocketAddr) {
+        // Echo is latency-bound: do not let Nagle hold back a small reply.
+        if let Err(e) = socket.set_nodelay(true) {
+            log::debug!("set_nodelay for {peer}: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let mut conn = Conn {
+            socket,
+            state: Connection::new(),
+            peer,
+            queued: false,
+        };
+        // Registered once, for both directions; readiness is tracked in `Connection` after.
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut conn.socket, Token(entry.key()), interest)
+        {
+            self.stats.accept_errors += 1;
+            log::warn!("cannot register connection from {peer}: {e}");
+            return;
+        }
+        log::debug!("accepted {peer} as #{}", entry.key());
+        entry.insert(conn);
+        self.stats.conn_accepted += 1;
+        self.stats.conn_active += 1;
+    }
+
+    /// Teardown at the batch boundary: drop the sockets of connections that finished.
+    fn remove_finished(&mut self) {
+        if self.finished.is_empty() {
+            return;
+        }
+        for key in std::mem::take(&mut self.finished) {
+            let Some(conn) = self.conns.try_remove(key) else {
+                continue;
+            };
+            if conn.queued {
+                self.ready.retain(|&queued| queued != key);
+            }
+            let reason = conn.state.close_reason().unwrap_or(CloseReason::IoError);
+            log::debug!("closed {} (#{key}): {reason:?}", conn.peer);
+            self.stats.record_close(reason);
+        }
+        // A descriptor was freed: if accepting paused for lack of one, try again now.
+        if self.accept_retry_at.take().is_some() {
+            self.accept_ready = true;
+        }
+    }
+
+    fn on_wake(&mut self) {
+        if self.shutdown_requested.load(Ordering::SeqCst) && self.drain_deadline.is_none() {
+            self.begin_shutdown();
+        }
+    }
+
+    /// Stop accepting and serving UDP; ask every connection to drain and finish.
+    fn begin_shutdown(&mut self) {
+        log::info!(
+            "shutting down: draining {} connection(s) for up to {:?}",
+            self.conns.len(),
+            self.config.drain_timeout
+        );
+        self.drain_deadline = Some(Instant::now() + self.config.drain_timeout);
+        self.listener = None;
+        self.udp = None;
+        self.accept_ready = false;
+        self.udp_ready = false;
+        self.accept_retry_at = None;
+        for (key, conn) in self.conns.iter_mut() {
+            conn.state.begin_drain();
+            if !conn.queued {
+                conn.queued = true;
+                self.ready.push(key);
+            }
+        }
+    }
+
+    fn check_timers(&mut self, now: Instant) {
+        if self.accept_retry_at.is_some_and(|at| now >= at) {
+            self.accept_retry_at = None;
+            self.accept_ready = true;
+        }
+        if let Some(at) = self.next_stats_at.filter(|&at| now >= at) {
+            let every = self.config.stats_interval.unwrap_or(Duration::from_secs(1));
+            self.next_stats_at = Some(at.max(now - every) + every);
+            log::info!("stats {}", self.stats());
+        }
+        if self.drain_deadline.is_some_and(|at| now >= at) {
+            self.abort_remaining();
+        }
+    }
+
+    /// The drain deadline passed: close what is left. A connection that already sent its FIN
+    /// and was only waiting for the peer's closed in order; the rest are cut off.
+    fn abort_remaining(&mut self) {
+        for (key, conn) in self.conns.iter_mut() {
+            let reason = match conn.state.phase() {
+                crate::connection::Phase::Lingering => CloseReason::Shutdown,
+                _ => CloseReason::DrainTimeout,
+            };
+            conn.state.abort(reason);
+            self.finished.push(key);
+        }
+        self.finished.sort_unstable();
+        self.finished.dedup();
+        self.remove_finished();
+    }
+
+    fn is_finished(&self) -> bool {
+        self.drain_deadline.is_some() && self.conns.is_empty()
+    }
+
+    /// Zero when work is queued; otherwise until the next timer, or forever.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.accept_ready || self.udp_ready || !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = [
+            self.accept_retry_at,
+            self.next_stats_at,
+            self.drain_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    fn warn_out_of_descriptors(&mut self, error: &io::Error) {
+        let now = Instant::now();
+        if self
+            .last_fd_warning
+            .is_some_and(|at| now.duration_since(at) < WARNING_PERIOD)
+        {
+            return;
+        }
+        self.last_fd_warning = Some(now);
+        log::warn!(
+            "accept: {error}; pausing accepts until a connection closes or {ACCEPT_RETRY:?} pass \
+             ({} accept errors so far; raise `ulimit -n` to serve more clients)",
+            self.stats.accept_errors
+        );
+    }
+}
+
+/// EMFILE (this process) or ENFILE (the whole system): no descriptor for the new socket.
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE)
+    )
+}

@@ -1,0 +1,152 @@
+//! Counters: what the server did, readable by an embedder and printed as one `key=value` line.
+//!
+//! Every policy decision bumps a counter here (as Redis does in `server.stat_*`), so a user can
+//! cross-check a load generator against the server: bytes the generator saw echoed must equal
+//! `tcp_bytes_out`. The same line serves humans and scripts: `summary key=value ...`.
+
+use std::fmt;
+use std::time::Duration;
+
+/// How one connection ended. Counted in [`Stats`]; never an error that escapes the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer half-closed; everything pending was echoed, then we closed our side.
+    PeerClosed,
+    /// The peer reset the connection (`ECONNRESET`) or the socket reported an error.
+    Reset,
+    /// A write failed because the peer is gone (`EPIPE`) or another I/O error occurred.
+    IoError,
+    /// Server shutdown: the connection drained and closed in order.
+    Shutdown,
+    /// Server shutdown: the drain deadline passed with output still pending.
+    DrainTimeout,
+}
+
+/// The server's counters. Plain integers: the loop is single-threaded, so no atomics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Time since the server started running.
+    pub uptime: Duration,
+    /// TCP connections accepted.
+    pub conn_accepted: u64,
+    /// TCP connections currently open.
+    pub conn_active: u64,
+    /// TCP connections closed, all reasons together.
+    pub conn_closed: u64,
+    /// ... of which the peer closed in order.
+    pub closed_peer: u64,
+    /// ... of which were reset by the peer.
+    pub closed_reset: u64,
+    /// ... of which ended on another I/O error.
+    pub closed_io_error: u64,
+    /// ... of which closed in order during shutdown.
+    pub closed_shutdown: u64,
+    /// ... of which were cut off by the drain deadline.
+    pub closed_drain_timeout: u64,
+    /// `accept` failures that were survived (EMFILE, ENFILE, ECONNABORTED, ...).
+    pub accept_errors: u64,
+    /// Bytes read from TCP clients.
+    pub tcp_bytes_in: u64,
+    /// Bytes written back to TCP clients.
+    pub tcp_bytes_out: u64,
+    /// Bytes read and discarded while lingering after shutdown (not echoed, by design).
+    pub tcp_bytes_discarded: u64,
+    /// Times a connection hit its pending-output limit and stopped being read.
+    pub backpressure_pauses: u64,
+    /// Datagrams received.
+    pub udp_datagrams_in: u64,
+    /// Datagrams echoed.
+    pub udp_datagrams_out: u64,
+    /// UDP payload bytes received.
+    pub udp_bytes_in: u64,
+    /// UDP payload bytes echoed.
+    pub udp_bytes_out: u64,
+    /// Replies dropped because the reply queue was full.
+    pub udp_dropped_queue_full: u64,
+    /// Replies dropped because `send_to` failed (e.g. no route, message too long).
+    pub udp_dropped_send_error: u64,
+}
+
+impl Stats {
+    /// Counts one closed connection under its reason.
+    pub fn record_close(&mut self, reason: CloseReason) {
+        self.conn_closed += 1;
+        self.conn_active = self.conn_active.saturating_sub(1);
+        let counter = match reason {
+            CloseReason::PeerClosed => &mut self.closed_peer,
+            CloseReason::Reset => &mut self.closed_reset,
+            CloseReason::IoError => &mut self.closed_io_error,
+            CloseReason::Shutdown => &mut self.closed_shutdown,
+            CloseReason::DrainTimeout => &mut self.closed_drain_timeout,
+        };
+        *counter += 1;
+    }
+
+    /// Total UDP replies dropped, all reasons together.
+    pub fn udp_dropped(&self) -> u64 {
+        self.udp_dropped_queue_full + self.udp_dropped_send_error
+    }
+}
+
+/// `key=value` pairs separated by spaces, in a fixed order; stable for scripts.
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
+        let fields: [(&str, u64); 19] = [
+            ("conn_accepted", self.conn_accepted),
+            ("conn_active", self.conn_active),
+            ("conn_closed", self.conn_closed),
+            ("closed_peer", self.closed_peer),
+            ("closed_reset", self.closed_reset),
+            ("closed_io_error", self.closed_io_error),
+            ("closed_shutdown", self.closed_shutdown),
+            ("closed_drain_timeout", self.closed_drain_timeout),
+            ("accept_errors", self.accept_errors),
+            ("tcp_bytes_in", self.tcp_bytes_in),
+            ("tcp_bytes_out", self.tcp_bytes_out),
+            ("tcp_bytes_discarded", self.tcp_bytes_discarded),
+            ("backpressure_pauses", self.backpressure_pauses),
+            ("udp_datagrams_in", self.udp_datagrams_in),
+            ("udp_datagrams_out", self.udp_datagrams_out),
+            ("udp_bytes_in", self.udp_bytes_in),
+            ("udp_bytes_out", self.udp_bytes_out),
+            ("udp_dropped_queue_full", self.udp_dropped_queue_full),
+            ("udp_dropped_send_error", self.udp_dropped_send_error),
+        ];
+        for (key, value) in fields {
+            write!(f, " {key}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_land_in_their_own_counter() {
+        let mut stats = Stats {
+            conn_active: 2,
+            ..Stats::default()
+        };
+        stats.record_close(CloseReason::Reset);
+        stats.record_close(CloseReason::PeerClosed);
+        assert_eq!(stats.conn_closed, 2);
+        assert_eq!(stats.conn_active, 0);
+        assert_eq!(stats.closed_reset, 1);
+        assert_eq!(stats.closed_peer, 1);
+    }
+
+    #[test]
+    fn display_is_space_separated_key_values() {
+        let stats = Stats {
+            tcp_bytes_out: 42,
+            ..Stats::default()
+        };
+        let line = stats.to_string();
+        assert!(line.starts_with("uptime_s=0.000 "));
+        assert!(line.split(' ').any(|kv| kv == "tcp_bytes_out=42"));
+        assert!(line.split(' ').all(|kv| kv.contains('=')));
+    }
+}
