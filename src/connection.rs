@@ -630,6 +630,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn would_block_clears_readiness_until_the_next_event() {
+        let mut io = ScriptedStream::new(
+            vec![Input::Data(512), Input::WouldBlock, Input::Data(512)],
+            vec![Output::Take(4096), Output::Take(4096)],
+        );
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(io.echoed.len(), 512, "no read after WouldBlock without a new edge");
+        conn.on_event(true, false, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(io.echoed.len(), 1024);
+        assert_eq!(io.echoed, io.sent_in);
+    }
+
+    #[test]
     fn spurious_events_cost_nothing() {
         let mut io = ScriptedStream::new(vec![], vec![]);
         let mut conn = Connection::new();

@@ -28,6 +28,10 @@ fn main() -> ExitCode {
         Ok(server) => server,
         Err(e) => return fail(&e.to_string(), 2),
     };
+    // Handlers first: a script may signal us as soon as it has read the address line.
+    if let Err(e) = forward_signals(server.shutdown_handle()) {
+        return fail(&format!("cannot install signal handlers: {e}"), 1);
+    }
     // One line a script can read to learn the ports (use with --port 0).
     println!(
         "listening tcp={} udp={}",
@@ -35,9 +39,6 @@ fn main() -> ExitCode {
         show(server.udp_addr())
     );
     let _ = std::io::stdout().flush();
-    if let Err(e) = forward_signals(server.shutdown_handle()) {
-        return fail(&format!("cannot install signal handlers: {e}"), 1);
-    }
     match server.run() {
         Ok(stats) => {
             println!("summary {stats}");
