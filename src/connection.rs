@@ -639,7 +639,11 @@ pub(crate) mod tests {
         let mut stats = Stats::default();
         conn.on_event(true, true, false);
         drive(&mut conn, &mut io, &mut stats);
-        assert_eq!(io.echoed.len(), 512, "no read after WouldBlock without a new edge");
+        assert_eq!(
+            io.echoed.len(),
+            512,
+            "no read after WouldBlock without a new edge"
+        );
         conn.on_event(true, false, false);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(io.echoed.len(), 1024);

@@ -83,7 +83,11 @@ impl Running {
 fn parse_listening(line: &str) -> (SocketAddr, SocketAddr) {
     let mut tcp = None;
     let mut udp = None;
-    for field in line.strip_prefix("listening ").expect("listening line").split(' ') {
+    for field in line
+        .strip_prefix("listening ")
+        .expect("listening line")
+        .split(' ')
+    {
         match field.split_once('=') {
             Some(("tcp", addr)) => tcp = Some(addr.parse().unwrap()),
             Some(("udp", addr)) => udp = Some(addr.parse().unwrap()),
@@ -114,8 +118,16 @@ fn port_zero_prints_addresses_and_sigterm_exits_zero_with_summary() {
     let summary = server.next_line();
     assert_eq!(server.wait_exit(), 0);
     assert!(summary.starts_with("summary "), "{summary}");
-    for expected in ["conn_accepted=1", "conn_closed=1", "tcp_bytes_in=11", "tcp_bytes_out=11"] {
-        assert!(summary.split(' ').any(|kv| kv == expected), "{expected} in {summary}");
+    for expected in [
+        "conn_accepted=1",
+        "conn_closed=1",
+        "tcp_bytes_in=11",
+        "tcp_bytes_out=11",
+    ] {
+        assert!(
+            summary.split(' ').any(|kv| kv == expected),
+            "{expected} in {summary}"
+        );
     }
     assert!(summary.contains("udp_datagrams_in="));
 }
@@ -162,5 +174,8 @@ fn port_in_use_exits_two_with_a_hint() {
     let stderr = server.stderr();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("echoloop: cannot bind TCP"), "{stderr}");
-    assert!(stderr.contains("in use") && stderr.contains("--port"), "{stderr}");
+    assert!(
+        stderr.contains("in use") && stderr.contains("--port"),
+        "{stderr}"
+    );
 }

@@ -177,5 +177,7 @@ impl Rng {
 /// A deterministic, position-dependent pattern: cheap to make, and a shifted or repeated
 /// byte shows up as a mismatch.
 pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect()
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect()
 }
