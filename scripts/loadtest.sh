@@ -329,7 +329,7 @@ sweep() {
 				fi
 				if ((conns * bytes > MAX_BUFFER_BYTES)); then
 					printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$mode" "$conns" "$size" \
-						"connections*size = $((conns * bytes / 1048576)) MiB exceeds the $((MAX_BUFFER_BYTES / 1048576)) MiB bound" >>"$RAW/skipped.tsv"
+						"connections*size = $((conns * bytes)) bytes exceeds the bound of $MAX_BUFFER_BYTES bytes (--max-buffer-bytes)" >>"$RAW/skipped.tsv"
 					log "skip $mode c=$conns s=$size: connections*size above bound"
 					continue
 				fi

@@ -171,6 +171,7 @@ def load_runs(results):
         if run["problem"] is None and run["gen_exit"] not in (0, None):
             run["problem"] = f"generator exited with status {run['gen_exit']}"
         runs.append(run)
+    runs.sort(key=lambda r: (server_order(r["server"]), r["mode"], r["size_bytes"], r["connections"], r["repeat"]))
     return runs
 
 
@@ -573,45 +574,63 @@ def sc(v, scale):
 
 
 def md_table_to_html(md):
-    """Render the pipe tables and bullets of summary.md; enough for our own output."""
+    """Render the headings, pipe tables, bullets and paragraphs of our own summary.md."""
     e = html.escape
-    out, in_table, in_list = [], False, False
+    out, para = [], []
+    in_table, list_depth = False, 0
+
+    def flush_para():
+        if para:
+            out.append("<p>" + e(" ".join(para)).replace("`", "") + "</p>")
+            para.clear()
+
+    def close_lists(depth):
+        nonlocal list_depth
+        while list_depth > depth:
+            out.append("</ul>")
+            list_depth -= 1
+
     for line in md.splitlines():
         if line.startswith("|"):
+            flush_para()
+            close_lists(0)
             cells = [c.strip() for c in line.strip("|").split("|")]
             if all(set(c) <= set("-:") for c in cells):
                 continue
+            tag = "td" if in_table else "th"
             if not in_table:
                 out.append("<table>")
-                tag, in_table = "th", True
-            else:
-                tag = "td"
+                in_table = True
             out.append("<tr>" + "".join(f"<{tag}>{e(c)}</{tag}>" for c in cells) + "</tr>")
             continue
         if in_table:
             out.append("</table>")
             in_table = False
-        if line.lstrip().startswith("- "):
-            if not in_list:
+        stripped = line.lstrip()
+        if stripped.startswith("- "):
+            flush_para()
+            depth = 1 + (len(line) - len(stripped)) // 2
+            while list_depth < depth:
                 out.append("<ul>")
-                in_list = True
-            txt = e(line.lstrip()[2:]).replace("**", "")
+                list_depth += 1
+            close_lists(depth)
+            txt = e(stripped[2:]).replace("**", "").replace("`", "")
             cls = ' class="bad"' if "FAILED" in txt else (' class="good"' if "AGREE" in txt else "")
             out.append(f"<li{cls}>{txt}</li>")
             continue
-        if in_list:
-            out.append("</ul>")
-            in_list = False
-        if line.startswith("## "):
-            out.append(f"<h2>{e(line[3:])}</h2>")
-        elif line.startswith("# "):
-            out.append(f"<h1>{e(line[2:])}</h1>")
+        close_lists(0)
+        if line.startswith("#"):
+            flush_para()
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{e(line[level:].strip())}</h{level}>")
         elif line.strip():
-            out.append(f"<p>{e(line)}</p>")
+            para.append(line.strip())
+        else:
+            flush_para()
+    flush_para()
+    close_lists(0)
     if in_table:
         out.append("</table>")
-    if in_list:
-        out.append("</ul>")
     return "\n".join(out)
 
 
