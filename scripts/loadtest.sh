@@ -1,0 +1,401 @@
+#!/usr/bin/env bash
+# Load test for echoloop: sweep connections x sizes x modes with echoloop-bench, keep the raw
+# evidence, and summarise it with scripts/report.py. Run `scripts/loadtest.sh --help`.
+#
+# Shape of a run:
+#   build -> start server (core 0) -> for each point: read server CPU, run generator (core 1),
+#   read server CPU, keep its JSON -> SIGTERM server, keep its `summary` line -> report.py
+#   (CSV, summary.md, report.html, cross-check of server counters vs generator totals).
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+usage: scripts/loadtest.sh [options]
+
+Sweeps echoloop-bench over connections x sizes x modes against a fresh echoloop (or another
+server) and writes raw JSON, runs.csv, summary.md, machine.txt and report.html.
+
+options:
+  --connections "LIST"  connection counts (default "1 10 100 1000 10000")
+  --sizes "LIST"        message sizes, e.g. "64 1K 64K" (default "64 1K 64K")
+  --modes "LIST"        generator modes (default "pingpong stream"); any of
+                        pingpong pipeline stream rate churn udp
+  --repeats N           runs per matrix point (default 3)
+  --duration D          measured time per run, passed to the generator (default 3s)
+  --warmup W            warmup per run, passed to the generator (default 1s)
+  --threads T           generator threads (default: the generator's own default)
+  --out DIR             results directory (default results/<UTC timestamp>)
+  --quick               smoke test in well under a minute: connections "1 10 100",
+                        sizes "64 1K", repeats 1, duration 1s, warmup 0.3s
+  --compare             also sweep examples/tokio_echo (fresh process, same pinning) and
+                        report echoloop/tokio ratios
+  --target HOST:PORT    benchmark an already running server instead: nothing is started,
+                        so there is no server CPU and no cross-check
+  --tolerance F         cross-check slack as a fraction of bytes (default 0.01): bytes still
+                        in flight when the generator closes may be echoed but never read
+  --max-buffer-bytes B  skip points where connections*size exceeds B (default 268435456)
+  --no-build            do not run cargo build (use the binaries already built)
+  -h, --help            print this help
+
+environment:
+  CARGO_TARGET_DIR      where the binaries are (default ./target)
+  ECHOLOOP_BIN, ECHOLOOP_BENCH_BIN, TOKIO_ECHO_BIN
+                        override the binaries (e.g. to test another build)
+
+Exit status: 0 if every run passed verification and every cross-check agreed; 1 if a run
+failed or a cross-check disagreed; 2 on usage or setup errors.
+EOF
+}
+
+die() {
+	echo "loadtest: $*" >&2
+	exit 2
+}
+log() { echo "loadtest: $*" >&2; }
+
+# ---------------------------------------------------------------- options
+CONNECTIONS="1 10 100 1000 10000"
+SIZES="64 1K 64K"
+MODES="pingpong stream"
+REPEATS=3
+DURATION=3s
+WARMUP=1s
+THREADS=""
+OUT=""
+COMPARE=0
+TARGET=""
+TOLERANCE=0.01
+MAX_BUFFER_BYTES=$((256 * 1024 * 1024))
+BUILD=1
+ORIG_ARGS=("$@")
+
+need_value() { [[ $# -ge 2 ]] || die "$1 needs a value (see --help)"; }
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	-h | --help) usage; exit 0 ;;
+	--connections) need_value "$@"; CONNECTIONS=$2; shift 2 ;;
+	--sizes) need_value "$@"; SIZES=$2; shift 2 ;;
+	--modes) need_value "$@"; MODES=$2; shift 2 ;;
+	--repeats) need_value "$@"; REPEATS=$2; shift 2 ;;
+	--duration) need_value "$@"; DURATION=$2; shift 2 ;;
+	--warmup) need_value "$@"; WARMUP=$2; shift 2 ;;
+	--threads) need_value "$@"; THREADS=$2; shift 2 ;;
+	--out) need_value "$@"; OUT=$2; shift 2 ;;
+	--target) need_value "$@"; TARGET=$2; shift 2 ;;
+	--tolerance) need_value "$@"; TOLERANCE=$2; shift 2 ;;
+	--max-buffer-bytes) need_value "$@"; MAX_BUFFER_BYTES=$2; shift 2 ;;
+	--quick)
+		CONNECTIONS="1 10 100"; SIZES="64 1K"; MODES="pingpong stream"
+		REPEATS=1; DURATION=1s; WARMUP=0.3s; shift ;;
+	--compare) COMPARE=1; shift ;;
+	--no-build) BUILD=0; shift ;;
+	*) die "unknown option '$1' (see --help)" ;;
+	esac
+done
+
+# Validate everything that ends up in file names or JSON before anything runs.
+for c in $CONNECTIONS; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "invalid connection count '$c'"; done
+for s in $SIZES; do [[ $s =~ ^[1-9][0-9]*[KkMm]?$ ]] || die "invalid size '$s' (use e.g. 64, 1K, 64K, 1M)"; done
+for m in $MODES; do
+	[[ $m =~ ^(pingpong|pipeline|stream|rate|churn|udp)$ ]] || die "invalid mode '$m'"
+done
+[[ -n $CONNECTIONS && -n $SIZES && -n $MODES ]] || die "empty --connections, --sizes or --modes"
+[[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "invalid --repeats '$REPEATS'"
+[[ -z $THREADS || $THREADS =~ ^[1-9][0-9]*$ ]] || die "invalid --threads '$THREADS'"
+[[ $MAX_BUFFER_BYTES =~ ^[1-9][0-9]*$ ]] || die "invalid --max-buffer-bytes '$MAX_BUFFER_BYTES'"
+[[ $TOLERANCE =~ ^[0-9]*\.?[0-9]+$ ]] || die "invalid --tolerance '$TOLERANCE'"
+if [[ -n $TARGET ]]; then
+	[[ $TARGET =~ ^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]+$ ]] || die "invalid --target '$TARGET' (HOST:PORT)"
+	[[ $COMPARE -eq 0 ]] || die "--compare starts its own servers; it cannot be combined with --target"
+fi
+
+# "3s" / "300ms" / "1m" / "2" -> whole seconds, rounded up (only used for timeouts).
+to_seconds() {
+	local v=$1 n unit
+	[[ $v =~ ^([0-9]*\.?[0-9]+)(ms|s|m)?$ ]] || die "cannot read duration '$v' (use e.g. 3s, 300ms)"
+	n=${BASH_REMATCH[1]}
+	unit=${BASH_REMATCH[2]:-s}
+	case $unit in
+	ms) awk -v n="$n" 'BEGIN { printf "%d\n", n / 1000 + 0.999 }' ;;
+	s) awk -v n="$n" 'BEGIN { printf "%d\n", n + 0.999 }' ;;
+	m) awk -v n="$n" 'BEGIN { printf "%d\n", n * 60 + 0.999 }' ;;
+	esac
+}
+DURATION_S=$(to_seconds "$DURATION")
+WARMUP_S=$(to_seconds "$WARMUP")
+
+size_to_bytes() {
+	local s=${1^^}
+	case $s in
+	*K) echo $((${s%K} * 1024)) ;;
+	*M) echo $((${s%M} * 1024 * 1024)) ;;
+	*) echo "$s" ;;
+	esac
+}
+
+# ---------------------------------------------------------------- paths and build
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+ECHOLOOP_BIN=${ECHOLOOP_BIN:-$TARGET_DIR/release/echoloop}
+BENCH_BIN=${ECHOLOOP_BENCH_BIN:-$TARGET_DIR/release/echoloop-bench}
+TOKIO_BIN=${TOKIO_ECHO_BIN:-$TARGET_DIR/release/examples/tokio_echo}
+
+command -v python3 >/dev/null || die "python3 is required for scripts/report.py"
+
+if [[ $BUILD -eq 1 ]]; then
+	log "building release binaries"
+	cargo build --release --bins >&2 || die "cargo build --release --bins failed"
+	if [[ $COMPARE -eq 1 ]]; then
+		cargo build --release --example tokio_echo >&2 || die "cargo build --release --example tokio_echo failed"
+	fi
+fi
+[[ -x $BENCH_BIN ]] || die "generator not found at $BENCH_BIN (build it, or set ECHOLOOP_BENCH_BIN)"
+if [[ -z $TARGET ]]; then
+	[[ -x $ECHOLOOP_BIN ]] || die "server not found at $ECHOLOOP_BIN (build it, or set ECHOLOOP_BIN)"
+fi
+if [[ $COMPARE -eq 1 ]]; then
+	[[ -x $TOKIO_BIN ]] || die "tokio_echo not found at $TOKIO_BIN (build it, or set TOKIO_ECHO_BIN)"
+fi
+
+# ---------------------------------------------------------------- limits and pinning
+# Each process has its own RLIMIT_NOFILE: at N connections the generator holds N sockets and
+# the server N more, so each needs N plus a margin for listeners, epoll, stdio and libraries.
+# Children inherit the limit, so raising the soft limit to the hard limit here covers both.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || log "could not raise the open-file soft limit"
+NOFILE=$(ulimit -n)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+FD_MARGIN=64
+
+PIN_SERVER=()
+PIN_GEN=()
+PINNING="none"
+if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]] && taskset -c 1 true 2>/dev/null; then
+	PIN_SERVER=(taskset -c 0)
+	PIN_GEN=(taskset -c 1)
+	PINNING="server on core 0, generator on core 1 (taskset)"
+else
+	PINNING="none (taskset missing or fewer than 2 CPUs): numbers are noisier"
+	log "warning: not pinning processes: $PINNING"
+fi
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- results directory
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-$ROOT/results/$STAMP}
+[[ -e $OUT/raw ]] && die "$OUT/raw already exists; choose another --out"
+mkdir -p "$OUT/raw"
+RAW=$OUT/raw
+printf 'server\tmode\tconnections\tsize\treason\n' >"$RAW/skipped.tsv"
+
+{
+	echo "# echoloop load test: machine, commit and commands"
+	echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "uname: $(uname -a)"
+	echo "cpu_model: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+	echo "cpu_count: $(grep -c ^processor /proc/cpuinfo) (nproc: $(nproc))"
+	echo "memory: $(grep -E '^MemTotal' /proc/meminfo | tr -s ' ')"
+	echo "rustc: $(rustc -V 2>/dev/null || echo unknown)"
+	echo "cargo: $(cargo -V 2>/dev/null || echo unknown)"
+	if git -C "$ROOT" rev-parse HEAD >/dev/null 2>&1; then
+		dirty=clean
+		[[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no) ]] && dirty=dirty
+		echo "git: $(git -C "$ROOT" rev-parse HEAD) ($dirty) branch $(git -C "$ROOT" rev-parse --abbrev-ref HEAD)"
+	else
+		echo "git: not a git checkout"
+	fi
+	echo "python: $(python3 -V 2>&1)"
+	echo "open_files_limit: $NOFILE (hard $(ulimit -Hn))"
+	echo "fs.file-max: $(cat /proc/sys/fs/file-max 2>/dev/null || echo ?)"
+	echo "net.ipv4.ip_local_port_range: $(tr '\t' ' ' </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo ?)"
+	echo "net.ipv4.tcp_tw_reuse: $(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo ?)"
+	echo "cpufreq governor (cpu0): $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo n/a)"
+	echo "pinning: $PINNING"
+	echo "clk_tck: $CLK_TCK"
+	echo "matrix: connections=[$CONNECTIONS] sizes=[$SIZES] modes=[$MODES] repeats=$REPEATS duration=$DURATION warmup=$WARMUP threads=${THREADS:-default}"
+	echo "generator: $BENCH_BIN"
+	echo
+	echo "## command lines"
+	printf 'script: %q' "$0"
+	printf ' %q' "${ORIG_ARGS[@]}"
+	echo
+} >"$OUT/machine.txt"
+
+# ---------------------------------------------------------------- server lifecycle
+SERVER_PID=""
+SERVER_NAME=""
+SERVER_ADDR=""
+SERVER_HAS_SUMMARY=false
+
+cleanup() {
+	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+		kill -TERM "$SERVER_PID" 2>/dev/null || true
+		sleep 0.5
+		kill -KILL "$SERVER_PID" 2>/dev/null || true
+	fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# start_server NAME BINARY HAS_SUMMARY: start it pinned on port 0, wait (<= 10 s) for its first
+# stdout line, and set SERVER_PID / SERVER_ADDR from `listening tcp=ADDR udp=...`.
+# HAS_SUMMARY (true/false) says whether it prints a `summary` line on SIGTERM (tokio_echo does
+# not), which decides whether report.py can cross-check its counters.
+start_server() {
+	local name=$1 bin=$2 line="" i
+	SERVER_HAS_SUMMARY=$3
+	local cmd=("${PIN_SERVER[@]}" "$bin" --port 0 --bind 127.0.0.1)
+	{
+		printf 'server %s: ' "$name"
+		printf '%q ' "${cmd[@]}"
+		echo
+	} >>"$OUT/machine.txt"
+	# Create the file first so the polling read below never races the redirection.
+	: >"$RAW/server-$name.stdout"
+	# taskset execs the server, so $! is the server's own PID (needed for /proc/PID/stat).
+	"${cmd[@]}" >"$RAW/server-$name.stdout" 2>"$RAW/server-$name.stderr" </dev/null &
+	SERVER_PID=$!
+	SERVER_NAME=$name
+	for ((i = 0; i < 100; i++)); do
+		if IFS= read -r line <"$RAW/server-$name.stdout" && [[ -n $line ]]; then
+			break
+		fi
+		kill -0 "$SERVER_PID" 2>/dev/null || die "$name exited before printing its address; see $RAW/server-$name.stderr"
+		sleep 0.1
+	done
+	[[ -n $line ]] || die "$name printed no 'listening' line within 10 s; see $RAW/server-$name.stderr"
+	[[ $line =~ ^listening\ .*tcp=([^[:space:]]+) ]] || die "$name's first line is not 'listening tcp=...': $line"
+	SERVER_ADDR=${BASH_REMATCH[1]}
+	[[ $SERVER_ADDR != off ]] || die "$name has TCP turned off: $line"
+	log "$name (pid $SERVER_PID) listening on $SERVER_ADDR"
+}
+
+# stop_server: SIGTERM, wait for the drain (<= 15 s), then SIGKILL and say so.
+stop_server() {
+	local i
+	kill -TERM "$SERVER_PID" 2>/dev/null || true
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$SERVER_PID" 2>/dev/null; then
+		log "$SERVER_NAME did not exit 15 s after SIGTERM; killing it (its summary will be missing)"
+		kill -KILL "$SERVER_PID" 2>/dev/null || true
+	fi
+	local rc=0
+	wait "$SERVER_PID" 2>/dev/null || rc=$?
+	echo "$SERVER_NAME exit status after SIGTERM: $rc" >>"$OUT/machine.txt"
+	# A server without a summary dies by SIGTERM's default action: 143 is its normal exit.
+	if [[ $SERVER_HAS_SUMMARY == true && $rc -ne 0 ]]; then
+		log "$SERVER_NAME exited with status $rc after SIGTERM (expected 0)"
+	fi
+	printf '{"server": "%s", "has_summary": %s, "exit_status": %d}\n' \
+		"$SERVER_NAME" "$SERVER_HAS_SUMMARY" "$rc" >"$RAW/server-$SERVER_NAME.info.json"
+	SERVER_PID=""
+}
+
+# Server utime+stime in clock ticks (fields 14 and 15 of /proc/PID/stat). The comm field may
+# contain spaces, so split after its closing parenthesis: field 3 is then index 0.
+server_ticks() {
+	local stat rest
+	local -a f
+	if [[ -z $SERVER_PID ]] || ! stat=$(<"/proc/$SERVER_PID/stat") 2>/dev/null; then
+		echo null
+		return
+	fi
+	rest=${stat##*) }
+	read -r -a f <<<"$rest"
+	echo $((f[11] + f[12]))
+}
+
+# ---------------------------------------------------------------- the sweep
+RUNS=0
+GEN_FAILED=0
+
+# sweep SERVER_LABEL ADDR: every matrix point x repeats against ADDR.
+sweep() {
+	local server=$1 addr=$2 mode conns size rep bytes name before after rc limit
+	local -a gen
+	for mode in $MODES; do
+		for size in $SIZES; do
+			bytes=$(size_to_bytes "$size")
+			for conns in $CONNECTIONS; do
+				if ((conns + FD_MARGIN > NOFILE)); then
+					printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$mode" "$conns" "$size" \
+						"needs ~$((conns + FD_MARGIN)) descriptors per process, open-file limit is $NOFILE" >>"$RAW/skipped.tsv"
+					log "skip $mode c=$conns s=$size: open-file limit $NOFILE too low"
+					continue
+				fi
+				if ((conns * bytes > MAX_BUFFER_BYTES)); then
+					printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$mode" "$conns" "$size" \
+						"connections*size = $((conns * bytes)) bytes exceeds the bound of $MAX_BUFFER_BYTES bytes (--max-buffer-bytes)" >>"$RAW/skipped.tsv"
+					log "skip $mode c=$conns s=$size: connections*size above bound"
+					continue
+				fi
+				for ((rep = 1; rep <= REPEATS; rep++)); do
+					name="$server-$mode-c$conns-s$size-r$rep"
+					gen=("$BENCH_BIN" "$mode" --target "$addr" --connections "$conns" --size "$size"
+						--duration "$DURATION" --warmup "$WARMUP" --json)
+					[[ -n $THREADS ]] && gen+=(--threads "$THREADS")
+					# Generous bound so a hung generator cannot hang CI: run time plus time
+					# to open (and close) the connections.
+					limit=$((DURATION_S + WARMUP_S + 30 + conns / 200))
+					{
+						printf '%s: ' "$name"
+						printf '%q ' "${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}"
+						echo
+					} >>"$OUT/machine.txt"
+					if [[ $server != external ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+						die "$server died before run $name; see $RAW/server-$server.stderr"
+					fi
+					before=$(server_ticks)
+					rc=0
+					"${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" </dev/null || rc=$?
+					after=$(server_ticks)
+					[[ $rc -eq 124 || $rc -eq 137 ]] && log "$name: generator timed out after ${limit}s"
+					printf '{"server": "%s", "mode": "%s", "connections": %d, "size": "%s", "repeat": %d, "gen_exit": %d, "clk_tck": %d, "server_ticks_before": %s, "server_ticks_after": %s, "server_pid": %s, "target": "%s"}\n' \
+						"$server" "$mode" "$conns" "$size" "$rep" "$rc" "$CLK_TCK" "$before" "$after" "${SERVER_PID:-null}" "$addr" >"$RAW/$name.meta.json"
+					RUNS=$((RUNS + 1))
+					if [[ $rc -ne 0 ]]; then
+						GEN_FAILED=$((GEN_FAILED + 1))
+						log "$name: generator exit status $rc (see $RAW/$name.stderr)"
+					else
+						log "$name: ok"
+					fi
+				done
+			done
+		done
+	done
+}
+
+if [[ -n $TARGET ]]; then
+	log "external target $TARGET: no server started, so no server CPU and no cross-check"
+	echo "server external: $TARGET (not started by this script; no server CPU, no cross-check)" >>"$OUT/machine.txt"
+	sweep external "$TARGET"
+else
+	start_server echoloop "$ECHOLOOP_BIN" true
+	sweep echoloop "$SERVER_ADDR"
+	stop_server
+	if [[ $COMPARE -eq 1 ]]; then
+		start_server tokio "$TOKIO_BIN" false
+		sweep tokio "$SERVER_ADDR"
+		stop_server
+	fi
+fi
+
+# ---------------------------------------------------------------- report
+report_rc=0
+python3 "$ROOT/scripts/report.py" "$OUT" --tolerance "$TOLERANCE" || report_rc=$?
+echo
+if [[ -f $OUT/summary.md ]]; then
+	cat "$OUT/summary.md"
+fi
+echo
+echo "results: $OUT"
+echo "  summary.md  runs.csv  report.html  machine.txt  raw/ ($RUNS runs, $GEN_FAILED with generator failures)"
+if [[ $report_rc -ne 0 ]]; then
+	echo "loadtest: FAILED (run failures or cross-check disagreement; see summary.md)" >&2
+	exit 1
+fi
+echo "loadtest: OK"

@@ -1,0 +1,169 @@
+//! Tests for the pure-report half of the load-test script: `scripts/report.py` run on the
+//! hand-made results in `tests/fixtures/loadtest/` (copied to a temporary directory, since the
+//! report writes next to its input). No server or generator is started here.
+//!
+//! The fixture's numbers are round on purpose (see the `raw/*.json` files): for example
+//! echoloop pingpong c=1 s=64 ran at 10k, 20k and 30k req/s, so its median is 20k with a spread
+//! of 10k–30k, and tokio at the same point has a median of 10k, a 2.00× throughput ratio.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A copy of the fixture directory under the system temp dir, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    #[track_caller]
+    fn new(test: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("echoloop-scripts-{}-{}", test, std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/loadtest");
+        copy_dir(&fixture, &dir);
+        Scratch(dir)
+    }
+
+    #[track_caller]
+    fn read(&self, name: &str) -> String {
+        fs::read_to_string(self.0.join(name))
+            .unwrap_or_else(|e| panic!("cannot read {name} in {}: {e}", self.0.display()))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[track_caller]
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Runs `python3 scripts/report.py DIR`; python 3.11 is on every machine we build on.
+#[track_caller]
+fn report(dir: &Path) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/report.py");
+    Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("python3 must be installed to run scripts/report.py")
+}
+
+/// The fixture as recorded: every output file is written, the medians and spreads are the
+/// ones built into the data, the ratios are computed from medians, and the cross-check agrees.
+#[test]
+fn report_on_fixture_writes_expected_medians() {
+    let scratch = Scratch::new("ok");
+    let out = report(&scratch.0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "report.py failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let csv = scratch.read("runs.csv");
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with(
+            "server,mode,connections,size,repeat,requests,requests_per_s,bytes_per_s,\
+             p50,p90,p99,p999,max,errors,server_cpu_s,server_cpu_us_per_msg,gen_cpu_s"
+        ),
+        "unexpected CSV header: {header}"
+    );
+    assert_eq!(lines.count(), 13, "one CSV row per run");
+    // echoloop pingpong c=1 s=64 repeat 2: 20000 requests, 0.2 s of server CPU -> 10 µs/msg.
+    assert!(
+        csv.contains(
+            "\necholoop,pingpong,1,64,2,20000,20000,1280000,60,120,240,480,1200,0,0.2,10,0.75,"
+        ),
+        "repeat-2 row not as expected:\n{csv}"
+    );
+
+    let md = scratch.read("summary.md");
+    for expected in [
+        "| echoloop | pingpong | 1 | 64 | 3 | 20k (10k–30k) | 1.28 | 60 | 240 | 480 | 10 | 0 |",
+        "| echoloop | pingpong | 10 | 64 | 3 | 50k (40k–60k) |",
+        "| tokio | pingpong | 1 | 64 | 3 | 10k (5k–15k) |",
+        "| pingpong | 1 | 64 | tokio | 20k | 10k | 2.00× | 0.50× | 0.75× |",
+        "| pingpong | 10 | 64 | tokio | 50k | 25k | 2.00× |",
+        "**echoloop**: AGREE exactly",
+        "**tokio**: not applicable",
+        "echoloop stream c=10000 s=64K: connections*size",
+    ] {
+        assert!(
+            md.contains(expected),
+            "summary.md lacks {expected:?}:\n{md}"
+        );
+    }
+
+    let html = scratch.read("report.html");
+    assert!(html.contains("<svg"), "report.html has no inline SVG chart");
+    assert!(html.contains("pingpong: requests/s vs connections"));
+    assert!(html.contains("pingpong 64: latency percentiles"));
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http"),
+        "report.html must be self-contained"
+    );
+}
+
+/// A run with verification errors makes the report exit 1 and list the run as failed.
+#[test]
+fn report_fails_on_verification_errors() {
+    let scratch = Scratch::new("verify");
+    let path = scratch.0.join("raw/echoloop-pingpong-c10-s64-r2.json");
+    let json = fs::read_to_string(&path).unwrap();
+    let doctored = json.replace("\"verify\": 0", "\"verify\": 3");
+    assert_ne!(json, doctored, "fixture layout changed");
+    fs::write(&path, doctored).unwrap();
+
+    let out = report(&scratch.0);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verification errors must fail the report"
+    );
+    let md = scratch.read("summary.md");
+    assert!(
+        md.contains("echoloop pingpong c=10 s=64 repeat 2: 3 verification errors"),
+        "{md}"
+    );
+}
+
+/// The server claiming to have echoed more than the generator could ever have sent fails the
+/// cross-check, and the summary says by how much.
+#[test]
+fn report_fails_when_server_counters_disagree() {
+    let scratch = Scratch::new("xcheck");
+    let path = scratch.0.join("raw/server-echoloop.stdout");
+    let text = fs::read_to_string(&path).unwrap();
+    let doctored = text.replace("tcp_bytes_in=144800000", "tcp_bytes_in=154800000");
+    assert_ne!(text, doctored, "fixture layout changed");
+    fs::write(&path, doctored).unwrap();
+
+    let out = report(&scratch.0);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a cross-check failure must fail the report"
+    );
+    let md = scratch.read("summary.md");
+    assert!(
+        md.contains("FAILED: server read 10000000 bytes more than the generator sent"),
+        "{md}"
+    );
+}
