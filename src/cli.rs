@@ -13,6 +13,17 @@ use log::LevelFilter;
 use crate::config::{Config, DEFAULT_PORT};
 use crate::units::{parse_duration, parse_size};
 
+/// A timeout that can be turned off: a duration, or `off` (also `0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub Option<Duration>);
+
+fn parse_timeout(text: &str) -> Result<Timeout, String> {
+    match text.trim() {
+        "off" | "0" => Ok(Timeout(None)),
+        other => parse_duration(other).map(|d| Timeout(Some(d))),
+    }
+}
+
 /// A single-threaded mio reactor serving echo (RFC 862) over TCP and UDP.
 #[derive(Debug, Parser)]
 #[command(name = "echoloop", version, about, long_about = None)]
@@ -49,6 +60,29 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,
 
+    /// Most connections served at once; more are accepted and closed at once (client sees
+    /// EOF). Default: the open-file limit minus 32.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Most connections from one source IP (default: no limit).
+    #[arg(long, value_name = "N")]
+    pub max_per_source: Option<usize>,
+
+    /// Soft bound on pending output across all connections; above it, connections over a
+    /// fair share pause reading, e.g. 512M.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub memory_budget: usize,
+
+    /// Close connections that move no byte for this long, e.g. 5m ("off" by default).
+    #[arg(long, value_name = "DURATION", default_value = "off", value_parser = parse_timeout)]
+    pub idle_timeout: Timeout,
+
+    /// Close connections whose pending output makes no progress for this long ("off" to
+    /// disable).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub stall_timeout: Timeout,
+
     /// Log level: off, error, warn, info, debug, trace (overrides RUST_LOG).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<LevelFilter>,
@@ -68,6 +102,11 @@ impl Cli {
             low_water: self.max_pending / 4,
             drain_timeout: self.drain_timeout,
             stats_interval: self.stats_interval,
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_per_source: self.max_per_source,
+            memory_budget: self.memory_budget,
+            idle_timeout: self.idle_timeout.0,
+            stall_timeout: self.stall_timeout.0,
             ..defaults
         }
     }
@@ -170,6 +209,29 @@ mod tests {
         assert_eq!(config.drain_timeout, Duration::from_millis(250));
         assert_eq!(config.stats_interval, Some(Duration::from_secs(10)));
         assert_eq!(cli.log_level, Some(LevelFilter::Debug));
+    }
+
+    #[test]
+    fn limits_and_timeouts_map_onto_config() {
+        let config = run(&[
+            "--max-connections",
+            "100",
+            "--max-per-source",
+            "4",
+            "--memory-budget",
+            "64M",
+            "--idle-timeout",
+            "30s",
+            "--stall-timeout",
+            "off",
+        ])
+        .to_config();
+        assert_eq!(config.max_connections, 100);
+        assert_eq!(config.max_per_source, Some(4));
+        assert_eq!(config.memory_budget, 64 << 20);
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(config.stall_timeout, None);
+        assert!(invalid(&["--stall-timeout", "soon"]).contains("not a duration"));
     }
 
     #[test]

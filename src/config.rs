@@ -49,6 +49,44 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Log the counters this often; `None` turns periodic stats off.
     pub stats_interval: Option<Duration>,
+    /// Most connections served at once; beyond it a new connection is accepted and closed at
+    /// once (its client sees EOF) and counted. Default: the open-file limit minus
+    /// [`RESERVED_FDS`], as Redis sizes `maxclients`.
+    pub max_connections: usize,
+    /// Most connections from one source IP; beyond it, accepted and closed. `None`: no limit.
+    pub max_per_source: Option<usize>,
+    /// Soft bound on pending output summed over all connections. Above it, connections
+    /// holding more than a fair share (budget / connections with pending output) pause
+    /// reading; none is dropped for it. Default 1 GiB.
+    pub memory_budget: usize,
+    /// Close a connection that moved no byte either way for this long. Default off: benchmark
+    /// targets hold idle connections on purpose.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection whose pending output made no write progress for this long (a client
+    /// that writes but never reads). Default 60 s.
+    pub stall_timeout: Option<Duration>,
+}
+
+/// Descriptors kept back from `max_connections` for the listener, UDP, the poller, logging,
+/// and for accepting a connection only to close it when the limit is reached.
+pub const RESERVED_FDS: usize = 32;
+
+/// The soft open-file limit of this process (`RLIMIT_NOFILE`), if it can be read.
+pub fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct, which `limit` is, and reads nothing else.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0).then_some(limit.rlim_cur)
+}
+
+/// `max_connections` derived from the open-file limit (1024 if it cannot be read).
+pub fn default_max_connections() -> usize {
+    let limit = open_file_limit().unwrap_or(1024 + RESERVED_FDS as u64);
+    let usable = usize::try_from(limit).unwrap_or(usize::MAX);
+    usable.saturating_sub(RESERVED_FDS).max(1)
 }
 
 impl Default for Config {
@@ -68,6 +106,11 @@ impl Default for Config {
             udp_queue_datagrams: 1024,
             drain_timeout: Duration::from_secs(5),
             stats_interval: None,
+            max_connections: default_max_connections(),
+            max_per_source: None,
+            memory_budget: 1 << 30,
+            idle_timeout: None,
+            stall_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -106,6 +149,15 @@ impl Config {
         if self.stats_interval == Some(Duration::ZERO) {
             return fail("stats-interval must be longer than zero");
         }
+        if self.max_connections == 0 || self.max_per_source == Some(0) {
+            return fail("connection limits must be at least 1");
+        }
+        if self.memory_budget < 1 << 20 {
+            return fail("memory-budget must be at least 1M");
+        }
+        if self.idle_timeout == Some(Duration::ZERO) || self.stall_timeout == Some(Duration::ZERO) {
+            return fail("timeouts must be longer than zero (leave them off instead)");
+        }
         Ok(())
     }
 
@@ -125,6 +177,17 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         assert!(!config.is_exposed());
         assert!(config.max_pending >= 16 * 1024 * 1024);
+        assert_eq!(
+            config.idle_timeout, None,
+            "benchmark targets hold idle connections"
+        );
+        assert_eq!(config.stall_timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn max_connections_follows_the_open_file_limit() {
+        let limit = open_file_limit().expect("getrlimit works on Linux") as usize;
+        assert_eq!(default_max_connections(), limit - RESERVED_FDS);
     }
 
     #[test]

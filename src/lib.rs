@@ -19,7 +19,8 @@
 //! # Layout, in reading order
 //! - [`reactor`]: [`Server`]: bind, the event loop, accept, teardown, shutdown.
 //! - [`connection`]: one TCP connection's state machine and its I/O, without sockets.
-//! - [`udp`]: UDP echo with a bounded reply queue.
+//! - [`deadlines`]: idle and stall timeouts in a min-heap with lazy re-arming.
+//! - [`udp`]: UDP echo with a bounded reply queue and reflection hardening.
 //! - [`net`]: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
 //! - [`config`]: [`Config`], plain data with defaults and validation.
 //! - [`stats`]: [`Stats`] counters and [`CloseReason`].
@@ -43,6 +44,7 @@
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod deadlines;
 pub mod error;
 pub mod net;
 pub mod reactor;

@@ -10,8 +10,9 @@
 //!   `deregister` call; teardown waits for the end of the batch so no slab key (and token) is
 //!   reused while events for its previous owner may still be in hand.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +22,9 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::Config;
-use crate::connection::{Connection, Limits};
+use crate::config::{open_file_limit, Config, RESERVED_FDS};
+use crate::connection::{Connection, Limits, Phase};
+use crate::deadlines::{Deadlines, Owner};
 use crate::error::ServerError;
 use crate::net;
 use crate::stats::{CloseReason, Stats};
@@ -39,6 +41,8 @@ const UDP_BUDGET: usize = 256;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// At most one "out of descriptors" warning per this period.
 const WARNING_PERIOD: Duration = Duration::from_secs(10);
+/// The memory budget never squeezes a connection below this much pending output.
+const MIN_FAIR_SHARE: usize = 64 * 1024;
 
 /// Stops a running [`Server`] from any thread: stop accepting, drain, return the stats.
 #[derive(Debug, Clone)]
@@ -57,14 +61,44 @@ impl ShutdownHandle {
     }
 }
 
-/// A TCP connection as the reactor holds it: the socket beside its sans-IO state.
+/// A TCP connection as the reactor holds it: the socket beside its sans-IO state, plus what
+/// the reactor's policies need (timestamps for timeouts, identity for stale timer entries).
 #[derive(Debug)]
 struct Conn {
     socket: TcpStream,
     state: Connection,
     peer: SocketAddr,
+    /// Unique for the server's lifetime; a slab key is not.
+    id: u64,
     /// In the ready queue already (so it is queued once).
     queued: bool,
+    /// Has an entry in `deadlines` (at most one).
+    timer_armed: bool,
+    /// Last time a byte moved either way (for the idle timeout).
+    last_activity: Instant,
+    /// Since when output has been pending without write progress (for the stall timeout).
+    stalled_since: Option<Instant>,
+}
+
+impl Conn {
+    /// The earliest timeout this connection is heading for, and what it would close it as.
+    fn next_timeout(&self, config: &Config) -> Option<(Instant, CloseReason)> {
+        let idle = config
+            .idle_timeout
+            .map(|after| (self.last_activity + after, CloseReason::IdleTimeout));
+        let stall = config
+            .stall_timeout
+            .zip(self.stalled_since)
+            .map(|(after, since)| (since + after, CloseReason::StallTimeout));
+        match (idle, stall) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn owner(&self, key: usize) -> Owner {
+        Owner { key, id: self.id }
+    }
 }
 
 /// A bound echo server. Create with [`Server::bind`], stop with a [`ShutdownHandle`].
@@ -82,6 +116,16 @@ pub struct Server {
     ready: Vec<usize>,
     /// Connections that finished during this batch; removed at its end.
     finished: Vec<usize>,
+    /// Idle and stall deadlines, one entry per connection at most.
+    deadlines: Deadlines,
+    next_conn_id: u64,
+    /// Open connections per source IP, kept only when `max_per_source` is set.
+    per_source: HashMap<IpAddr, usize>,
+    /// Pending output summed over connections, and how many connections hold some.
+    pending_total: usize,
+    buffering_conns: usize,
+    /// The time, read once per turn after `poll` returns.
+    now: Instant,
     /// The listener or UDP socket has work left that no new edge will announce.
     accept_ready: bool,
     udp_ready: bool,
@@ -117,10 +161,12 @@ impl Server {
         }
         let mut udp = bound
             .udp
-            .map(|socket| UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams));
+            .map(|socket| UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams))
+            .transpose()
+            .map_err(ServerError::Poll)?;
         let mut udp_addr = None;
         if let Some(udp) = udp.as_mut() {
-            udp_addr = Some(udp.local_addr().map_err(ServerError::Poll)?);
+            udp_addr = Some(udp.local_addr());
             registry
                 .register(
                     udp.socket_mut(),
@@ -136,6 +182,7 @@ impl Server {
                 config.bind
             );
         }
+        log_connection_limit(&config);
         let limits = Limits {
             high_water: config.max_pending,
             low_water: config.low_water,
@@ -151,6 +198,12 @@ impl Server {
             limits,
             ready: Vec::new(),
             finished: Vec::new(),
+            deadlines: Deadlines::default(),
+            next_conn_id: 0,
+            per_source: HashMap::new(),
+            pending_total: 0,
+            buffering_conns: 0,
+            now: Instant::now(),
             accept_ready: false,
             udp_ready: false,
             accept_retry_at: None,
@@ -189,6 +242,7 @@ impl Server {
     pub fn stats(&self) -> Stats {
         Stats {
             uptime: self.started.elapsed(),
+            pending_bytes: self.pending_total as u64,
             ..self.stats.clone()
         }
     }
@@ -210,12 +264,13 @@ impl Server {
                     _ => return Err(ServerError::Poll(e)),
                 }
             }
+            self.now = Instant::now();
             for event in events.iter() {
                 self.dispatch(event);
             }
             self.run_ready_work();
             self.remove_finished();
-            self.check_timers(Instant::now());
+            self.check_timers();
         }
         Ok(self.stats())
     }
@@ -273,23 +328,63 @@ impl Server {
 
     /// Lets one connection do its I/O, then files it: finished, queued, or waiting for an edge.
     fn drive_connection(&mut self, key: usize) {
+        let limits = self.current_limits();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.state.close_reason().is_some() {
             return; // already in `finished`
         }
+        let before = conn.state.pending();
         let outcome = conn.state.drive(
             &mut conn.socket,
             &mut self.scratch,
-            &self.limits,
+            &limits,
             &mut self.stats,
         );
+        let after = conn.state.pending();
+        self.pending_total = self.pending_total + after - before;
+        self.buffering_conns =
+            self.buffering_conns + usize::from(after > 0) - usize::from(before > 0);
+        if outcome.paused && limits.high_water < self.limits.high_water {
+            self.stats.memory_budget_pauses += 1;
+        }
+        if outcome.bytes_read + outcome.bytes_written > 0 {
+            conn.last_activity = self.now;
+        }
+        conn.stalled_since = match (after, conn.stalled_since) {
+            (0, _) => None,
+            (_, Some(since)) if outcome.bytes_written == 0 => Some(since),
+            _ => Some(self.now),
+        };
         if conn.state.close_reason().is_some() {
             self.finished.push(key);
-        } else if outcome.yielded && !conn.queued {
+            return;
+        }
+        if outcome.yielded && !conn.queued {
             conn.queued = true;
             self.ready.push(key);
+        }
+        if !conn.timer_armed {
+            if let Some((at, _)) = conn.next_timeout(&self.config) {
+                conn.timer_armed = true;
+                self.deadlines.push(at, conn.owner(key));
+            }
+        }
+    }
+
+    /// The per-connection limits, lowered to a fair share while the memory budget is exceeded:
+    /// connections above it stop reading until the total comes down. Nobody is dropped for it.
+    fn current_limits(&self) -> Limits {
+        if self.pending_total <= self.config.memory_budget {
+            return self.limits;
+        }
+        let fair_share = (self.config.memory_budget / self.buffering_conns.max(1))
+            .clamp(MIN_FAIR_SHARE, self.limits.high_water);
+        Limits {
+            high_water: fair_share,
+            low_water: self.limits.low_water.min(fair_share / 4),
+            ..self.limits
         }
     }
 
@@ -307,6 +402,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
                     self.stats.accept_errors += 1;
+                    self.stats.accept_fd_exhausted += 1;
                     self.warn_out_of_descriptors(&e);
                     self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
                     return;
@@ -323,16 +419,37 @@ impl Server {
     }
 
     fn admit(&mut self, socket: TcpStream, peer: SocketAddr) {
+        // Admission control, as Redis and memcached do it: accept, then close at once, so the
+        // client sees a prompt EOF instead of hanging in the backlog. Dropping `socket` closes.
+        if self.conns.len() >= self.config.max_connections {
+            self.stats.rejected_max_connections += 1;
+            log::debug!("rejected {peer}: max connections reached");
+            return;
+        }
+        if let Some(max) = self.config.max_per_source {
+            let count = self.per_source.entry(peer.ip()).or_insert(0);
+            if *count >= max {
+                self.stats.rejected_per_source += 1;
+                log::debug!("rejected {peer}: {max} connections from its address already");
+                return;
+            }
+            *count += 1;
+        }
         // Echo is latency-bound: do not let Nagle hold back a small reply.
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("set_nodelay for {peer}: {e}");
         }
         let entry = self.conns.vacant_entry();
+        self.next_conn_id += 1;
         let mut conn = Conn {
             socket,
             state: Connection::new(),
             peer,
+            id: self.next_conn_id,
             queued: false,
+            timer_armed: false,
+            last_activity: self.now,
+            stalled_since: None,
         };
         // Registered once, for both directions; readiness is tracked in `Connection` after.
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -343,9 +460,14 @@ impl Server {
         {
             self.stats.accept_errors += 1;
             log::warn!("cannot register connection from {peer}: {e}");
+            self.forget_source(peer.ip());
             return;
         }
         log::debug!("accepted {peer} as #{}", entry.key());
+        if let Some((at, _)) = conn.next_timeout(&self.config) {
+            conn.timer_armed = true;
+            self.deadlines.push(at, conn.owner(entry.key()));
+        }
         entry.insert(conn);
         self.stats.conn_accepted += 1;
         self.stats.conn_active += 1;
@@ -363,9 +485,20 @@ impl Server {
             if conn.queued {
                 self.ready.retain(|&queued| queued != key);
             }
+            let pending = conn.state.pending();
+            self.pending_total -= pending;
+            self.buffering_conns -= usize::from(pending > 0);
+            self.forget_source(conn.peer.ip());
             let reason = conn.state.close_reason().unwrap_or(CloseReason::IoError);
             log::debug!("closed {} (#{key}): {reason:?}", conn.peer);
             self.stats.record_close(reason);
+        }
+        // Stale timer entries of closed connections wait for their deadline; under heavy churn
+        // sweep them out so the heap stays proportional to the open connections.
+        if self.deadlines.len() > 2 * self.conns.len() + 1024 {
+            let conns = &self.conns;
+            self.deadlines
+                .retain(|owner| conns.get(owner.key).is_some_and(|c| c.id == owner.id));
         }
         // A descriptor was freed: if accepting paused for lack of one, try again now.
         if self.accept_retry_at.take().is_some() {
@@ -401,7 +534,18 @@ impl Server {
         }
     }
 
-    fn check_timers(&mut self, now: Instant) {
+    fn forget_source(&mut self, ip: IpAddr) {
+        if let Some(count) = self.per_source.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_source.remove(&ip);
+            }
+        }
+    }
+
+    fn check_timers(&mut self) {
+        let now = Instant::now();
+        self.expire_connections(now);
         if self.accept_retry_at.is_some_and(|at| now >= at) {
             self.accept_retry_at = None;
             self.accept_ready = true;
@@ -416,12 +560,38 @@ impl Server {
         }
     }
 
+    /// Closes connections whose idle or stall deadline passed; re-arms the ones whose deadline
+    /// moved on since their entry was pushed.
+    fn expire_connections(&mut self, now: Instant) {
+        while let Some(owner) = self.deadlines.pop_expired(now) {
+            let Some(conn) = self.conns.get_mut(owner.key).filter(|c| c.id == owner.id) else {
+                continue; // closed since; the key may belong to someone else now
+            };
+            conn.timer_armed = false;
+            match conn.next_timeout(&self.config) {
+                // A connection already closed in this batch is in `finished` already.
+                Some((at, reason)) if at <= now && conn.state.close_reason().is_none() => {
+                    log::debug!("closing {} (#{}): {reason:?}", conn.peer, owner.key);
+                    conn.state.abort(reason);
+                    self.finished.push(owner.key);
+                }
+                Some((at, _)) if at <= now => {}
+                Some((at, _)) => {
+                    conn.timer_armed = true;
+                    self.deadlines.push(at, owner);
+                }
+                None => {}
+            }
+        }
+        self.remove_finished();
+    }
+
     /// The drain deadline passed: close what is left. A connection that already sent its FIN
     /// and was only waiting for the peer's closed in order; the rest are cut off.
     fn abort_remaining(&mut self) {
         for (key, conn) in self.conns.iter_mut() {
             let reason = match conn.state.phase() {
-                crate::connection::Phase::Lingering => CloseReason::Shutdown,
+                Phase::Lingering => CloseReason::Shutdown,
                 _ => CloseReason::DrainTimeout,
             };
             conn.state.abort(reason);
@@ -445,6 +615,7 @@ impl Server {
             self.accept_retry_at,
             self.next_stats_at,
             self.drain_deadline,
+            self.deadlines.next(),
         ]
         .into_iter()
         .flatten()
@@ -465,6 +636,26 @@ impl Server {
             "accept: {error}; pausing accepts until a connection closes or {ACCEPT_RETRY:?} pass \
              ({} accept errors so far; raise `ulimit -n` to serve more clients)",
             self.stats.accept_errors
+        );
+    }
+}
+
+/// Says at start how many connections will be served, and warns when the open-file limit
+/// cannot back that number (accepts would then fail with EMFILE, which is survived).
+fn log_connection_limit(config: &Config) {
+    let Some(files) = open_file_limit() else {
+        log::info!("serving up to {} connections", config.max_connections);
+        return;
+    };
+    log::info!(
+        "serving up to {} connections (open-file limit {files}, {RESERVED_FDS} reserved)",
+        config.max_connections
+    );
+    if config.max_connections as u64 + RESERVED_FDS as u64 > files {
+        log::warn!(
+            "max connections {} exceeds what the open-file limit {files} allows; \
+             accepts will pause when descriptors run out (raise `ulimit -n`)",
+            config.max_connections
         );
     }
 }

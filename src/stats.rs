@@ -20,6 +20,11 @@ pub enum CloseReason {
     Shutdown,
     /// Server shutdown: the drain deadline passed with output still pending.
     DrainTimeout,
+    /// No byte moved either way for the idle timeout.
+    IdleTimeout,
+    /// Output was pending with no write progress for the stall timeout (a client that
+    /// writes but does not read).
+    StallTimeout,
 }
 
 /// The server's counters. Plain integers: the loop is single-threaded, so no atomics.
@@ -43,8 +48,18 @@ pub struct Stats {
     pub closed_shutdown: u64,
     /// ... of which were cut off by the drain deadline.
     pub closed_drain_timeout: u64,
+    /// ... of which were idle for the idle timeout.
+    pub closed_idle: u64,
+    /// ... of which made no write progress for the stall timeout.
+    pub closed_stalled: u64,
+    /// Connections accepted and closed at once because `max_connections` was reached.
+    pub rejected_max_connections: u64,
+    /// Connections accepted and closed at once because their source IP had too many.
+    pub rejected_per_source: u64,
     /// `accept` failures that were survived (EMFILE, ENFILE, ECONNABORTED, ...).
     pub accept_errors: u64,
+    /// ... of which were out of descriptors (EMFILE/ENFILE), pausing accepts briefly.
+    pub accept_fd_exhausted: u64,
     /// Bytes read from TCP clients.
     pub tcp_bytes_in: u64,
     /// Bytes written back to TCP clients.
@@ -53,6 +68,10 @@ pub struct Stats {
     pub tcp_bytes_discarded: u64,
     /// Times a connection hit its pending-output limit and stopped being read.
     pub backpressure_pauses: u64,
+    /// ... of which happened because the global memory budget lowered the limit.
+    pub memory_budget_pauses: u64,
+    /// Pending output summed over all connections, now.
+    pub pending_bytes: u64,
     /// Datagrams received.
     pub udp_datagrams_in: u64,
     /// Datagrams echoed.
@@ -65,6 +84,11 @@ pub struct Stats {
     pub udp_dropped_queue_full: u64,
     /// Replies dropped because `send_to` failed (e.g. no route, message too long).
     pub udp_dropped_send_error: u64,
+    /// Datagrams not answered because they came from port 0 or a privileged port (< 1024),
+    /// where the small services (echo, chargen, daytime) live: no echo loops between them.
+    pub udp_dropped_privileged_port: u64,
+    /// Datagrams not answered because they came from the server's own address.
+    pub udp_dropped_own_address: u64,
 }
 
 impl Stats {
@@ -78,13 +102,18 @@ impl Stats {
             CloseReason::IoError => &mut self.closed_io_error,
             CloseReason::Shutdown => &mut self.closed_shutdown,
             CloseReason::DrainTimeout => &mut self.closed_drain_timeout,
+            CloseReason::IdleTimeout => &mut self.closed_idle,
+            CloseReason::StallTimeout => &mut self.closed_stalled,
         };
         *counter += 1;
     }
 
     /// Total UDP replies dropped, all reasons together.
     pub fn udp_dropped(&self) -> u64 {
-        self.udp_dropped_queue_full + self.udp_dropped_send_error
+        self.udp_dropped_queue_full
+            + self.udp_dropped_send_error
+            + self.udp_dropped_privileged_port
+            + self.udp_dropped_own_address
     }
 }
 
@@ -92,7 +121,7 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
-        let fields: [(&str, u64); 19] = [
+        let fields: [(&str, u64); 29] = [
             ("conn_accepted", self.conn_accepted),
             ("conn_active", self.conn_active),
             ("conn_closed", self.conn_closed),
@@ -101,17 +130,30 @@ impl fmt::Display for Stats {
             ("closed_io_error", self.closed_io_error),
             ("closed_shutdown", self.closed_shutdown),
             ("closed_drain_timeout", self.closed_drain_timeout),
+            ("closed_idle", self.closed_idle),
+            ("closed_stalled", self.closed_stalled),
+            ("rejected_max_connections", self.rejected_max_connections),
+            ("rejected_per_source", self.rejected_per_source),
             ("accept_errors", self.accept_errors),
+            ("accept_fd_exhausted", self.accept_fd_exhausted),
             ("tcp_bytes_in", self.tcp_bytes_in),
             ("tcp_bytes_out", self.tcp_bytes_out),
             ("tcp_bytes_discarded", self.tcp_bytes_discarded),
+            ("pending_bytes", self.pending_bytes),
             ("backpressure_pauses", self.backpressure_pauses),
+            ("memory_budget_pauses", self.memory_budget_pauses),
             ("udp_datagrams_in", self.udp_datagrams_in),
             ("udp_datagrams_out", self.udp_datagrams_out),
             ("udp_bytes_in", self.udp_bytes_in),
             ("udp_bytes_out", self.udp_bytes_out),
             ("udp_dropped_queue_full", self.udp_dropped_queue_full),
             ("udp_dropped_send_error", self.udp_dropped_send_error),
+            (
+                "udp_dropped_privileged_port",
+                self.udp_dropped_privileged_port,
+            ),
+            ("udp_dropped_own_address", self.udp_dropped_own_address),
+            ("udp_dropped", self.udp_dropped()),
         ];
         for (key, value) in fields {
             write!(f, " {key}={value}")?;

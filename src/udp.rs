@@ -5,6 +5,11 @@
 //! straight back. When `send_to` would block, the reply waits in a bounded queue; when the
 //! queue is full the reply is dropped and counted. A `send_to` error drops that one reply and
 //! is counted; it never ends the loop.
+//!
+//! Hardening, because echo on UDP is a classic reflection amplifier and loop partner: no reply
+//! to source port 0 or a privileged port (< 1024, where echo, chargen and daytime live: the
+//! echo-chargen loop), none to the server's own address, and a reply is always exactly as long
+//! as its request. Each drop reason has its own counter.
 
 use std::collections::VecDeque;
 use std::io;
@@ -21,6 +26,7 @@ pub const MAX_DATAGRAM: usize = 65_536;
 #[derive(Debug)]
 pub struct UdpEcho {
     socket: UdpSocket,
+    local: SocketAddr,
     queue: VecDeque<(SocketAddr, Box<[u8]>)>,
     queue_limit: usize,
     readable: bool,
@@ -29,14 +35,15 @@ pub struct UdpEcho {
 
 impl UdpEcho {
     /// Wraps a bound, non-blocking socket. `queue_limit` bounds the waiting replies.
-    pub fn new(socket: UdpSocket, queue_limit: usize) -> Self {
-        UdpEcho {
+    pub fn new(socket: UdpSocket, queue_limit: usize) -> io::Result<Self> {
+        Ok(UdpEcho {
+            local: socket.local_addr()?,
             socket,
             queue: VecDeque::new(),
             queue_limit,
             readable: false,
             writable: false,
-        }
+        })
     }
 
     /// The socket, for registering with the poller.
@@ -45,8 +52,8 @@ impl UdpEcho {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// Records readiness reported by the poller.
@@ -83,11 +90,14 @@ impl UdpEcho {
     }
 
     fn reply(&mut self, data: &[u8], peer: SocketAddr, stats: &mut Stats) {
+        if let Some(refusal) = refuse_reply(peer, self.local) {
+            *refusal.counter(stats) += 1;
+            return;
+        }
         if self.queue.is_empty() && self.writable {
             match self.socket.send_to(data, peer) {
-                Ok(_) => {
-                    stats.udp_datagrams_out += 1;
-                    stats.udp_bytes_out += data.len() as u64;
+                Ok(sent) => {
+                    record_sent(sent, data.len(), stats);
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
@@ -111,14 +121,12 @@ impl UdpEcho {
                 return;
             };
             match self.socket.send_to(data, *peer) {
-                Ok(_) => {
-                    stats.udp_datagrams_out += 1;
-                    stats.udp_bytes_out += data.len() as u64;
-                }
+                Ok(sent) => record_sent(sent, data.len(), stats),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.writable = false;
                     return;
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::debug!("udp send_to {peer}: {e}");
                     stats.udp_dropped_send_error += 1;
@@ -126,5 +134,90 @@ impl UdpEcho {
             }
             self.queue.pop_front();
         }
+    }
+}
+
+/// Why a datagram gets no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Source port 0 or below 1024.
+    PrivilegedPort,
+    /// The datagram came from the server's own address (a loop).
+    OwnAddress,
+}
+
+impl Refusal {
+    fn counter(self, stats: &mut Stats) -> &mut u64 {
+        match self {
+            Refusal::PrivilegedPort => &mut stats.udp_dropped_privileged_port,
+            Refusal::OwnAddress => &mut stats.udp_dropped_own_address,
+        }
+    }
+}
+
+/// Decides whether `peer` may get a reply from a server bound to `local`.
+pub fn refuse_reply(peer: SocketAddr, local: SocketAddr) -> Option<Refusal> {
+    if peer.port() < 1024 {
+        return Some(Refusal::PrivilegedPort);
+    }
+    let same_host =
+        peer.ip() == local.ip() || (local.ip().is_unspecified() && peer.ip().is_loopback());
+    if peer.port() == local.port() && same_host {
+        return Some(Refusal::OwnAddress);
+    }
+    None
+}
+
+/// UDP sends are all or nothing; a short send would be a truncated echo, so count it as a
+/// failed reply rather than an echoed one.
+fn record_sent(sent: usize, len: usize, stats: &mut Stats) {
+    if sent == len {
+        stats.udp_datagrams_out += 1;
+        stats.udp_bytes_out += len as u64;
+    } else {
+        stats.udp_dropped_send_error += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn privileged_and_zero_source_ports_get_no_reply() {
+        let local = addr("127.0.0.1:7007");
+        assert_eq!(
+            refuse_reply(addr("127.0.0.1:0"), local),
+            Some(Refusal::PrivilegedPort)
+        );
+        assert_eq!(
+            refuse_reply(addr("127.0.0.1:19"), local),
+            Some(Refusal::PrivilegedPort)
+        );
+        assert_eq!(
+            refuse_reply(addr("127.0.0.1:1023"), local),
+            Some(Refusal::PrivilegedPort)
+        );
+        assert_eq!(refuse_reply(addr("127.0.0.1:1024"), local), None);
+    }
+
+    #[test]
+    fn own_address_gets_no_reply_even_when_bound_to_any() {
+        let local = addr("127.0.0.1:7007");
+        assert_eq!(refuse_reply(local, local), Some(Refusal::OwnAddress));
+        let any = addr("0.0.0.0:7007");
+        assert_eq!(
+            refuse_reply(addr("127.0.0.1:7007"), any),
+            Some(Refusal::OwnAddress)
+        );
+        assert_eq!(refuse_reply(addr("127.0.0.1:7008"), any), None);
+        assert_eq!(
+            refuse_reply(addr("[::1]:7007"), addr("[::1]:7007")),
+            Some(Refusal::OwnAddress)
+        );
     }
 }
