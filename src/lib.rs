@@ -1,1 +1,2 @@
 //! echoloop
+pub mod loadgen;
