@@ -27,6 +27,8 @@
 //! - [`error`]: [`ServerError`], for setup and fatal failures.
 //! - [`cli`]: the `echoloop` command line, mapped onto `Config`.
 //! - [`units`]: sizes and durations as typed on a command line.
+//! - [`loadgen`]: `echoloop-bench`, the load generator: a client-side reactor per thread that
+//!   verifies every echoed byte (its own module map is in its docs).
 //!
 //! # Embedding
 //! ```no_run
@@ -46,6 +48,7 @@ pub mod config;
 pub mod connection;
 pub mod deadlines;
 pub mod error;
+pub mod loadgen;
 pub mod net;
 pub mod reactor;
 pub mod stats;

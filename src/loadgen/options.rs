@@ -1,0 +1,431 @@
+//! Plain run options for the load generator, plus the parsers for the human units the CLI
+//! accepts (`64K`, `64..4K`, `500ms`). No clap here: embedders and tests build [`Options`]
+//! directly, and the binary only maps flags onto it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Largest UDP payload over IPv4 (65,535 - 8 UDP header - 20 IP header).
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// Largest message we accept for TCP modes. Messages are generated on the fly, so the limit
+/// only guards against typos such as `--size 64G` that would make one message take minutes.
+pub const MAX_TCP_MESSAGE: usize = 64 << 20;
+
+/// Every datagram starts with its 8-byte sequence number, so a datagram cannot be smaller.
+pub const UDP_HEADER: usize = 8;
+
+/// What traffic the generator produces.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// One message in flight per connection (closed loop).
+    PingPong,
+    /// `depth` messages in flight per connection (closed loop).
+    Pipeline {
+        /// Messages in flight per connection.
+        depth: usize,
+    },
+    /// Continuous writing and reading, at most `window` bytes in flight per connection.
+    Stream {
+        /// Bytes in flight per connection.
+        window: usize,
+    },
+    /// Open loop at a fixed total rate (messages per second across all connections).
+    Rate {
+        /// Total messages per second.
+        rate: f64,
+    },
+    /// Connect, one echo, close, repeat.
+    Churn,
+    /// Datagrams with sequence numbers; paced by `rate` (total, open loop) if set, otherwise
+    /// by a window of `window` outstanding datagrams per socket.
+    Udp {
+        /// Outstanding datagrams per socket (closed loop), used when `rate` is `None`.
+        window: usize,
+        /// Total datagrams per second (open loop).
+        rate: Option<f64>,
+    },
+}
+
+impl Mode {
+    /// The name used on the command line and in the JSON report.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::PingPong => "pingpong",
+            Mode::Pipeline { .. } => "pipeline",
+            Mode::Stream { .. } => "stream",
+            Mode::Rate { .. } => "rate",
+            Mode::Churn => "churn",
+            Mode::Udp { .. } => "udp",
+        }
+    }
+}
+
+/// Message size: fixed, or drawn uniformly per message from an inclusive range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeSpec {
+    /// Every message has this many bytes.
+    Fixed(usize),
+    /// Each message has between `min` and `max` bytes (inclusive).
+    Range {
+        /// Smallest size.
+        min: usize,
+        /// Largest size.
+        max: usize,
+    },
+}
+
+impl SizeSpec {
+    /// Smallest possible message.
+    pub fn min(&self) -> usize {
+        match *self {
+            SizeSpec::Fixed(n) => n,
+            SizeSpec::Range { min, .. } => min,
+        }
+    }
+
+    /// Largest possible message.
+    pub fn max(&self) -> usize {
+        match *self {
+            SizeSpec::Fixed(n) => n,
+            SizeSpec::Range { max, .. } => max,
+        }
+    }
+
+    /// Picks a size from a random 64-bit value (the caller owns the PRNG so that sizes are
+    /// reproducible per connection).
+    #[inline]
+    pub fn pick(&self, random: u64) -> usize {
+        match *self {
+            SizeSpec::Fixed(n) => n,
+            SizeSpec::Range { min, max } => {
+                let span = (max - min) as u64 + 1;
+                // Multiply-shift instead of `%`: no division on the hot path, and the bias is
+                // negligible for spans far below 2^64.
+                min + ((random as u128 * span as u128) >> 64) as usize
+            }
+        }
+    }
+}
+
+/// Everything one run needs. Build it with [`Options::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Traffic pattern.
+    pub mode: Mode,
+    /// Echo server address (TCP or UDP depending on the mode).
+    pub target: SocketAddr,
+    /// Worker threads, each with its own `mio::Poll` and a share of the connections.
+    pub threads: usize,
+    /// Connections (TCP) or sockets (UDP) in total; for churn, concurrent connect/echo/close
+    /// loops.
+    pub connections: usize,
+    /// Message size.
+    pub size: SizeSpec,
+    /// The size as the user wrote it, echoed in the report (`"64"`, `"64..4K"`).
+    pub size_text: String,
+    /// Measured time, after the warm-up.
+    pub duration: Duration,
+    /// Time before measuring starts; traffic flows but is not counted in latency/requests.
+    pub warmup: Duration,
+    /// New connections per second across all threads, `None` = as fast as possible.
+    pub connect_rate: Option<f64>,
+    /// Seed for payloads and random sizes; the same seed gives the same byte streams.
+    pub seed: u64,
+    /// After the run, how long to wait for outstanding echoes before declaring them lost.
+    pub drain_timeout: Duration,
+    /// UDP: how long a datagram may stay unanswered before its window slot is freed.
+    pub loss_timeout: Duration,
+    /// A connect that has not completed after this long is abandoned and counted.
+    pub connect_timeout: Duration,
+    /// Print a progress line on stderr once a second.
+    pub progress: bool,
+    /// The command line, recorded in the report's `run` block.
+    pub command_line: String,
+}
+
+impl Options {
+    /// Options with the documented defaults for `mode` and `target`.
+    pub fn new(mode: Mode, target: SocketAddr) -> Options {
+        Options {
+            mode,
+            target,
+            threads: 1,
+            connections: 50,
+            size: SizeSpec::Fixed(64),
+            size_text: "64".to_string(),
+            duration: Duration::from_secs(10),
+            warmup: Duration::ZERO,
+            connect_rate: None,
+            seed: 0x5eed,
+            drain_timeout: Duration::from_secs(2),
+            loss_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(5),
+            progress: false,
+            command_line: String::new(),
+        }
+    }
+
+    /// Sets the size from its textual form, keeping the text for the report.
+    pub fn with_size(mut self, text: &str) -> Result<Options, OptionError> {
+        self.size = parse_size_spec(text)?;
+        self.size_text = text.to_string();
+        Ok(self)
+    }
+
+    /// Checks combinations that the types cannot express.
+    pub fn validate(&self) -> Result<(), OptionError> {
+        let bad = |msg: String| Err(OptionError(msg));
+        if self.threads == 0 {
+            return bad("--threads must be at least 1".into());
+        }
+        if self.connections == 0 {
+            return bad("--connections must be at least 1".into());
+        }
+        if self.size.min() == 0 {
+            return bad("--size must be at least 1 byte".into());
+        }
+        if self.duration.is_zero() {
+            return bad("--duration must be greater than zero".into());
+        }
+        if let Some(r) = self.connect_rate {
+            if !(r > 0.0 && r.is_finite()) {
+                return bad("--connect-rate must be a positive number".into());
+            }
+        }
+        match self.mode {
+            Mode::Pipeline { depth: 0 } => bad("--depth must be at least 1".into()),
+            Mode::Stream { window: 0 } => bad("--window must be at least 1".into()),
+            Mode::Rate { rate } if !(rate > 0.0 && rate.is_finite()) => {
+                bad("--rate must be a positive number".into())
+            }
+            Mode::Udp { window, rate } => {
+                if window == 0 {
+                    return bad("--window must be at least 1".into());
+                }
+                if let Some(r) = rate {
+                    if !(r > 0.0 && r.is_finite()) {
+                        return bad("--rate must be a positive number".into());
+                    }
+                }
+                if self.size.min() < UDP_HEADER || self.size.max() > MAX_UDP_PAYLOAD {
+                    return bad(format!(
+                        "udp --size must be between {UDP_HEADER} and {MAX_UDP_PAYLOAD} bytes \
+                         (each datagram carries an 8-byte sequence number)"
+                    ));
+                }
+                Ok(())
+            }
+            _ if self.size.max() > MAX_TCP_MESSAGE => {
+                bad(format!("--size must be at most {}M", MAX_TCP_MESSAGE >> 20))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A bad option value, with a message fit for `echoloop-bench: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError(pub String);
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+/// Parses a byte count: `64`, `1K` (1024), `64K`, `1M` (suffixes are binary, either case,
+/// an optional trailing `B`/`iB` is accepted: `4KiB`).
+pub fn parse_size(text: &str) -> Result<usize, OptionError> {
+    let err = || OptionError(format!("invalid size '{text}' (examples: 64, 1K, 64K, 1M)"));
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix("ib"))
+        .or_else(|| t.strip_suffix(['B', 'b']).filter(|s| !s.is_empty()))
+        .unwrap_or(t);
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: usize = digits.parse().map_err(|_| err())?;
+    n.checked_mul(mult).ok_or_else(err)
+}
+
+/// Parses `--size`: a byte count or an inclusive range `MIN..MAX` (`64..4K`).
+pub fn parse_size_spec(text: &str) -> Result<SizeSpec, OptionError> {
+    match text.split_once("..") {
+        None => Ok(SizeSpec::Fixed(parse_size(text)?)),
+        Some((a, b)) => {
+            // Accept `..=` too, since Rust users will type it.
+            let b = b.strip_prefix('=').unwrap_or(b);
+            let (min, max) = (parse_size(a)?, parse_size(b)?);
+            if min > max {
+                return Err(OptionError(format!(
+                    "invalid size range '{text}': the minimum is larger than the maximum"
+                )));
+            }
+            Ok(if min == max {
+                SizeSpec::Fixed(min)
+            } else {
+                SizeSpec::Range { min, max }
+            })
+        }
+    }
+}
+
+/// Parses a duration: `10s`, `500ms`, `2m`, `1.5s`, `250us`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, OptionError> {
+    let err = || {
+        OptionError(format!(
+            "invalid duration '{text}' (examples: 10s, 500ms, 2m, 5)"
+        ))
+    };
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| err())?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(err()),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| err())
+}
+
+/// Parses a positive rate such as `1000`, `50k` or `1.5M` (decimal suffixes: these are
+/// counts per second, not bytes).
+pub fn parse_rate(text: &str) -> Result<f64, OptionError> {
+    let err = || OptionError(format!("invalid rate '{text}' (examples: 1000, 50k, 1.5M)"));
+    let t = text.trim();
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+        Some((i, 'm' | 'M')) => (&t[..i], 1e6),
+        _ => (t, 1.0),
+    };
+    let v: f64 = digits.parse().map_err(|_| err())?;
+    if v > 0.0 && v.is_finite() {
+        Ok(v * mult)
+    } else {
+        Err(err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("4KB"), Ok(4096));
+        assert_eq!(parse_size("64B"), Ok(64));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn size_specs() {
+        assert_eq!(parse_size_spec("64"), Ok(SizeSpec::Fixed(64)));
+        assert_eq!(
+            parse_size_spec("64..4K"),
+            Ok(SizeSpec::Range { min: 64, max: 4096 })
+        );
+        assert_eq!(
+            parse_size_spec("1..=2"),
+            Ok(SizeSpec::Range { min: 1, max: 2 })
+        );
+        assert_eq!(parse_size_spec("8..8"), Ok(SizeSpec::Fixed(8)));
+        assert!(parse_size_spec("4K..64").is_err());
+        assert!(parse_size_spec("..64").is_err());
+    }
+
+    #[test]
+    fn pick_stays_in_range() {
+        let s = SizeSpec::Range { min: 64, max: 4096 };
+        assert_eq!(s.pick(0), 64);
+        assert_eq!(s.pick(u64::MAX), 4096);
+        let mut x = 1u64;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = s.pick(x);
+            assert!((64..=4096).contains(&v));
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("1000"), Ok(1000.0));
+        assert_eq!(parse_rate("50k"), Ok(50_000.0));
+        assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn validation() {
+        let addr: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let ok = Options::new(Mode::PingPong, addr);
+        assert!(ok.validate().is_ok());
+        let mut o = ok.clone();
+        o.connections = 0;
+        assert!(o.validate().is_err());
+        let o = Options::new(
+            Mode::Udp {
+                window: 1,
+                rate: None,
+            },
+            addr,
+        )
+        .with_size("4")
+        .unwrap();
+        assert!(
+            o.validate().is_err(),
+            "udp datagrams need room for the sequence number"
+        );
+        let o = Options::new(
+            Mode::Udp {
+                window: 1,
+                rate: None,
+            },
+            addr,
+        )
+        .with_size("64K")
+        .unwrap();
+        assert!(o.validate().is_err(), "larger than a UDP datagram");
+        let o = Options::new(Mode::Pipeline { depth: 0 }, addr);
+        assert!(o.validate().is_err());
+    }
+}

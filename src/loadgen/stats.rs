@@ -1,0 +1,254 @@
+//! What one worker thread measured: latency histograms, counters and errors, merged across
+//! threads at the end. Sans-IO: the worker passes the times in, nothing here reads a clock.
+//!
+//! Warm-up rule: a round trip is *measured* (counted in `requests` and the histograms) when
+//! its intended send time falls at or after the end of the warm-up. Deciding by send time,
+//! not by completion time, keeps rate mode honest: a request scheduled inside the window
+//! counts even when the server answers it late, during the drain. Byte totals, in contrast,
+//! cover the whole run including warm-up, because the server counts those bytes too.
+
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Highest latency we can record, in microseconds (one hour); larger values are clamped.
+const MAX_US: u64 = 3_600_000_000;
+
+/// A microsecond histogram with 3 significant digits (0.1% precision at every scale).
+pub fn new_histogram() -> Histogram<u64> {
+    // Constant bounds that satisfy hdrhistogram's rules (low >= 1, high >= 2 * low,
+    // sigfig <= 5): this cannot fail at run time.
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("constant histogram bounds are valid")
+}
+
+/// Whole microseconds, at least 0, clamped to the histogram's range.
+#[inline]
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).min(MAX_US)
+}
+
+/// Error counters. `verify` is the sum of the three kinds of verification failure events;
+/// the details say which and how many bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Errors {
+    /// Verification failures (mismatch, loss, extra bytes, UDP corruption): events.
+    pub verify: u64,
+    /// Failed or timed-out connects (TCP), refused datagrams (UDP).
+    pub connect: u64,
+    /// Other socket errors and unexpected closes by the server.
+    pub io: u64,
+    /// Echoed bytes that differ from what was sent at that offset (events).
+    pub mismatches: u64,
+    /// Bytes sent and never echoed (connection closed, or still missing after the drain).
+    pub lost_bytes: u64,
+    /// Bytes received beyond what was sent.
+    pub extra_bytes: u64,
+}
+
+/// UDP sequence accounting, summed over sockets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UdpCounts {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Distinct datagrams echoed back (first copy of each).
+    pub received: u64,
+    /// Datagrams sent and never echoed (`sent - received` after the drain).
+    pub lost: u64,
+    /// Extra copies of a datagram already received.
+    pub duplicates: u64,
+    /// Datagrams that arrived after one with a higher sequence number.
+    pub reordered: u64,
+}
+
+/// One thread's (or, after [`Stats::merge`], the whole run's) measurements.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Latency from the intended send time (coordinated-omission corrected), microseconds.
+    pub latency: Histogram<u64>,
+    /// Latency from the actual send time, microseconds.
+    pub latency_uncorrected: Histogram<u64>,
+    /// Time from `connect()` to an established connection, microseconds.
+    pub connect: Histogram<u64>,
+    /// Round trips measured (after warm-up).
+    pub requests: u64,
+    /// Echoed payload bytes of measured round trips.
+    pub measured_bytes: u64,
+    /// Bytes written to sockets, whole run.
+    pub bytes_sent: u64,
+    /// Bytes read from sockets, whole run.
+    pub bytes_received: u64,
+    /// Connections established (TCP) or sockets opened (UDP), whole run.
+    pub connections_opened: u64,
+    /// Errors.
+    pub errors: Errors,
+    /// UDP sequence accounting.
+    pub udp: UdpCounts,
+    /// Rate mode: sends that went out later than 1 ms after their intended time (the
+    /// generator or the connections could not keep up).
+    pub late_sends: u64,
+    /// The first connect error seen, for the "no connection could be made" message.
+    pub first_connect_error: Option<String>,
+    measure_start: Instant,
+}
+
+impl Stats {
+    /// Empty statistics; round trips intended before `measure_start` are not measured.
+    pub fn new(measure_start: Instant) -> Stats {
+        Stats {
+            latency: new_histogram(),
+            latency_uncorrected: new_histogram(),
+            connect: new_histogram(),
+            requests: 0,
+            measured_bytes: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            connections_opened: 0,
+            errors: Errors::default(),
+            udp: UdpCounts::default(),
+            late_sends: 0,
+            first_connect_error: None,
+            measure_start,
+        }
+    }
+
+    /// Records one completed round trip of `bytes` bytes.
+    #[inline]
+    pub fn round_trip(&mut self, intended: Instant, sent: Instant, done: Instant, bytes: u64) {
+        if intended < self.measure_start {
+            return;
+        }
+        self.requests += 1;
+        self.measured_bytes += bytes;
+        self.latency
+            .saturating_record(micros(done.saturating_duration_since(intended)));
+        self.latency_uncorrected
+            .saturating_record(micros(done.saturating_duration_since(sent)));
+    }
+
+    /// Records an established connection.
+    pub fn connected(&mut self, took: Duration) {
+        self.connections_opened += 1;
+        self.connect.saturating_record(micros(took));
+    }
+
+    /// Records a failed connect.
+    pub fn connect_failed(&mut self, why: &dyn std::fmt::Display) {
+        self.errors.connect += 1;
+        if self.first_connect_error.is_none() {
+            self.first_connect_error = Some(why.to_string());
+        }
+    }
+
+    /// Records echoed bytes that differ from the stream.
+    pub fn mismatch(&mut self) {
+        self.errors.verify += 1;
+        self.errors.mismatches += 1;
+    }
+
+    /// Records `n` bytes that were sent and will never come back.
+    pub fn lost(&mut self, n: u64) {
+        if n > 0 {
+            self.errors.verify += 1;
+            self.errors.lost_bytes += n;
+        }
+    }
+
+    /// Records `n` bytes received beyond what was sent.
+    pub fn extra(&mut self, n: u64) {
+        self.errors.verify += 1;
+        self.errors.extra_bytes += n;
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Stats) {
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = self.latency.add(&other.latency);
+        let _ = self.latency_uncorrected.add(&other.latency_uncorrected);
+        let _ = self.connect.add(&other.connect);
+        self.requests += other.requests;
+        self.measured_bytes += other.measured_bytes;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.connections_opened += other.connections_opened;
+        let (e, o) = (&mut self.errors, &other.errors);
+        e.verify += o.verify;
+        e.connect += o.connect;
+        e.io += o.io;
+        e.mismatches += o.mismatches;
+        e.lost_bytes += o.lost_bytes;
+        e.extra_bytes += o.extra_bytes;
+        let (u, o) = (&mut self.udp, &other.udp);
+        u.sent += o.sent;
+        u.received += o.received;
+        u.lost += o.lost;
+        u.duplicates += o.duplicates;
+        u.reordered += o.reordered;
+        self.late_sends += other.late_sends;
+        if self.first_connect_error.is_none() {
+            self.first_connect_error
+                .clone_from(&other.first_connect_error);
+        }
+    }
+}
+
+/// Counters a worker publishes for the live progress line; written with relaxed stores
+/// once per loop turn, read once a second.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Round trips completed so far (including warm-up).
+    pub round_trips: AtomicU64,
+    /// Bytes received so far.
+    pub bytes_received: AtomicU64,
+    /// Errors of all kinds so far.
+    pub errors: AtomicU64,
+}
+
+impl Progress {
+    /// Publishes a worker's running totals.
+    #[inline]
+    pub fn publish(&self, round_trips: u64, stats: &Stats) {
+        self.round_trips.store(round_trips, Ordering::Relaxed);
+        self.bytes_received
+            .store(stats.bytes_received, Ordering::Relaxed);
+        let e = &stats.errors;
+        self.errors
+            .store(e.verify + e.connect + e.io, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_round_trips_are_not_measured() {
+        let t0 = Instant::now();
+        let start = t0 + Duration::from_millis(10);
+        let mut s = Stats::new(start);
+        s.round_trip(t0, t0, start + Duration::from_millis(1), 64);
+        assert_eq!(s.requests, 0);
+        let late = start + Duration::from_millis(1);
+        s.round_trip(start, late, start + Duration::from_millis(3), 64);
+        assert_eq!((s.requests, s.measured_bytes), (1, 64));
+        // Corrected latency counts from the intended time, uncorrected from the send.
+        assert!((2990..=3010).contains(&s.latency.max()));
+        assert!((1990..=2010).contains(&s.latency_uncorrected.max()));
+    }
+
+    #[test]
+    fn merge_adds_everything() {
+        let t0 = Instant::now();
+        let mut a = Stats::new(t0);
+        let mut b = Stats::new(t0);
+        a.round_trip(t0, t0, t0 + Duration::from_micros(100), 10);
+        b.round_trip(t0, t0, t0 + Duration::from_micros(200), 10);
+        b.lost(5);
+        b.connect_failed(&"refused");
+        a.merge(&b);
+        assert_eq!(a.requests, 2);
+        assert_eq!(a.latency.len(), 2);
+        assert_eq!(a.errors.verify, 1);
+        assert_eq!(a.errors.lost_bytes, 5);
+        assert_eq!(a.first_connect_error.as_deref(), Some("refused"));
+    }
+}

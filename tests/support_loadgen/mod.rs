@@ -1,0 +1,237 @@
+//! Tiny echo servers for the load generator's tests: blocking std sockets on 127.0.0.1:0,
+//! a thread per TCP connection, optionally faulty in one precise way. Every loop is bounded
+//! in time, and dropping a server stops and joins all its threads, so each test stops what
+//! it starts.
+
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// No test server lives longer than this, whatever the test does.
+const LIFETIME: Duration = Duration::from_secs(30);
+/// Socket timeouts, so that threads notice the stop flag.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How a TCP server misbehaves: exactly once per server, at stream offset `at` of the
+/// first connection that gets there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A correct echo server.
+    None,
+    /// Flip one bit of the byte at `at`.
+    FlipByte { at: u64 },
+    /// Do not echo the byte at `at`.
+    DropByte { at: u64 },
+    /// Echo the byte at `at` twice.
+    DuplicateByte { at: u64 },
+    /// Swap the byte at `at` (or the first later one within the chunk that differs from its
+    /// successor, so the swap is never a no-op) with the next one.
+    SwapBytes { at: u64 },
+}
+
+/// A running TCP echo server.
+pub struct TcpEcho {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    /// Bytes echoed (written back), for cross-checking the generator's totals.
+    pub echoed: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpEcho {
+    /// Starts a server with `fault` on 127.0.0.1, port 0.
+    #[track_caller]
+    pub fn start(fault: Fault) -> TcpEcho {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let echoed = Arc::new(AtomicU64::new(0));
+        let fired = Arc::new(AtomicBool::new(false));
+        let (s, e) = (stop.clone(), echoed.clone());
+        let thread = std::thread::spawn(move || {
+            let born = Instant::now();
+            let mut conns = Vec::new();
+            while !s.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
+                match listener.accept() {
+                    Ok((sock, _)) => {
+                        let (s, e, f) = (s.clone(), e.clone(), fired.clone());
+                        conns.push(std::thread::spawn(move || {
+                            serve(sock, fault, &f, &s, &e, born)
+                        }));
+                        // Reap finished connection threads so churn tests stay small.
+                        conns.retain(|h: &JoinHandle<()>| !h.is_finished());
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            s.store(true, Ordering::Relaxed);
+            for h in conns {
+                let _ = h.join();
+            }
+        });
+        TcpEcho {
+            addr,
+            stop,
+            echoed,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TcpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(
+    mut sock: TcpStream,
+    fault: Fault,
+    fired: &AtomicBool,
+    stop: &AtomicBool,
+    echoed: &AtomicU64,
+    born: Instant,
+) {
+    let _ = sock.set_nonblocking(false);
+    let _ = sock.set_read_timeout(Some(TICK));
+    let _ = sock.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = sock.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(64 * 1024 + 1);
+    let mut offset = 0u64;
+    while !stop.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
+        let n = match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        };
+        out.clear();
+        out.extend_from_slice(&buf[..n]);
+        apply(fault, fired, offset, &mut out);
+        offset += n as u64;
+        if sock.write_all(&out).is_err() {
+            return;
+        }
+        echoed.fetch_add(out.len() as u64, Ordering::Relaxed);
+    }
+    // The client half-closed (or we stop): close our side too.
+    let _ = sock.shutdown(Shutdown::Write);
+}
+
+/// Applies the fault to the chunk that starts at stream offset `offset`, once per server.
+fn apply(fault: Fault, fired: &AtomicBool, offset: u64, chunk: &mut Vec<u8>) {
+    let at = match fault {
+        Fault::None => return,
+        Fault::FlipByte { at }
+        | Fault::DropByte { at }
+        | Fault::DuplicateByte { at }
+        | Fault::SwapBytes { at } => at,
+    };
+    let end = offset + chunk.len() as u64;
+    if at < offset || at >= end || fired.load(Ordering::Relaxed) {
+        return;
+    }
+    let i = (at - offset) as usize;
+    let i = match fault {
+        // Find a pair that actually changes when swapped.
+        Fault::SwapBytes { .. } => {
+            match (i..chunk.len().saturating_sub(1)).find(|&j| chunk[j] != chunk[j + 1]) {
+                Some(j) => j,
+                None => return,
+            }
+        }
+        _ => i,
+    };
+    if fired.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    match fault {
+        Fault::FlipByte { .. } => chunk[i] ^= 0x01,
+        Fault::DropByte { .. } => {
+            chunk.remove(i);
+        }
+        Fault::DuplicateByte { .. } => chunk.insert(i, chunk[i]),
+        Fault::SwapBytes { .. } => chunk.swap(i, i + 1),
+        Fault::None => {}
+    }
+}
+
+/// A running UDP echo server that drops every `drop_every`-th datagram (0 = none).
+pub struct UdpEcho {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub dropped: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    /// Starts a UDP echo server on 127.0.0.1, port 0.
+    #[track_caller]
+    pub fn start(drop_every: u64) -> UdpEcho {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp test server");
+        sock.set_read_timeout(Some(TICK)).expect("udp timeout");
+        let addr = sock.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (s, d) = (stop.clone(), dropped.clone());
+        let thread = std::thread::spawn(move || {
+            let born = Instant::now();
+            let mut buf = vec![0u8; 65_536];
+            let mut count = 0u64;
+            while !s.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                count += 1;
+                if drop_every > 0 && count % drop_every == 0 {
+                    d.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let _ = sock.send_to(&buf[..n], from);
+            }
+        });
+        UdpEcho {
+            addr,
+            stop,
+            dropped,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A loopback port with nothing listening (bound, then released).
+pub fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
