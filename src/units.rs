@@ -39,9 +39,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = trimmed.split_at(split);
     let value: f64 = number.parse().map_err(|_| bad())?;
     let seconds = match unit {
-        "" | "s" => value,
+        "" | "s" | "sec" | "secs" => value,
         "ms" => value / 1000.0,
-        "us" => value / 1_000_000.0,
+        "us" | "µs" => value / 1_000_000.0,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
         _ => return Err(bad()),

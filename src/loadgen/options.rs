@@ -237,24 +237,10 @@ impl fmt::Display for OptionError {
 
 impl std::error::Error for OptionError {}
 
-/// Parses a byte count: `64`, `1K` (1024), `64K`, `1M` (suffixes are binary, either case,
-/// an optional trailing `B`/`iB` is accepted: `4KiB`).
+/// Parses a byte count (`64`, `1K`, `64K`, `1M`): the crate's size syntax, see
+/// [`crate::units::parse_size`].
 pub fn parse_size(text: &str) -> Result<usize, OptionError> {
-    let err = || OptionError(format!("invalid size '{text}' (examples: 64, 1K, 64K, 1M)"));
-    let t = text.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix("ib"))
-        .or_else(|| t.strip_suffix(['B', 'b']).filter(|s| !s.is_empty()))
-        .unwrap_or(t);
-    let (digits, mult) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1usize << 10),
-        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: usize = digits.parse().map_err(|_| err())?;
-    n.checked_mul(mult).ok_or_else(err)
+    crate::units::parse_size(text).map_err(OptionError)
 }
 
 /// Parses `--size`: a byte count or an inclusive range `MIN..MAX` (`64..4K`).
@@ -279,28 +265,10 @@ pub fn parse_size_spec(text: &str) -> Result<SizeSpec, OptionError> {
     }
 }
 
-/// Parses a duration: `10s`, `500ms`, `2m`, `1.5s`, `250us`, or a plain number of seconds.
+/// Parses a duration (`10s`, `500ms`, `2m`, a plain number of seconds): the crate's
+/// duration syntax, see [`crate::units::parse_duration`].
 pub fn parse_duration(text: &str) -> Result<Duration, OptionError> {
-    let err = || {
-        OptionError(format!(
-            "invalid duration '{text}' (examples: 10s, 500ms, 2m, 5)"
-        ))
-    };
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| err())?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(err()),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| err())
+    crate::units::parse_duration(text).map_err(OptionError)
 }
 
 /// Parses a positive rate such as `1000`, `50k` or `1.5M` (decimal suffixes: these are
