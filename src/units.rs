@@ -61,7 +61,12 @@ mod tests {
         assert_eq!(parse_size("16M"), Ok(16 << 20));
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert_eq!(parse_size("4KB"), Ok(4096));
+        assert_eq!(parse_size("64B"), Ok(64));
         assert!(parse_size("ten").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
     }
@@ -72,6 +77,8 @@ mod tests {
         assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert!(parse_duration("").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1s").is_err());
