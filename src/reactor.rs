@@ -35,6 +35,10 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const UDP: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 
+/// The shared read buffer. Larger reads amortise syscalls on bulk streams; it costs nothing per
+/// connection, and it must hold any datagram whole.
+const SCRATCH_SIZE: usize = 256 * 1024;
+const _: () = assert!(SCRATCH_SIZE >= MAX_DATAGRAM);
 /// Datagrams echoed per wakeup before TCP gets a turn.
 const UDP_BUDGET: usize = 256;
 /// How long accepting pauses after the process ran out of descriptors (nginx uses 500 ms).
@@ -194,7 +198,7 @@ impl Server {
             listener,
             udp,
             conns: Slab::new(),
-            scratch: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             limits,
             ready: Vec::new(),
             finished: Vec::new(),
