@@ -198,6 +198,10 @@ impl Connection {
             write: limits.write_budget,
         };
         let mut outcome = Outcome::default();
+        // The limits can be lower than on the last call (the memory budget lowers them), so
+        // pending output may already be at or above the high-water mark: pause first. Reading
+        // with no room would ask for zero bytes, and a zero-byte read looks like the peer's FIN.
+        outcome.paused |= self.update_backpressure(limits, stats);
         while let Some(step) = self.next_step(budget) {
             let result = match step {
                 Step::Flush => self.flush(io, &mut budget, &mut outcome),
@@ -570,6 +574,31 @@ pub(crate) mod tests {
         let mut all = io.echoed.clone();
         all.truncate(800);
         assert_eq!(all[..], io.sent_in[..800]);
+    }
+
+    #[test]
+    fn limits_lowered_below_pending_pause_reading_instead_of_reading_eof() {
+        // 800 bytes pending under the normal limits: below high water, still reading.
+        let mut io = ScriptedStream::new(vec![Input::Data(512), Input::Data(288)], vec![]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, false, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.pending(), 800);
+        assert!(!conn.is_paused());
+        // The memory budget lowers the limit to 500 while more input is waiting.
+        io.reads = vec![Input::Data(512)].into();
+        let lowered = Limits {
+            high_water: 500,
+            low_water: 125,
+            ..limits()
+        };
+        conn.on_event(true, false, false);
+        let outcome = conn.drive(&mut io, &mut [0u8; 512], &lowered, &mut stats);
+        assert!(outcome.paused);
+        assert!(conn.is_paused());
+        assert_eq!(conn.phase(), Phase::Open, "no zero-byte read taken for EOF");
+        assert_eq!(conn.pending(), 800);
     }
 
     #[test]

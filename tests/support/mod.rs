@@ -181,3 +181,75 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
         .collect()
 }
+
+/// A blocking client like [`connect`], built with socket2 so it can be shaped before it
+/// connects: bound to `local` (port 0) to connect from that source address (Linux routes all
+/// of 127.0.0.0/8 over loopback), and with a fixed receive buffer, which also turns off the
+/// kernel's receive-buffer autotuning (a small one makes a non-reading client fill up fast).
+#[track_caller]
+pub fn connect_with(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+    recv_buffer: Option<usize>,
+) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .expect("client socket");
+    if let Some(ip) = local {
+        socket
+            .bind(&SocketAddr::new(ip, 0).into())
+            .expect("bind client socket");
+    }
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    }
+    socket
+        .connect(&addr.into())
+        .expect("connect to test server");
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Closes with RST instead of FIN: `SO_LINGER` 0, then close, whatever is in flight.
+#[track_caller]
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(stream);
+}
+
+/// Waits until the server closes `stream` (a read returns EOF or a reset) and returns how long
+/// that took; fails the test if it takes longer than `within`. Bytes still arriving are
+/// skipped.
+#[track_caller]
+pub fn expect_closed_within(stream: &mut TcpStream, within: Duration) -> Duration {
+    let start = Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let left = within.saturating_sub(start.elapsed());
+        assert!(
+            !left.is_zero(),
+            "the server did not close within {within:?}"
+        );
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => panic!("waiting for the server to close: {e}"),
+        }
+    }
+}
+
+/// What a socket timeout looks like on Unix (`EAGAIN`, reported as `WouldBlock`) or elsewhere.
+pub fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
