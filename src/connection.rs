@@ -278,6 +278,9 @@ impl Connection {
         // Never read more than the pending buffer may still hold: the limit is a hard bound.
         let room = limits.high_water.saturating_sub(self.pending.len());
         let want = scratch.len().min(budget.read).min(room);
+        // `next_step` reads only when not paused (so room > 0) and with budget left. A zero-byte
+        // read would return 0, indistinguishable from the peer's FIN.
+        debug_assert!(want > 0, "read with no room");
         let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
             self.readable = false;
             return Ok(());

@@ -23,7 +23,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{open_file_limit, Config, RESERVED_FDS};
-use crate::connection::{Connection, Limits, Phase};
+use crate::connection::{Connection, Limits};
 use crate::deadlines::{Deadlines, Owner};
 use crate::error::ServerError;
 use crate::net;
@@ -590,19 +590,16 @@ impl Server {
         self.remove_finished();
     }
 
-    /// The drain deadline passed: close what is left. A connection that already sent its FIN
-    /// and was only waiting for the peer's closed in order; the rest are cut off.
+    /// The drain deadline passed: close what is left. Even a connection that sent its FIN and
+    /// was only waiting for the peer's counts as cut off: closing it now may find unread input
+    /// (the kernel then sends RST and drops echoes still queued for the peer).
     fn abort_remaining(&mut self) {
         for (key, conn) in self.conns.iter_mut() {
-            let reason = match conn.state.phase() {
-                Phase::Lingering => CloseReason::Shutdown,
-                _ => CloseReason::DrainTimeout,
-            };
-            conn.state.abort(reason);
-            self.finished.push(key);
+            if conn.state.close_reason().is_none() {
+                conn.state.abort(CloseReason::DrainTimeout);
+                self.finished.push(key);
+            }
         }
-        self.finished.sort_unstable();
-        self.finished.dedup();
         self.remove_finished();
     }
 
