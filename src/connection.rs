@@ -198,6 +198,10 @@ impl Connection {
             write: limits.write_budget,
         };
         let mut outcome = Outcome::default();
+        // The limits may have dropped below what is pending since the last call (the memory
+        // budget lowers them): pause first, or the read below would get an empty buffer, and
+        // a socket answers that with 0, which looks like the peer's FIN.
+        outcome.paused |= self.update_backpressure(limits, stats);
         while let Some(step) = self.next_step(budget) {
             let result = match step {
                 Step::Flush => self.flush(io, &mut budget, &mut outcome),
@@ -570,6 +574,35 @@ pub(crate) mod tests {
         let mut all = io.echoed.clone();
         all.truncate(800);
         assert_eq!(all[..], io.sent_in[..800]);
+    }
+
+    /// Regression (found by the property tests): when the memory budget lowers the
+    /// high-water mark below what a connection already holds, the next drive must pause it,
+    /// not read into an empty buffer, whose 0 would be taken for the peer's FIN.
+    #[test]
+    fn limit_lowered_below_pending_pauses_instead_of_reading_nothing() {
+        let mut io = ScriptedStream::new(vec![Input::Data(512), Input::Data(300)], vec![]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, false, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.pending(), 812);
+        assert!(!conn.is_paused());
+        io.reads = vec![Input::Data(100)].into();
+        let squeezed = Limits {
+            high_water: 500,
+            low_water: 100,
+            ..limits()
+        };
+        conn.on_event(true, false, false);
+        let outcome = conn.drive(&mut io, &mut [0u8; 512], &squeezed, &mut stats);
+        assert_eq!(conn.phase(), Phase::Open, "no FIN was read");
+        assert!(conn.is_paused() && outcome.paused);
+        assert_eq!(
+            io.reads.len(),
+            1,
+            "nothing read while over the lowered limit"
+        );
     }
 
     #[test]
