@@ -27,6 +27,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
 /// The longest any single wait in this file may take before the test fails.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The tests here measure CPU and latency, so they take turns instead of skewing each other's
+/// figures (the harness runs tests in parallel); a failed test does not block the others.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The binary as a child process, observed through /proc.
 // ---------------------------------------------------------------------------------------------
@@ -494,6 +501,7 @@ fn out_of_descriptors(files: u32, clients: usize, close: usize) -> f64 {
 /// connection arriving), served clients keep echoing, and the exhaustion is counted.
 #[test]
 fn emfile_neither_spins_nor_stalls() {
+    let _turn = one_at_a_time();
     out_of_descriptors(48, 80, 30);
 }
 
@@ -501,6 +509,7 @@ fn emfile_neither_spins_nor_stalls() {
 #[test]
 #[ignore = "stress: run by scripts/stress.sh"]
 fn emfile_neither_spins_nor_stalls_many_clients() {
+    let _turn = one_at_a_time();
     out_of_descriptors(256, 800, 200);
 }
 
@@ -553,13 +562,16 @@ fn naive_writers(writers: usize, per_writer: u64) -> u64 {
                 while written < per_writer {
                     let call = Instant::now();
                     let result = stream.write(&chunk);
-                    if call.elapsed() < Duration::from_millis(100) {
-                        stuck_since = None;
-                    } else {
+                    if call.elapsed() >= Duration::from_millis(100) {
                         stuck_since.get_or_insert(call);
                     }
                     match result {
-                        Ok(n) => written += n as u64,
+                        Ok(n) => {
+                            written += n as u64;
+                            if call.elapsed() < Duration::from_millis(100) {
+                                stuck_since = None;
+                            }
+                        }
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
                         Err(error) => {
                             return Naive {
@@ -660,6 +672,7 @@ fn naive_writers(writers: usize, per_writer: u64) -> u64 {
 /// stay fast, and each writer is reset by the stall timeout soon after it got stuck.
 #[test]
 fn naive_writers_are_bounded_and_cut_off_by_the_stall_timeout() {
+    let _turn = one_at_a_time();
     naive_writers(8, 64 << 20);
 }
 
@@ -667,6 +680,7 @@ fn naive_writers_are_bounded_and_cut_off_by_the_stall_timeout() {
 #[test]
 #[ignore = "stress: run by scripts/stress.sh"]
 fn naive_writers_many() {
+    let _turn = one_at_a_time();
     naive_writers(32, 64 << 20);
 }
 
@@ -754,6 +768,7 @@ fn pingers_beside_firehose(
 /// firehose pushes their p99 past that bound, so this test can see starvation.
 #[test]
 fn firehose_does_not_starve_pingers() {
+    let _turn = one_at_a_time();
     let window = Duration::from_millis(400);
     let on = pingers_beside_firehose(Config::default(), "budgets on", 5, window);
     let off = pingers_beside_firehose(budgets_off(32 << 20), "budgets off", 1, window);
@@ -775,6 +790,7 @@ fn firehose_does_not_starve_pingers() {
 #[test]
 #[ignore = "stress: run by scripts/stress.sh"]
 fn firehose_does_not_starve_pingers_long() {
+    let _turn = one_at_a_time();
     let window = Duration::from_secs(1);
     let on = pingers_beside_firehose(Config::default(), "budgets on", 9, window);
     let off = pingers_beside_firehose(budgets_off(256 << 20), "budgets off", 3, window);
@@ -802,6 +818,7 @@ fn firehose_does_not_starve_pingers_long() {
 /// which was taken for the client's FIN: echo cut short, then RST.)
 #[test]
 fn memory_budget_squeezes_without_losing_data() {
+    let _turn = one_at_a_time();
     const CLIENTS: usize = 8;
     const SIZE: usize = 16 << 20;
     let server = TestServer::with_config(Config {
