@@ -395,89 +395,7 @@ fn classify(error: &io::Error) -> CloseReason {
 pub(crate) mod tests {
     //! Scripted tests: no sockets, no clock. Each test reads as "this comes in, that goes out".
     use super::*;
-    use std::collections::VecDeque;
-
-    /// What the next `read` returns.
-    #[derive(Debug, Clone)]
-    pub enum Input {
-        Data(usize),
-        WouldBlock,
-        Eof,
-        Reset,
-    }
-
-    /// What the next `write` does.
-    #[derive(Debug, Clone, Copy)]
-    pub enum Output {
-        Take(usize),
-        WouldBlock,
-        Broken,
-    }
-
-    /// A stream whose reads produce a counting pattern and whose writes follow a script.
-    /// When a script runs out, the call says `WouldBlock` (as a real socket would, eventually).
-    #[derive(Default)]
-    pub struct ScriptedStream {
-        pub reads: VecDeque<Input>,
-        pub writes: VecDeque<Output>,
-        pub sent_in: Vec<u8>,
-        pub echoed: Vec<u8>,
-        pub fin_sent: bool,
-        pub read_calls: usize,
-    }
-
-    impl ScriptedStream {
-        pub fn new(reads: Vec<Input>, writes: Vec<Output>) -> Self {
-            ScriptedStream {
-                reads: reads.into(),
-                writes: writes.into(),
-                ..Default::default()
-            }
-        }
-    }
-
-    impl Read for ScriptedStream {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.read_calls += 1;
-            match self.reads.pop_front() {
-                Some(Input::Data(n)) => {
-                    let n = n.min(buf.len());
-                    for byte in buf.iter_mut().take(n) {
-                        *byte = (self.sent_in.len() % 251) as u8;
-                        self.sent_in.push(*byte);
-                    }
-                    Ok(n)
-                }
-                Some(Input::Eof) => Ok(0),
-                Some(Input::Reset) => Err(io::ErrorKind::ConnectionReset.into()),
-                Some(Input::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
-            }
-        }
-    }
-
-    impl Write for ScriptedStream {
-        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-            match self.writes.pop_front() {
-                Some(Output::Take(k)) => {
-                    let k = k.min(data.len());
-                    self.echoed.extend_from_slice(&data[..k]);
-                    Ok(k)
-                }
-                Some(Output::Broken) => Err(io::ErrorKind::BrokenPipe.into()),
-                Some(Output::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
-            }
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Stream for ScriptedStream {
-        fn shutdown_write(&mut self) -> io::Result<()> {
-            self.fin_sent = true;
-            Ok(())
-        }
-    }
+    use crate::connection_script::{Input, Output, ScriptedStream};
 
     pub fn limits() -> Limits {
         Limits {
@@ -579,29 +497,33 @@ pub(crate) mod tests {
         assert_eq!(all[..], io.sent_in[..800]);
     }
 
+    /// Regression (found by the property tests): when the memory budget lowers the
+    /// high-water mark below what a connection already holds, the next drive must pause it,
+    /// not read into an empty buffer, whose 0 would be taken for the peer's FIN.
     #[test]
-    fn limits_lowered_below_pending_pause_reading_instead_of_reading_eof() {
-        // 800 bytes pending under the normal limits: below high water, still reading.
-        let mut io = ScriptedStream::new(vec![Input::Data(512), Input::Data(288)], vec![]);
+    fn limit_lowered_below_pending_pauses_instead_of_reading_nothing() {
+        let mut io = ScriptedStream::new(vec![Input::Data(512), Input::Data(300)], vec![]);
         let mut conn = Connection::new();
         let mut stats = Stats::default();
         conn.on_event(true, false, false);
         drive(&mut conn, &mut io, &mut stats);
-        assert_eq!(conn.pending(), 800);
+        assert_eq!(conn.pending(), 812);
         assert!(!conn.is_paused());
-        // The memory budget lowers the limit to 500 while more input is waiting.
-        io.reads = vec![Input::Data(512)].into();
-        let lowered = Limits {
+        io.reads = vec![Input::Data(100)].into();
+        let squeezed = Limits {
             high_water: 500,
-            low_water: 125,
+            low_water: 100,
             ..limits()
         };
         conn.on_event(true, false, false);
-        let outcome = conn.drive(&mut io, &mut [0u8; 512], &lowered, &mut stats);
-        assert!(outcome.paused);
-        assert!(conn.is_paused());
-        assert_eq!(conn.phase(), Phase::Open, "no zero-byte read taken for EOF");
-        assert_eq!(conn.pending(), 800);
+        let outcome = conn.drive(&mut io, &mut [0u8; 512], &squeezed, &mut stats);
+        assert_eq!(conn.phase(), Phase::Open, "no FIN was read");
+        assert!(conn.is_paused() && outcome.paused);
+        assert_eq!(
+            io.reads.len(),
+            1,
+            "nothing read while over the lowered limit"
+        );
     }
 
     #[test]
@@ -697,5 +619,102 @@ pub(crate) mod tests {
         let outcome = drive(&mut conn, &mut io, &mut stats);
         assert_eq!(outcome, Outcome::default());
         assert_eq!(conn.phase(), Phase::Open);
+    }
+
+    mod properties {
+        //! Random event scripts against the invariants in `connection_script::Script`: echo
+        //! is a prefix of the input, pending stays under the high-water mark, phases move
+        //! only along the diagram, budgets hold, no busy loop, and a peer that finally reads
+        //! everything and sends FIN gets every byte back and our FIN.
+        use crate::connection::Limits;
+        use crate::connection_script::{Action, Script};
+        use proptest::prelude::*;
+
+        fn limits() -> impl Strategy<Value = Limits> {
+            (2usize..3000, 0usize..100, 1usize..5000, 1usize..5000).prop_map(
+                |(high_water, low_percent, read_budget, write_budget)| Limits {
+                    high_water,
+                    low_water: high_water * low_percent / 100,
+                    read_budget,
+                    write_budget,
+                },
+            )
+        }
+
+        /// Any action; without `errors`, no reset, broken pipe or shutdown.
+        fn action(errors: bool) -> impl Strategy<Value = Action> {
+            let event = (any::<bool>(), any::<bool>(), prop::bool::weighted(0.1)).prop_map(
+                |(readable, writable, read_closed)| Action::Event {
+                    readable,
+                    writable,
+                    read_closed,
+                },
+            );
+            let benign = prop_oneof![
+                6 => (1usize..1500).prop_map(Action::Arrive),
+                1 => Just(Action::ReadBlocks),
+                1 => Just(Action::PeerFin),
+                5 => (1usize..1500).prop_map(Action::Accepts),
+                2 => Just(Action::WriteBlocks),
+                8 => event,
+                2 => Just(Action::Drive),
+                1 => prop::option::of(1usize..3000).prop_map(Action::Squeeze),
+            ];
+            if !errors {
+                return benign.boxed();
+            }
+            let fatal = prop_oneof![
+                Just(Action::PeerReset),
+                Just(Action::PipeBreaks),
+                Just(Action::BeginDrain),
+            ];
+            prop_oneof![26 => benign, 3 => fatal].boxed()
+        }
+
+        proptest! {
+            /// Any script keeps the invariants after every step and, once the peer reads all
+            /// and sends FIN, ends with everything read echoed (or discarded after a drain)
+            /// and our FIN sent, unless an I/O error closed the connection.
+            #[test]
+            fn random_scripts_keep_the_invariants(
+                limits in limits(),
+                scratch_len in 1usize..2048,
+                actions in prop::collection::vec(action(true), 0..120),
+            ) {
+                let mut script = Script::new(limits, scratch_len);
+                for action in actions {
+                    script.step(action);
+                }
+                script.finish();
+            }
+
+            /// The same without resets, broken pipes or shutdown: every script must then end
+            /// closed in order with every byte echoed (the completeness half of the property,
+            /// which errors would otherwise mask).
+            #[test]
+            fn error_free_scripts_echo_everything(
+                limits in limits(),
+                scratch_len in 1usize..2048,
+                actions in prop::collection::vec(action(false), 0..120),
+            ) {
+                let mut script = Script::new(limits, scratch_len);
+                for action in actions {
+                    script.step(action);
+                }
+                script.finish();
+                prop_assert_eq!(
+                    script.conn.close_reason(),
+                    Some(crate::stats::CloseReason::PeerClosed)
+                );
+            }
+
+            /// The fuzz target's byte decoder turns any input into a script that runs.
+            #[test]
+            fn decoded_byte_scripts_keep_the_invariants(
+                data in prop::collection::vec(any::<u8>(), 0..400),
+            ) {
+                Script::run_bytes(&data);
+            }
+        }
     }
 }

@@ -19,6 +19,8 @@
 //! # Layout, in reading order
 //! - [`reactor`]: [`Server`]: bind, the event loop, accept, teardown, shutdown.
 //! - [`connection`]: one TCP connection's state machine and its I/O, without sockets.
+//!   (Its test scripts and their invariants live in `connection_script`, compiled for tests
+//!   and with the `fuzzing` feature.)
 //! - [`deadlines`]: idle and stall timeouts in a min-heap with lazy re-arming.
 //! - [`udp`]: UDP echo with a bounded reply queue and reflection hardening.
 //! - [`net`]: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
@@ -46,6 +48,8 @@
 pub mod cli;
 pub mod config;
 pub mod connection;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod connection_script;
 pub mod deadlines;
 pub mod error;
 pub mod loadgen;

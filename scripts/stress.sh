@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Stress run for echoloop: the long tests that `cargo test` skips, in release mode.
+#
+#   scripts/stress.sh [--no-fuzz] [--fuzz-seconds N] [--cases N]
+#
+# Steps (each timed; a table is printed at the end, also after a failure):
+#   1. cargo build --release --all-targets
+#   2. cargo test --release -- --ignored --nocapture --test-threads=1
+#      (tests/resources.rs: EMFILE with 800 clients, 32 naive writers, the long fairness run
+#      with its budgets-off negative control; one at a time, since they measure CPU and
+#      latency)
+#   3. tests/resources.rs's default tests in release mode, for their figures
+#   4. the connection property tests with PROPTEST_CASES=N (default 20000)
+#   5. the cargo-fuzz target for N seconds (default 60), if nightly and cargo-fuzz are
+#      installed; the first build of the fuzz crate adds 2-3 minutes
+#
+# Runtime on the development machine (2 shared cores, load average 60-130 from other builds):
+# 193 s measured (release build 19 s, ignored tests 30 s, default resource tests 10 s,
+# proptests 2 s, fuzzing 132 s of which ~70 s is the cold nightly build of the fuzz crate).
+# A cold release build adds 1-2 min. Must stay under 10 min.
+# Exit status: 0 when every step passed, 1 otherwise (the failing step is named), 2 for bad
+# arguments.
+set -euo pipefail
+
+usage() {
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+}
+
+fuzz=auto
+fuzz_seconds=60
+cases=20000
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--no-fuzz) fuzz=no ;;
+	--fuzz-seconds)
+		fuzz_seconds="${2:?--fuzz-seconds needs a number}"
+		shift
+		;;
+	--cases)
+		cases="${2:?--cases needs a number}"
+		shift
+		;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	*)
+		echo "stress.sh: unknown argument '$1' (try --help)" >&2
+		exit 2
+		;;
+	esac
+	shift
+done
+
+cd "$(dirname "$0")/.."
+
+names=()
+times=()
+results=()
+started=$SECONDS
+
+summary() {
+	local status=$?
+	echo
+	echo "== stress.sh summary =="
+	local i
+	for i in "${!names[@]}"; do
+		printf '  %-44s %5ss  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
+	done
+	printf '  %-44s %5ss\n' "total" "$((SECONDS - started))"
+	if [[ $status -eq 0 ]]; then
+		echo "stress.sh: all steps passed"
+	else
+		echo "stress.sh: FAILED (see the step marked FAIL above)" >&2
+	fi
+}
+trap summary EXIT
+
+# step NAME COMMAND...: runs COMMAND, records its time and result; stops at the first failure.
+step() {
+	local name="$1"
+	shift
+	echo
+	echo "== $name: $*"
+	local t0=$SECONDS
+	local rc=0
+	"$@" || rc=$?
+	names+=("$name")
+	times+=("$((SECONDS - t0))")
+	if [[ $rc -eq 0 ]]; then
+		results+=("ok")
+	else
+		results+=("FAIL (exit $rc)")
+		exit 1
+	fi
+}
+
+skip() {
+	names+=("$1")
+	times+=("0")
+	results+=("skipped: $2")
+}
+
+step "build (release, all targets)" cargo build --release --all-targets
+step "ignored tests (release)" \
+	cargo test --release -- --ignored --nocapture --test-threads=1
+step "resource tests, default set (release)" \
+	cargo test --release --test resources -- --nocapture
+step "connection proptests ($cases cases)" \
+	env PROPTEST_CASES="$cases" cargo test --release --lib connection::tests::properties
+
+if [[ $fuzz == no ]]; then
+	skip "fuzz connection" "--no-fuzz"
+elif ! cargo +nightly --version >/dev/null 2>&1; then
+	skip "fuzz connection" "no nightly toolchain"
+elif ! cargo fuzz --version >/dev/null 2>&1; then
+	skip "fuzz connection" "cargo-fuzz not installed"
+else
+	fuzz_run() {
+		(cd fuzz && cargo +nightly fuzz run connection -- \
+			-max_total_time="$fuzz_seconds" -max_len=512 -print_final_stats=1)
+	}
+	step "fuzz connection (${fuzz_seconds}s + build)" fuzz_run
+fi
