@@ -315,7 +315,7 @@ GEN_FAILED=0
 
 # sweep SERVER_LABEL ADDR: every matrix point x repeats against ADDR.
 sweep() {
-	local server=$1 addr=$2 mode conns size rep bytes name before after rc limit
+	local server=$1 addr=$2 mode conns size rep bytes name before after rc limit window warmup
 	local -a gen
 	for mode in $MODES; do
 		for size in $SIZES; do
@@ -335,12 +335,26 @@ sweep() {
 				fi
 				for ((rep = 1; rep <= REPEATS; rep++)); do
 					name="$server-$mode-c$conns-s$size-r$rep"
+					# Opening thousands of connections takes a while, the more so while the
+					# first ones already stream: give it at least 1 s per 2,000 connections
+					# of warmup, so the measured window starts with (nearly) all of them up.
+					warmup=$WARMUP
+					((conns / 2000 > WARMUP_S)) && warmup="$((conns / 2000))s"
 					gen=("$BENCH_BIN" "$mode" --target "$addr" --connections "$conns" --size "$size"
-						--duration "$DURATION" --warmup "$WARMUP" --json)
+						--duration "$DURATION" --warmup "$warmup" --json)
 					[[ -n $THREADS ]] && gen+=(--threads "$THREADS")
+					if [[ $mode == stream ]]; then
+						# Keep the bytes in flight within the same bound: the generator's
+						# default window (256K) x 10,000 connections would put 2.5 GB in
+						# kernel socket buffers, and TCP memory pressure then drops packets.
+						window=$((MAX_BUFFER_BYTES / conns))
+						((window > 262144)) && window=262144
+						((window < bytes)) && window=$bytes
+						gen+=(--window "$window")
+					fi
 					# Generous bound so a hung generator cannot hang CI: run time plus time
 					# to open (and close) the connections.
-					limit=$((DURATION_S + WARMUP_S + 30 + conns / 200))
+					limit=$((DURATION_S + WARMUP_S + conns / 2000 + 30 + conns / 200))
 					{
 						printf '%s: ' "$name"
 						printf '%q ' "${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}"

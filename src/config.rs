@@ -26,6 +26,8 @@ pub struct Config {
     /// Serve UDP echo.
     pub udp: bool,
     /// Listen backlog handed to `listen(2)` (the kernel caps it at `net.core.somaxconn`).
+    /// Default 4096: a benchmark target sees thousands of connects in a burst, and a full
+    /// backlog drops SYNs that clients retry only after a second.
     pub backlog: u32,
     /// Per-connection high-water mark of pending output, in bytes. At this mark the server
     /// stops reading the connection (backpressure). Default 32 MiB, above the seed's 10 MB
@@ -97,7 +99,7 @@ impl Default for Config {
             port: DEFAULT_PORT,
             tcp: true,
             udp: true,
-            backlog: 1024,
+            backlog: 4096,
             max_pending,
             low_water: max_pending / 4,
             read_budget: 256 * 1024,

@@ -143,6 +143,32 @@ fn sigint_exits_zero_and_no_udp_is_reported_off() {
     assert_eq!(server.wait_exit(), 0);
 }
 
+/// A second signal cuts a long drain short: a client that never reads keeps output pending,
+/// so the first SIGTERM would wait out `--drain-timeout` (60 s here); the second exits at
+/// once with 130.
+#[test]
+fn second_signal_exits_at_once() {
+    let mut server = Running::start(&["--port", "0", "--drain-timeout", "60s"]);
+    let (tcp, _) = parse_listening(&server.next_line());
+    let mut hog = TcpStream::connect(tcp).unwrap();
+    hog.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    // Fill both directions' buffers until our writes block: output is now pending.
+    while hog.write_all(&chunk).is_ok() {
+        assert!(started.elapsed() < WAIT, "the server never pushed back");
+    }
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.child.try_wait().unwrap().is_none(), "still draining");
+    let second = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), 130);
+    assert!(second.elapsed() < Duration::from_secs(5));
+    assert!(server.stderr().contains("second signal"));
+}
+
 /// An unknown flag: exit 2 and exactly one line on stderr, naming the flag.
 #[test]
 fn bad_flag_exits_two_with_one_line() {

@@ -770,7 +770,7 @@ fn pingers_beside_firehose(
 fn firehose_does_not_starve_pingers() {
     let _turn = one_at_a_time();
     let window = Duration::from_millis(400);
-    let on = pingers_beside_firehose(Config::default(), "budgets on", 5, window);
+    let on = pingers_beside_firehose(Config::default(), "budgets on", 7, window);
     let off = pingers_beside_firehose(budgets_off(32 << 20), "budgets off", 1, window);
     assert!(
         on.ratio <= 3.0,

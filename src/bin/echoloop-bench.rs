@@ -64,7 +64,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "PER_SEC", value_parser = rate)]
     connect_rate: Option<f64>,
 
-    /// After the run, how long to wait for outstanding echoes before counting them lost.
+    /// After the run, how long echoes may stop arriving before the rest counts as lost
+    /// (the wait extends while echoes keep arriving, up to 10 times this).
     #[arg(long, global = true, default_value = "2s", value_parser = duration)]
     drain_timeout: Duration,
 

@@ -133,7 +133,8 @@ pub struct Options {
     pub connect_rate: Option<f64>,
     /// Seed for payloads and random sizes; the same seed gives the same byte streams.
     pub seed: u64,
-    /// After the run, how long to wait for outstanding echoes before declaring them lost.
+    /// After the run, how long echoes may stop arriving before the rest is declared lost (the
+    /// wait extends while echoes keep arriving, up to 10 times this).
     pub drain_timeout: Duration,
     /// UDP: how long a datagram may stay unanswered before its window slot is freed.
     pub loss_timeout: Duration,

@@ -45,6 +45,13 @@ const WRITE_BUF: usize = 64 * 1024;
 const RATE_MAX_INFLIGHT: usize = 4096;
 /// How often connects in progress are checked against the connect timeout.
 const CONNECT_CHECK: Duration = Duration::from_millis(100);
+/// Handshakes in flight per thread. Firing thousands of SYNs at once overflows the server's
+/// listen backlog; the kernel then drops them and the clients retry only after 1 s, 3 s, ...,
+/// so a 10,000-connection run would spend seconds connecting. A window of in-flight connects
+/// below any sane backlog opens them as fast as the server accepts.
+const MAX_CONNECTING: usize = 256;
+/// The drain may outlast `--drain-timeout` while echoes keep arriving, up to this many times it.
+const DRAIN_EXTENSION_CAP: u32 = 10;
 /// While draining, how often the connection table is scanned for completion.
 const DRAIN_SCAN: Duration = Duration::from_millis(5);
 /// After the last echo, how long to wait for the server's EOF on half-closed connections.
@@ -150,6 +157,7 @@ pub(crate) fn run(opts: &Options, plan: &Plan, progress: &Progress) -> io::Resul
         rr: 0,
         dirty: Vec::new(),
         round_trips: 0,
+        last_received: plan.start,
     };
     let mut events = Events::with_capacity(1024);
     loop {
@@ -206,6 +214,8 @@ struct Worker<'a> {
     rr: usize,
     dirty: Vec<usize>,
     round_trips: u64,
+    /// When echoed bytes last arrived: the drain keeps waiting while they do.
+    last_received: Instant,
 }
 
 impl Worker<'_> {
@@ -245,6 +255,13 @@ impl Worker<'_> {
                     (0, None) => Some(now + LINGER),
                     (_, l) => l,
                 };
+                // The deadline counts from the last echo that arrived, so thousands of
+                // connections with full windows can finish draining; a server that stopped
+                // echoing still ends the run after `drain_timeout`, and a trickle after
+                // DRAIN_EXTENSION_CAP times that.
+                let quiet_since = self.last_received + self.opts.drain_timeout;
+                let cap = deadline + self.opts.drain_timeout * DRAIN_EXTENSION_CAP;
+                let deadline = deadline.max(quiet_since).min(cap);
                 if self.conns.is_empty()
                     || now >= deadline
                     || linger_until.is_some_and(|l| now >= l)
@@ -274,7 +291,7 @@ impl Worker<'_> {
             Phase::Done => now,
         };
         if self.running() {
-            if self.to_open > 0 {
+            if self.may_open() {
                 let due = self
                     .connect_pacer
                     .as_ref()
@@ -319,8 +336,14 @@ impl Worker<'_> {
     }
 
     /// Opens the connections whose turn has come (all at once without `--connect-rate`).
+    /// True while another connect may start: some are still to open, and fewer than
+    /// `MAX_CONNECTING` handshakes are in flight.
+    fn may_open(&self) -> bool {
+        self.to_open > 0 && self.connecting < MAX_CONNECTING
+    }
+
     fn open_due(&mut self, now: Instant) {
-        while self.to_open > 0 && now >= self.not_before {
+        while self.may_open() && now >= self.not_before {
             if let Some(p) = &mut self.connect_pacer {
                 if !p.is_due(now) {
                     break;
@@ -454,6 +477,7 @@ impl Worker<'_> {
                 Ok(0) => return self.on_eof(key),
                 Ok(n) => {
                     self.stats.bytes_received += n as u64;
+                    self.last_received = now;
                     match conn.echo.on_received(&self.rbuf[..n], now, &mut self.stats) {
                         Ok(done) => {
                             self.round_trips += done as u64;
