@@ -65,7 +65,8 @@ pub struct Limits {
     pub low_water: usize,
     /// Bytes read per `drive` call.
     pub read_budget: usize,
-    /// Bytes written per `drive` call.
+    /// Bytes flushed from pending output per `drive` call. Soft: the fast path still writes
+    /// back what it has just read, so one call writes at most `read_budget + write_budget`.
     pub write_budget: usize,
 }
 
