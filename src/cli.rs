@@ -10,7 +10,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use log::LevelFilter;
 
-use crate::config::{Config, DEFAULT_PORT};
+use crate::config::{default_max_connections, Config, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS};
 use crate::units::{parse_duration, parse_size};
 
 /// A timeout that can be turned off: a duration, or `off` (also `0`).
@@ -61,9 +61,14 @@ pub struct Cli {
     pub stats_interval: Option<Duration>,
 
     /// Most connections served at once; more are accepted and closed at once (client sees
-    /// EOF). Default: the open-file limit minus 32.
+    /// EOF). Default: the open-file limit minus 32, minus 2 per zero-copy connection.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// Most connections echoing with zero copy (splice through a pipe, 2 descriptors each);
+    /// bulk connections beyond it copy. 0 turns zero copy off. Linux only.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ZERO_COPY_CONNS)]
+    pub zero_copy_conns: usize,
 
     /// Most connections from one source IP (default: no limit).
     #[arg(long, value_name = "N")]
@@ -102,7 +107,10 @@ impl Cli {
             low_water: self.max_pending / 4,
             drain_timeout: self.drain_timeout,
             stats_interval: self.stats_interval,
-            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(|| default_max_connections(self.zero_copy_conns)),
+            zero_copy_conns: self.zero_copy_conns,
             max_per_source: self.max_per_source,
             memory_budget: self.memory_budget,
             idle_timeout: self.idle_timeout.0,

@@ -53,8 +53,14 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// Most connections served at once; beyond it a new connection is accepted and closed at
     /// once (its client sees EOF) and counted. Default: the open-file limit minus
-    /// [`RESERVED_FDS`], as Redis sizes `maxclients`.
+    /// [`RESERVED_FDS`] and the zero-copy pipes' descriptors, as Redis sizes `maxclients`
+    /// (see [`default_max_connections`]).
     pub max_connections: usize,
+    /// Most connections echoing with zero copy at once: a connection that reads bulk data
+    /// gets a kernel pipe and `splice(2)` moves its bytes, which never enter user space (see
+    /// `zero_copy`). Each costs two descriptors. `0` turns zero copy off. Default 256; Linux
+    /// only (elsewhere every connection copies).
+    pub zero_copy_conns: usize,
     /// Most connections from one source IP; beyond it, accepted and closed. `None`: no limit.
     pub max_per_source: Option<usize>,
     /// Soft bound on pending output summed over all connections. Above it, connections
@@ -84,11 +90,18 @@ pub fn open_file_limit() -> Option<u64> {
     (rc == 0).then_some(limit.rlim_cur)
 }
 
-/// `max_connections` derived from the open-file limit (1024 if it cannot be read).
-pub fn default_max_connections() -> usize {
+/// Default for [`Config::zero_copy_conns`].
+pub const DEFAULT_ZERO_COPY_CONNS: usize = 256;
+
+/// `max_connections` derived from the open-file limit (1024 if it cannot be read), leaving
+/// two descriptors for each of `zero_copy_conns` pipes.
+pub fn default_max_connections(zero_copy_conns: usize) -> usize {
     let limit = open_file_limit().unwrap_or(1024 + RESERVED_FDS as u64);
     let usable = usize::try_from(limit).unwrap_or(usize::MAX);
-    usable.saturating_sub(RESERVED_FDS).max(1)
+    usable
+        .saturating_sub(RESERVED_FDS)
+        .saturating_sub(zero_copy_conns.saturating_mul(2))
+        .max(1)
 }
 
 impl Default for Config {
@@ -108,7 +121,8 @@ impl Default for Config {
             udp_queue_datagrams: 1024,
             drain_timeout: Duration::from_secs(5),
             stats_interval: None,
-            max_connections: default_max_connections(),
+            max_connections: default_max_connections(DEFAULT_ZERO_COPY_CONNS),
+            zero_copy_conns: DEFAULT_ZERO_COPY_CONNS,
             max_per_source: None,
             memory_budget: 1 << 30,
             idle_timeout: None,
@@ -189,7 +203,12 @@ mod tests {
     #[test]
     fn max_connections_follows_the_open_file_limit() {
         let limit = open_file_limit().expect("getrlimit works on Linux") as usize;
-        assert_eq!(default_max_connections(), limit - RESERVED_FDS);
+        assert_eq!(default_max_connections(0), limit - RESERVED_FDS);
+        assert_eq!(
+            Config::default().max_connections,
+            limit - RESERVED_FDS - 2 * DEFAULT_ZERO_COPY_CONNS,
+            "each zero-copy pipe holds two descriptors"
+        );
     }
 
     #[test]

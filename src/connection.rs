@@ -16,6 +16,13 @@
 //!   (any phase) -- reset / I/O error ----------------------------------------^
 //! ```
 //!
+//! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
+//! write straight back, keep only the unsent rest). A bulk connection may also get a kernel
+//! pipe from the reactor (`zero_copy`): input is then spliced into the pipe and out again,
+//! never copied. The pipe is small (64 KiB), so when it is full and the peer is not reading,
+//! input goes to the buffer as before, behind the pipe's older bytes: the pending limit, and
+//! with it the guarantee that a client may write megabytes before it reads, stays the same.
+//!
 //! Readiness is tracked here, in user space: mio is edge-triggered, so after an event the
 //! connection stays `readable` until a read says `WouldBlock` (or a short read shows the socket
 //! was drained), and `writable` until a write says `WouldBlock`. That lets the reactor register
@@ -32,8 +39,22 @@ use crate::stats::{CloseReason, Stats};
 pub trait Stream: Read + Write {
     /// Sends FIN: the peer reads EOF after every byte written so far.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Zero-copy read: moves up to `max` input bytes into the connection's pipe. `Ok(0)` is
+    /// the peer's FIN; `WouldBlock` means no input *or* a full pipe. Called only on a
+    /// connection switched to a pipe ([`Connection::use_pipe`]); a stream without one keeps
+    /// this default.
+    fn splice_in(&mut self, _max: usize) -> io::Result<usize> {
+        Err(io::Error::other("splice on a stream without a pipe"))
+    }
+
+    /// Zero-copy write: moves up to `max` bytes from the connection's pipe to the peer.
+    fn splice_out(&mut self, _max: usize) -> io::Result<usize> {
+        Err(io::Error::other("splice on a stream without a pipe"))
+    }
 }
 
+/// A plain socket has no pipe: it runs the copying path (see `zero_copy::Spliced`).
 impl Stream for mio::net::TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
@@ -88,8 +109,26 @@ pub struct Outcome {
 enum Step {
     Flush,
     ReadAndEcho,
+    ReadIntoPipe,
     FinishWriting,
     Discard,
+}
+
+/// Output owed to the peer, oldest first: what waits in the pipe, then the buffer.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Bytes in the kernel pipe, moved by `splice` and never copied into user space. `None`
+    /// until the reactor attaches a pipe ([`Connection::use_pipe`]).
+    pipe: Option<usize>,
+    /// Bytes in this connection's heap buffer. Empty, with no allocation, while the fast path
+    /// keeps up. New input goes here, never into the pipe, while it holds anything.
+    buffer: BytesMut,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.pipe.unwrap_or(0) + self.buffer.len()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,10 +141,14 @@ struct Budget {
 #[derive(Debug)]
 pub struct Connection {
     phase: Phase,
-    /// Bytes read but not yet written back. Empty (no heap buffer) while the fast path keeps up.
-    pending: BytesMut,
+    /// Bytes read but not yet written back.
+    pending: Pending,
     /// Backpressure: pending output reached the high-water mark, so reading waits.
     paused: bool,
+    /// A splice into the pipe said `WouldBlock` while the pipe held bytes. The pipe may be
+    /// full (the kernel does not say which side blocked), so input goes to the buffer until a
+    /// flush makes room in the pipe.
+    pipe_full: bool,
     readable: bool,
     writable: bool,
     /// The event carried the peer's FIN (or an error). No new edge will follow, so read until
@@ -124,8 +167,9 @@ impl Connection {
     pub fn new() -> Self {
         Connection {
             phase: Phase::Open,
-            pending: BytesMut::new(),
+            pending: Pending::default(),
             paused: false,
+            pipe_full: false,
             readable: false,
             writable: false,
             read_closed: false,
@@ -150,9 +194,32 @@ impl Connection {
         self.pending.len()
     }
 
-    /// Heap bytes held for pending output (zero for an idle connection).
+    /// Of the bytes owed, those waiting in the pipe (0 without one).
+    pub fn pending_in_pipe(&self) -> usize {
+        self.pending.pipe.unwrap_or(0)
+    }
+
+    /// Heap bytes held for pending output (zero for an idle connection; bytes in the pipe are
+    /// kernel memory, not counted here).
     pub fn buffer_capacity(&self) -> usize {
-        self.pending.capacity()
+        self.pending.buffer.capacity()
+    }
+
+    /// From now on, input goes through a kernel pipe, moved by `splice` (zero-copy echo).
+    /// Switches only while nothing is pending, so no byte can overtake an older one; returns
+    /// whether it switched. The caller must pass a stream with that pipe to every later
+    /// [`Connection::drive`].
+    pub fn use_pipe(&mut self) -> bool {
+        let switch = self.pending.pipe.is_none() && self.pending.len() == 0;
+        if switch {
+            self.pending.pipe = Some(0);
+        }
+        switch
+    }
+
+    /// True once [`Connection::use_pipe`] switched this connection to zero-copy echo.
+    pub fn uses_pipe(&self) -> bool {
+        self.pending.pipe.is_some()
     }
 
     /// True while backpressure stops reading.
@@ -209,6 +276,7 @@ impl Connection {
                 Step::ReadAndEcho => {
                     self.read_and_echo(io, scratch, limits, &mut budget, &mut outcome)
                 }
+                Step::ReadIntoPipe => self.read_into_pipe(io, limits, &mut budget, &mut outcome),
                 Step::FinishWriting => self.finish_writing(io),
                 Step::Discard => self.discard(io, scratch, &mut budget, stats),
             };
@@ -234,13 +302,21 @@ impl Connection {
     fn next_step(&self, budget: Budget) -> Option<Step> {
         let can_write = self.writable && budget.write > 0;
         let can_read = self.readable && budget.read > 0;
+        let pending = self.pending();
         match self.phase {
             Phase::Closed(_) => None,
-            _ if !self.pending.is_empty() && can_write => Some(Step::Flush),
-            Phase::Open if can_read && !self.paused => Some(Step::ReadAndEcho),
-            Phase::PeerClosed | Phase::Draining if self.pending.is_empty() => {
-                Some(Step::FinishWriting)
+            _ if pending > 0 && can_write => Some(Step::Flush),
+            Phase::Open if can_read && !self.paused => {
+                let pipe_takes_input = self.pending.pipe.is_some()
+                    && self.pending.buffer.is_empty()
+                    && !self.pipe_full;
+                Some(if pipe_takes_input {
+                    Step::ReadIntoPipe
+                } else {
+                    Step::ReadAndEcho
+                })
             }
+            Phase::PeerClosed | Phase::Draining if pending == 0 => Some(Step::FinishWriting),
             Phase::Lingering if can_read => Some(Step::Discard),
             _ => None,
         }
@@ -252,16 +328,36 @@ impl Connection {
         budget: &mut Budget,
         outcome: &mut Outcome,
     ) -> Result<(), CloseReason> {
-        let chunk = self.pending.len().min(budget.write);
-        match write_nonblocking(io, &self.pending[..chunk])? {
+        // The pipe's bytes are the older ones: they go first.
+        let written = match &mut self.pending.pipe {
+            Some(in_pipe) if *in_pipe > 0 => {
+                let chunk = (*in_pipe).min(budget.write);
+                let written = nonblocking(|| io.splice_out(chunk))?;
+                if let Some(n) = written {
+                    *in_pipe -= n;
+                    self.pipe_full = false; // there is room again
+                }
+                written
+            }
+            _ => {
+                let buffer = &mut self.pending.buffer;
+                let chunk = buffer.len().min(budget.write);
+                let written = write_nonblocking(io, &buffer[..chunk])?;
+                if let Some(n) = written {
+                    buffer.advance(n);
+                    if buffer.is_empty() {
+                        // Give the memory back: an idle connection holds no heap buffer.
+                        *buffer = BytesMut::new();
+                    }
+                }
+                written
+            }
+        };
+        match written {
+            Some(0) => return Err(CloseReason::IoError), // a socket never takes zero bytes
             Some(n) => {
-                self.pending.advance(n);
                 budget.write = budget.write.saturating_sub(n);
                 outcome.bytes_written += n;
-                if self.pending.is_empty() {
-                    // Give the memory back: an idle connection holds no heap buffer.
-                    self.pending = BytesMut::new();
-                }
             }
             None => self.writable = false,
         }
@@ -276,7 +372,7 @@ impl Connection {
         budget: &mut Budget,
         outcome: &mut Outcome,
     ) -> Result<(), CloseReason> {
-        // Never read more than the pending buffer may still hold: the limit is a hard bound.
+        // Never read more than pending output may still grow: the limit is a hard bound.
         let room = limits.high_water.saturating_sub(self.pending.len());
         let want = scratch.len().min(budget.read).min(room);
         // `next_step` reads only when not paused (so room > 0) and with budget left. A zero-byte
@@ -300,7 +396,7 @@ impl Connection {
         }
         let data = &scratch[..n];
         let mut sent = 0;
-        if self.pending.is_empty() && self.writable {
+        if self.pending.len() == 0 && self.writable {
             // The fast path: straight from the shared scratch buffer back to the socket.
             match write_nonblocking(io, data)? {
                 Some(written) => sent = written,
@@ -309,7 +405,41 @@ impl Connection {
             budget.write = budget.write.saturating_sub(sent);
             outcome.bytes_written += sent;
         }
-        self.pending.extend_from_slice(&data[sent..]);
+        self.pending.buffer.extend_from_slice(&data[sent..]);
+        Ok(())
+    }
+
+    /// The zero-copy counterpart of `read_and_echo`, taken while the buffer is empty: input
+    /// goes into the pipe, and the next step (`Flush`, since pending output goes first)
+    /// splices it back out. There is no short-read shortcut here: a short splice may mean a
+    /// full pipe, not a drained socket.
+    fn read_into_pipe<S: Stream>(
+        &mut self,
+        io: &mut S,
+        limits: &Limits,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason> {
+        let room = limits.high_water.saturating_sub(self.pending.len());
+        let Some(in_pipe) = self.pending.pipe.as_mut() else {
+            unreachable!("next_step splices only with a pipe attached");
+        };
+        let want = room.min(budget.read);
+        debug_assert!(want > 0, "splice with no room");
+        match nonblocking(|| io.splice_in(want))? {
+            // An empty pipe has room, so the socket is what blocked.
+            None if *in_pipe == 0 => self.readable = false,
+            None => self.pipe_full = true,
+            Some(0) => {
+                self.phase = Phase::PeerClosed;
+                self.readable = false;
+            }
+            Some(n) => {
+                *in_pipe += n;
+                budget.read -= n;
+                outcome.bytes_read += n;
+            }
+        }
         Ok(())
     }
 
@@ -345,12 +475,13 @@ impl Connection {
     /// Pauses reading at the high-water mark and resumes at the low-water mark. Returns true
     /// when it paused just now.
     fn update_backpressure(&mut self, limits: &Limits, stats: &mut Stats) -> bool {
-        if !self.paused && self.pending.len() >= limits.high_water {
+        let pending = self.pending();
+        if !self.paused && pending >= limits.high_water {
             self.paused = true;
             stats.backpressure_pauses += 1;
             return true;
         }
-        if self.paused && self.pending.len() <= limits.low_water {
+        if self.paused && pending <= limits.low_water {
             // Still `readable` if we stopped before WouldBlock: the next step reads again.
             self.paused = false;
         }
@@ -358,10 +489,11 @@ impl Connection {
     }
 }
 
-/// One `read`: `Some(n)` with `n == 0` at EOF, `None` on `WouldBlock`, retried on `EINTR`.
-fn read_nonblocking<S: Read>(io: &mut S, buf: &mut [u8]) -> Result<Option<usize>, CloseReason> {
+/// One non-blocking I/O call: `Some(n)` bytes moved, `None` on `WouldBlock`, retried on
+/// `EINTR`; any other error becomes the reason the connection closes.
+fn nonblocking(mut op: impl FnMut() -> io::Result<usize>) -> Result<Option<usize>, CloseReason> {
     loop {
-        match io.read(buf) {
+        match op() {
             Ok(n) => return Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -370,16 +502,16 @@ fn read_nonblocking<S: Read>(io: &mut S, buf: &mut [u8]) -> Result<Option<usize>
     }
 }
 
-/// One `write`: `Some(n)` bytes taken (never 0), `None` on `WouldBlock`, retried on `EINTR`.
+/// One `read`: `Some(n)` with `n == 0` at EOF, `None` on `WouldBlock`.
+fn read_nonblocking<S: Read>(io: &mut S, buf: &mut [u8]) -> Result<Option<usize>, CloseReason> {
+    nonblocking(|| io.read(buf))
+}
+
+/// One `write`: `Some(n)` bytes taken (never 0), `None` on `WouldBlock`.
 fn write_nonblocking<S: Write>(io: &mut S, data: &[u8]) -> Result<Option<usize>, CloseReason> {
-    loop {
-        match io.write(data) {
-            Ok(0) if !data.is_empty() => return Err(CloseReason::IoError),
-            Ok(n) => return Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(classify(&e)),
-        }
+    match nonblocking(|| io.write(data))? {
+        Some(0) if !data.is_empty() => Err(CloseReason::IoError),
+        result => Ok(result),
     }
 }
 
@@ -622,6 +754,90 @@ pub(crate) mod tests {
         assert_eq!(conn.phase(), Phase::Open);
     }
 
+    /// A connection switched to a pipe, as the reactor does for bulk traffic.
+    fn piped(io: &mut ScriptedStream) -> Connection {
+        let mut conn = Connection::new();
+        assert!(conn.use_pipe());
+        io.piped = true;
+        conn
+    }
+
+    #[test]
+    fn piped_connection_echoes_through_the_pipe_without_a_heap_buffer() {
+        let mut io = ScriptedStream::new(
+            vec![Input::Data(700), Input::Data(300), Input::Eof],
+            vec![Output::Take(400)],
+        );
+        io.write_default = Output::Take(usize::MAX);
+        let mut conn = piped(&mut io);
+        let mut stats = Stats::default();
+        conn.on_event(true, true, true);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(io.echoed, io.sent_in);
+        assert_eq!(io.sent_in.len(), 1000);
+        assert_eq!(conn.phase(), Phase::Closed(CloseReason::PeerClosed));
+        assert!(io.fin_sent);
+        assert_eq!(conn.buffer_capacity(), 0);
+        assert_eq!(stats.tcp_bytes_out, 1000);
+    }
+
+    #[test]
+    fn full_pipe_spills_into_the_buffer_and_everything_comes_back_in_order() {
+        use crate::connection_script::PIPE_CAPACITY;
+        // More input than the pipe holds, and a peer that is not reading yet: the connection
+        // must keep reading (into its buffer, behind the pipe) up to the pending limit, as
+        // without a pipe, or a client that writes before it reads would deadlock.
+        let chunks = vec![Input::Data(PIPE_CAPACITY), Input::Data(2000)];
+        let mut io = ScriptedStream::new(chunks, vec![Output::WouldBlock]);
+        let mut conn = piped(&mut io);
+        let mut stats = Stats::default();
+        // Limits far above the pipe's capacity: only the full pipe stops reading.
+        let roomy = Limits {
+            high_water: 1 << 20,
+            low_water: 1 << 18,
+            read_budget: 1 << 20,
+            write_budget: 1 << 20,
+        };
+        let mut drive = |conn: &mut Connection, io: &mut ScriptedStream| {
+            conn.drive(io, &mut [0u8; 4096], &roomy, &mut stats)
+        };
+        conn.on_event(true, true, false);
+        let outcome = drive(&mut conn, &mut io);
+        assert_eq!(conn.pending_in_pipe(), PIPE_CAPACITY, "the pipe filled up");
+        assert!(io.sent_in.len() > PIPE_CAPACITY);
+        assert_eq!(
+            conn.pending(),
+            io.sent_in.len(),
+            "the rest waits in the buffer"
+        );
+        assert!(io.reads.is_empty(), "all input read");
+        assert!(!outcome.yielded, "nothing to do until the peer reads");
+        // The peer reads: the pipe's bytes first, then the buffer's, in order.
+        io.write_default = Output::Take(usize::MAX);
+        conn.on_event(false, true, false);
+        drive(&mut conn, &mut io);
+        assert_eq!(conn.pending(), 0);
+        assert_eq!(conn.buffer_capacity(), 0);
+        assert_eq!(io.echoed, io.sent_in);
+        // With the buffer empty, new input takes the pipe again.
+        io.reads.push_back(Input::Data(500));
+        conn.on_event(true, false, false);
+        drive(&mut conn, &mut io);
+        assert_eq!(conn.pending_in_pipe(), 0);
+        assert_eq!(io.echoed, io.sent_in);
+    }
+
+    #[test]
+    fn use_pipe_only_switches_with_nothing_pending() {
+        let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::WouldBlock]);
+        let mut conn = Connection::new();
+        let mut stats = Stats::default();
+        conn.on_event(true, true, false);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.pending(), 100);
+        assert!(!conn.use_pipe(), "buffered bytes would be overtaken");
+        assert!(!conn.uses_pipe());
+    }
     mod properties {
         //! Random event scripts against the invariants in `connection_script::Script`: echo
         //! is a prefix of the input, pending stays under the high-water mark, phases move
@@ -660,6 +876,7 @@ pub(crate) mod tests {
                 8 => event,
                 2 => Just(Action::Drive),
                 1 => prop::option::of(1usize..3000).prop_map(Action::Squeeze),
+                1 => Just(Action::UsePipe),
             ];
             if !errors {
                 return benign.boxed();

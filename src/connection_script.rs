@@ -44,6 +44,11 @@ pub enum Output {
 /// Calls one `drive` may make before the stream calls it a livelock.
 const MAX_CALLS_PER_DRIVE: usize = 100_000;
 
+/// Capacity of the scripted pipe. Small, so scripts fill it often: a full pipe makes
+/// `splice_in` say `WouldBlock` just as an empty socket does, which the connection must not
+/// mistake for "no input".
+pub const PIPE_CAPACITY: usize = 3000;
+
 /// A stream whose reads produce a counting pattern and whose writes follow a script. When the
 /// read script runs out, reads say `WouldBlock`; when the write script runs out, writes do
 /// what `write_default` says (`WouldBlock` unless a test unblocks the peer).
@@ -61,6 +66,11 @@ pub struct ScriptedStream {
     pub echoed: Vec<u8>,
     /// `shutdown_write` was called.
     pub fin_sent: bool,
+    /// The connection was switched to a pipe: `splice_in` and `splice_out` are allowed (plain
+    /// reads and writes still are; the prefix invariant catches any byte that overtakes).
+    pub piped: bool,
+    /// Bytes in the scripted pipe (spliced in, not yet spliced out), oldest first.
+    pub pipe: VecDeque<u8>,
     /// `read` calls so far.
     pub read_calls: usize,
     /// `write` calls so far.
@@ -81,6 +91,8 @@ impl Default for ScriptedStream {
             sent_in: Vec::new(),
             echoed: Vec::new(),
             fin_sent: false,
+            piped: false,
+            pipe: VecDeque::new(),
             read_calls: 0,
             write_calls: 0,
             errors_returned: 0,
@@ -113,19 +125,22 @@ impl ScriptedStream {
     }
 }
 
-impl Read for ScriptedStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl ScriptedStream {
+    /// The next scripted input, up to `max` bytes of the counting pattern, each byte handed
+    /// to `deliver` (shared by `read` and `splice_in`).
+    fn next_input(&mut self, max: usize, mut deliver: impl FnMut(u8)) -> io::Result<usize> {
         self.count_call();
         self.read_calls += 1;
         // A socket answers a zero-length read with 0 whether or not data is waiting, which
         // the caller cannot tell from the peer's FIN.
-        assert!(!buf.is_empty(), "read into an empty buffer looks like EOF");
+        assert!(max > 0, "a zero-byte read looks like EOF");
         match self.reads.pop_front() {
             Some(Input::Data(n)) => {
-                let n = n.min(buf.len());
-                for byte in buf.iter_mut().take(n) {
-                    *byte = (self.sent_in.len() % 251) as u8;
-                    self.sent_in.push(*byte);
+                let n = n.min(max);
+                for _ in 0..n {
+                    let byte = (self.sent_in.len() % 251) as u8;
+                    self.sent_in.push(byte);
+                    deliver(byte);
                 }
                 Ok(n)
             }
@@ -137,25 +152,40 @@ impl Read for ScriptedStream {
             Some(Input::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
-}
 
-impl Write for ScriptedStream {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+    /// The next scripted output: how many of `available` bytes the peer takes now.
+    fn next_output(&mut self, available: usize) -> io::Result<usize> {
         self.count_call();
         self.write_calls += 1;
         assert!(!self.fin_sent, "write after our FIN");
         match self.writes.pop_front().unwrap_or(self.write_default) {
-            Output::Take(k) => {
-                let k = k.min(data.len());
-                self.echoed.extend_from_slice(&data[..k]);
-                Ok(k)
-            }
+            Output::Take(k) => Ok(k.min(available)),
             Output::Broken => {
                 self.errors_returned += 1;
                 Err(io::ErrorKind::BrokenPipe.into())
             }
             Output::WouldBlock => Err(io::ErrorKind::WouldBlock.into()),
         }
+    }
+}
+
+impl Read for ScriptedStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut slots = buf.iter_mut();
+        let max = slots.len();
+        self.next_input(max, |byte| {
+            if let Some(slot) = slots.next() {
+                *slot = byte;
+            }
+        })
+    }
+}
+
+impl Write for ScriptedStream {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let k = self.next_output(data.len())?;
+        self.echoed.extend_from_slice(&data[..k]);
+        Ok(k)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -167,6 +197,32 @@ impl Stream for ScriptedStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.fin_sent = true;
         Ok(())
+    }
+
+    fn splice_in(&mut self, max: usize) -> io::Result<usize> {
+        assert!(self.piped, "splice on a connection without a pipe");
+        let room = PIPE_CAPACITY - self.pipe.len();
+        if room == 0 {
+            // What the kernel says for a full pipe: the same as for an empty socket.
+            self.count_call();
+            self.read_calls += 1;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut pipe = std::mem::take(&mut self.pipe);
+        let result = self.next_input(max.min(room), |byte| pipe.push_back(byte));
+        self.pipe = pipe;
+        result
+    }
+
+    fn splice_out(&mut self, max: usize) -> io::Result<usize> {
+        assert!(self.piped, "splice on a connection without a pipe");
+        assert!(
+            max > 0 && !self.pipe.is_empty(),
+            "splice out of an empty pipe"
+        );
+        let k = self.next_output(max.min(self.pipe.len()))?;
+        self.echoed.extend(self.pipe.drain(..k));
+        Ok(k)
     }
 }
 
@@ -203,6 +259,8 @@ pub enum Action {
     Squeeze(Option<usize>),
     /// Server shutdown begins, and the reactor drives the connection.
     BeginDrain,
+    /// The reactor attaches a pipe for zero-copy echo (it takes only while nothing is pending).
+    UsePipe,
 }
 
 /// A connection, its scripted stream and the checks, run one [`Action`] at a time.
@@ -265,7 +323,7 @@ impl Script {
         let mut actions = Vec::new();
         while let Some(op) = bytes.next() {
             let arg = usize::from(bytes.next().unwrap_or(0));
-            actions.push(match op % 12 {
+            actions.push(match op % 13 {
                 0 => Action::Arrive(1 + arg * 8),
                 1 => Action::ReadBlocks,
                 2 => Action::PeerFin,
@@ -280,7 +338,8 @@ impl Script {
                 },
                 9 => Action::Drive,
                 10 => Action::Squeeze((arg & 1 != 0).then_some(1 + (arg >> 1) * 16)),
-                _ => Action::BeginDrain,
+                11 => Action::BeginDrain,
+                _ => Action::UsePipe,
             });
         }
         (Script::new(limits, scratch_len), actions)
@@ -336,6 +395,18 @@ impl Script {
                 self.conn.begin_drain();
                 self.last_yielded = None;
                 self.drive();
+            }
+            Action::UsePipe => {
+                let switched = self.conn.use_pipe();
+                assert!(
+                    switched == (!self.io.piped && self.conn.pending() == 0),
+                    "use_pipe switched={switched} with {} pending",
+                    self.conn.pending()
+                );
+                self.io.piped |= switched;
+                if switched {
+                    self.last_yielded = None;
+                }
             }
         }
         self.check();
@@ -436,6 +507,12 @@ impl Script {
     fn check(&mut self) {
         let io = &self.io;
         let pending = self.conn.pending();
+        assert_eq!(self.conn.uses_pipe(), io.piped);
+        assert_eq!(
+            self.conn.pending_in_pipe(),
+            io.pipe.len(),
+            "the connection's count of bytes in the pipe"
+        );
         // Bytes are never lost, invented or reordered.
         assert!(
             io.sent_in.starts_with(&io.echoed),

@@ -58,6 +58,7 @@ pub mod reactor;
 pub mod stats;
 pub mod udp;
 pub mod units;
+pub mod zero_copy;
 
 pub use config::Config;
 pub use error::ServerError;

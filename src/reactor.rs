@@ -29,6 +29,7 @@ use crate::error::ServerError;
 use crate::net;
 use crate::stats::{CloseReason, Stats};
 use crate::udp::{UdpEcho, MAX_DATAGRAM};
+use crate::zero_copy::{Pipe, Spliced};
 
 /// Reserved tokens sit at the top of the range; connection tokens are slab keys, far below.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -47,6 +48,10 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const WARNING_PERIOD: Duration = Duration::from_secs(10);
 /// The memory budget never squeezes a connection below this much pending output.
 const MIN_FAIR_SHARE: usize = 64 * 1024;
+/// A connection that reads this much in one turn carries bulk data: it gets a pipe for
+/// zero-copy echo (while `Config::zero_copy_conns` allows). Small messages stay on the copying
+/// fast path, which costs the same syscalls and no descriptors.
+const ZERO_COPY_MIN_READ: usize = 32 * 1024;
 
 /// Stops a running [`Server`] from any thread: stop accepting, drain, return the stats.
 #[derive(Debug, Clone)]
@@ -71,6 +76,10 @@ impl ShutdownHandle {
 struct Conn {
     socket: TcpStream,
     state: Connection,
+    /// The zero-copy pipe, once the connection has shown bulk traffic (see `zero_copy`).
+    pipe: Option<Pipe>,
+    /// Making a pipe failed once (out of descriptors): this connection keeps copying.
+    copy_only: bool,
     peer: SocketAddr,
     /// Unique for the server's lifetime; a slab key is not.
     id: u64,
@@ -128,6 +137,8 @@ pub struct Server {
     /// Pending output summed over connections, and how many connections hold some.
     pending_total: usize,
     buffering_conns: usize,
+    /// Connections holding a zero-copy pipe now.
+    pipes_open: usize,
     /// The time, read once per turn after `poll` returns.
     now: Instant,
     /// The listener or UDP socket has work left that no new edge will announce.
@@ -207,6 +218,7 @@ impl Server {
             per_source: HashMap::new(),
             pending_total: 0,
             buffering_conns: 0,
+            pipes_open: 0,
             now: Instant::now(),
             accept_ready: false,
             udp_ready: false,
@@ -340,12 +352,22 @@ impl Server {
             return; // already in `finished`
         }
         let before = conn.state.pending();
-        let outcome = conn.state.drive(
-            &mut conn.socket,
-            &mut self.scratch,
-            &limits,
-            &mut self.stats,
-        );
+        let outcome = match &conn.pipe {
+            Some(pipe) => {
+                let mut io = Spliced {
+                    socket: &mut conn.socket,
+                    pipe,
+                };
+                conn.state
+                    .drive(&mut io, &mut self.scratch, &limits, &mut self.stats)
+            }
+            None => conn.state.drive(
+                &mut conn.socket,
+                &mut self.scratch,
+                &limits,
+                &mut self.stats,
+            ),
+        };
         let after = conn.state.pending();
         self.pending_total = self.pending_total + after - before;
         self.buffering_conns =
@@ -373,6 +395,38 @@ impl Server {
             if let Some((at, _)) = conn.next_timeout(&self.config) {
                 conn.timer_armed = true;
                 self.deadlines.push(at, conn.owner(key));
+            }
+        }
+        if outcome.bytes_read >= ZERO_COPY_MIN_READ && conn.pipe.is_none() && !conn.copy_only {
+            self.offer_pipe(key);
+        }
+    }
+
+    /// Switches a bulk connection to zero-copy echo, if a pipe is left to give and it has
+    /// nothing pending (else it is offered again on its next bulk turn).
+    fn offer_pipe(&mut self, key: usize) {
+        if self.pipes_open >= self.config.zero_copy_conns {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.state.pending() > 0 {
+            return;
+        }
+        match Pipe::new() {
+            Ok(pipe) => {
+                if conn.state.use_pipe() {
+                    conn.pipe = Some(pipe);
+                    self.pipes_open += 1;
+                    self.stats.zero_copy_conns += 1;
+                    log::debug!("{} (#{key}) echoes with zero copy", conn.peer);
+                }
+            }
+            Err(e) => {
+                conn.copy_only = true;
+                self.stats.zero_copy_unavailable += 1;
+                log::debug!("no zero-copy pipe for {} (#{key}): {e}", conn.peer);
             }
         }
     }
@@ -448,6 +502,8 @@ impl Server {
         let mut conn = Conn {
             socket,
             state: Connection::new(),
+            pipe: None,
+            copy_only: false,
             peer,
             id: self.next_conn_id,
             queued: false,
@@ -491,6 +547,7 @@ impl Server {
             }
             let pending = conn.state.pending();
             self.pending_total -= pending;
+            self.pipes_open -= usize::from(conn.pipe.is_some());
             self.buffering_conns -= usize::from(pending > 0);
             self.forget_source(conn.peer.ip());
             let reason = conn.state.close_reason().unwrap_or(CloseReason::IoError);
@@ -648,11 +705,18 @@ fn log_connection_limit(config: &Config) {
         log::info!("serving up to {} connections", config.max_connections);
         return;
     };
+    let pipe_fds = config.zero_copy_conns.saturating_mul(2);
     log::info!(
-        "serving up to {} connections (open-file limit {files}, {RESERVED_FDS} reserved)",
-        config.max_connections
+        "serving up to {} connections (open-file limit {files}, {RESERVED_FDS} reserved, \
+         {pipe_fds} for {} zero-copy pipes)",
+        config.max_connections,
+        config.zero_copy_conns
     );
-    if config.max_connections as u64 + RESERVED_FDS as u64 > files {
+    let needed = config
+        .max_connections
+        .saturating_add(RESERVED_FDS)
+        .saturating_add(pipe_fds);
+    if needed as u64 > files {
         log::warn!(
             "max connections {} exceeds what the open-file limit {files} allows; \
              accepts will pause when descriptors run out (raise `ulimit -n`)",

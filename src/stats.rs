@@ -70,6 +70,11 @@ pub struct Stats {
     pub backpressure_pauses: u64,
     /// ... of which happened because the global memory budget lowered the limit.
     pub memory_budget_pauses: u64,
+    /// Connections switched to zero-copy echo (a pipe and `splice`), since the start.
+    pub zero_copy_conns: u64,
+    /// Bulk connections that stayed on the copying path because no pipe could be made
+    /// (out of descriptors).
+    pub zero_copy_unavailable: u64,
     /// Pending output summed over all connections, now.
     pub pending_bytes: u64,
     /// Datagrams received.
@@ -121,7 +126,7 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
-        let fields: [(&str, u64); 29] = [
+        let fields: [(&str, u64); 31] = [
             ("conn_accepted", self.conn_accepted),
             ("conn_active", self.conn_active),
             ("conn_closed", self.conn_closed),
@@ -139,6 +144,8 @@ impl fmt::Display for Stats {
             ("tcp_bytes_in", self.tcp_bytes_in),
             ("tcp_bytes_out", self.tcp_bytes_out),
             ("tcp_bytes_discarded", self.tcp_bytes_discarded),
+            ("zero_copy_conns", self.zero_copy_conns),
+            ("zero_copy_unavailable", self.zero_copy_unavailable),
             ("pending_bytes", self.pending_bytes),
             ("backpressure_pauses", self.backpressure_pauses),
             ("memory_budget_pauses", self.memory_budget_pauses),
