@@ -29,7 +29,8 @@
 //! `tee`, `splice` and TCP's `MSG_TRUNC` (through `rustix`'s safe wrappers).
 //!
 //! Run: `cargo bench --bench echo_roundtrip` (add `-- --quick` style criterion flags as usual;
-//! `ECHO_COMPARE_SECS` sets the comparison's duration per case, default 3). A filter that
+//! `ECHO_COMPARE_SECS` sets the comparison's duration per case, default 3;
+//! `ECHO_COMPARE_REPEATS` the number of interleaved runs, default 5). A filter that
 //! matches no criterion group (`-- nomatch`) runs only the comparison.
 
 use std::io::{self, ErrorKind, Read, Write};
@@ -552,7 +553,11 @@ fn compare(targets: &[Target]) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
-    let repeats = 3;
+    let repeats: usize = std::env::var("ECHO_COMPARE_REPEATS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let duration = Duration::from_secs_f64(secs);
     println!(
         "\ncomparison: server pinned to core {SERVER_CORE}, client to core {CLIENT_CORE}; \
@@ -601,6 +606,20 @@ fn compare(targets: &[Target]) {
                 our_rate / their_rate,
                 "",
                 our_cpu / their_cpu
+            );
+        }
+        if let [ours, theirs] = &runs[..] {
+            // Each interleaved pair's ratios, so the spread behind the medians is visible.
+            let pairs = |f: fn(&Measured) -> f64| -> Vec<String> {
+                ours.iter()
+                    .zip(theirs)
+                    .map(|(a, b)| format!("{:.2}", f(a) / f(b)))
+                    .collect()
+            };
+            println!(
+                "{label:<18} per pair: msgs/s ratio [{}], server ns/msg ratio [{}]",
+                pairs(Measured::per_second).join(" "),
+                pairs(Measured::server_ns_per_message).join(" ")
             );
         }
     }
