@@ -19,7 +19,7 @@
 //! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
 //! write straight back, keep only the unsent rest). A bulk connection may also get a kernel
 //! pipe from the reactor (`zero_copy`): input is then spliced into the pipe and out again,
-//! never copied. The pipe is small (64 KiB), so when it is full and the peer is not reading,
+//! never copied. The pipe is small (256 KiB), so when it is full and the peer is not reading,
 //! input goes to the buffer as before, behind the pipe's older bytes: the pending limit, and
 //! with it the guarantee that a client may write megabytes before it reads, stays the same.
 //!

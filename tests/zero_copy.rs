@@ -63,7 +63,7 @@ fn bulk_clients_switch_to_zero_copy_and_get_every_byte_back() {
     assert_eq!(stats.closed_peer, 8, "{stats}");
 }
 
-/// A client writes 24 MiB before it reads a byte. The pipe holds 64 KiB, and loopback's kernel
+/// A client writes 24 MiB before it reads a byte. The pipe holds 256 KiB, and loopback's kernel
 /// buffers about 9 MiB, so the rest must wait in the connection's buffer behind the pipe, as
 /// it does without zero copy; a server that stopped reading at a full pipe would leave this
 /// client blocked in `write` until its timeout. Everything comes back in order.
