@@ -699,14 +699,20 @@ pub(crate) mod tests {
         assert_eq!(conn.close_reason(), Some(CloseReason::Reset));
     }
 
-    #[test]
-    fn drain_flushes_sends_fin_then_lingers_until_peer_eof() {
+    /// A connection holding 100 bytes of output that the peer would not take.
+    fn with_100_pending() -> (Connection, ScriptedStream, Stats) {
         let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::WouldBlock]);
         let mut conn = Connection::new();
         let mut stats = Stats::default();
         conn.on_event(true, true, false);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(conn.pending(), 100);
+        (conn, io, stats)
+    }
+
+    #[test]
+    fn drain_flushes_sends_fin_then_lingers_until_peer_eof() {
+        let (mut conn, mut io, mut stats) = with_100_pending();
         conn.begin_drain();
         io.reads = vec![Input::Data(30), Input::Eof].into();
         io.writes = vec![Output::Take(100)].into();
@@ -829,15 +835,11 @@ pub(crate) mod tests {
 
     #[test]
     fn use_pipe_only_switches_with_nothing_pending() {
-        let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::WouldBlock]);
-        let mut conn = Connection::new();
-        let mut stats = Stats::default();
-        conn.on_event(true, true, false);
-        drive(&mut conn, &mut io, &mut stats);
-        assert_eq!(conn.pending(), 100);
+        let (mut conn, _io, _stats) = with_100_pending();
         assert!(!conn.use_pipe(), "buffered bytes would be overtaken");
         assert!(!conn.uses_pipe());
     }
+
     mod properties {
         //! Random event scripts against the invariants in `connection_script::Script`: echo
         //! is a prefix of the input, pending stays under the high-water mark, phases move
