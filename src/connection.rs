@@ -426,18 +426,39 @@ impl Connection {
         };
         let want = room.min(budget.read);
         debug_assert!(want > 0, "splice with no room");
-        match nonblocking(|| io.splice_in(want))? {
+        let was_empty = *in_pipe == 0;
+        let n = match nonblocking(|| io.splice_in(want))? {
             // An empty pipe has room, so the socket is what blocked.
-            None if *in_pipe == 0 => self.readable = false,
-            None => self.pipe_full = true,
+            None if was_empty => {
+                self.readable = false;
+                return Ok(());
+            }
+            None => {
+                self.pipe_full = true;
+                return Ok(());
+            }
             Some(0) => {
                 self.phase = Phase::PeerClosed;
                 self.readable = false;
+                return Ok(());
             }
-            Some(n) => {
-                *in_pipe += n;
-                budget.read -= n;
-                outcome.bytes_read += n;
+            Some(n) => n,
+        };
+        *in_pipe += n;
+        budget.read -= n;
+        outcome.bytes_read += n;
+        if was_empty && self.writable {
+            // The fast path, as in `read_and_echo`: send back what just came in, outside the
+            // write budget, which bounds flushing older output.
+            match nonblocking(|| io.splice_out(n))? {
+                Some(0) => return Err(CloseReason::IoError),
+                Some(sent) => {
+                    *in_pipe -= sent;
+                    self.pipe_full = false;
+                    budget.write = budget.write.saturating_sub(sent);
+                    outcome.bytes_written += sent;
+                }
+                None => self.writable = false,
             }
         }
         Ok(())

@@ -419,7 +419,20 @@ impl Script {
         self.io.writes.clear();
         self.io.write_default = Output::Take(usize::MAX);
         self.io.reads.push_back(Input::Eof);
-        for _ in 0..100_000 {
+        // Each turn reads one scripted chunk or flushes at least a write budget's worth (or
+        // all that is pending), so this many turns finish any script that makes progress.
+        let queued: usize = self
+            .io
+            .reads
+            .iter()
+            .map(|input| match input {
+                Input::Data(n) => *n,
+                _ => 0,
+            })
+            .sum();
+        let bytes = queued + self.conn.pending();
+        let turns = 1_000 + 2 * self.io.reads.len() + 2 * bytes / self.limits.write_budget.max(1);
+        for _ in 0..turns {
             if self.conn.close_reason().is_some() {
                 break;
             }
