@@ -329,33 +329,39 @@ impl Connection {
         outcome: &mut Outcome,
     ) -> Result<(), CloseReason> {
         // The pipe's bytes are the older ones: they go first.
-        let written = match &mut self.pending.pipe {
-            Some(in_pipe) if *in_pipe > 0 => {
-                let chunk = (*in_pipe).min(budget.write);
-                let written = nonblocking(|| io.splice_out(chunk))?;
-                if let Some(n) = written {
-                    *in_pipe -= n;
-                    self.pipe_full = false; // there is room again
-                }
-                written
-            }
-            _ => {
-                let buffer = &mut self.pending.buffer;
-                let chunk = buffer.len().min(budget.write);
-                let written = write_nonblocking(io, &buffer[..chunk])?;
-                if let Some(n) = written {
-                    buffer.advance(n);
-                    if buffer.is_empty() {
-                        // Give the memory back: an idle connection holds no heap buffer.
-                        *buffer = BytesMut::new();
-                    }
-                }
-                written
-            }
-        };
-        match written {
-            Some(0) => return Err(CloseReason::IoError), // a socket never takes zero bytes
+        let in_pipe = self.pending_in_pipe();
+        if in_pipe > 0 {
+            return self.send_from_pipe(io, in_pipe.min(budget.write), budget, outcome);
+        }
+        let buffer = &mut self.pending.buffer;
+        let chunk = buffer.len().min(budget.write);
+        match write_nonblocking(io, &buffer[..chunk])? {
             Some(n) => {
+                buffer.advance(n);
+                if buffer.is_empty() {
+                    // Give the memory back: an idle connection holds no heap buffer.
+                    *buffer = BytesMut::new();
+                }
+                budget.write = budget.write.saturating_sub(n);
+                outcome.bytes_written += n;
+            }
+            None => self.writable = false,
+        }
+        Ok(())
+    }
+
+    /// Splices up to `max` bytes from the pipe to the peer.
+    fn send_from_pipe<S: Stream>(
+        &mut self,
+        io: &mut S,
+        max: usize,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason> {
+        match write_nonblocking_with(max, || io.splice_out(max))? {
+            Some(n) => {
+                self.pending.pipe = Some(self.pending_in_pipe() - n);
+                self.pipe_full = false; // there is room again
                 budget.write = budget.write.saturating_sub(n);
                 outcome.bytes_written += n;
             }
@@ -410,9 +416,9 @@ impl Connection {
     }
 
     /// The zero-copy counterpart of `read_and_echo`, taken while the buffer is empty: input
-    /// goes into the pipe, and the next step (`Flush`, since pending output goes first)
-    /// splices it back out. There is no short-read shortcut here: a short splice may mean a
-    /// full pipe, not a drained socket.
+    /// goes into the pipe and straight back out if the socket takes it; what it does not take
+    /// waits in the pipe for `Flush`. There is no short-read shortcut here: a short splice
+    /// may mean a full pipe, not a drained socket.
     fn read_into_pipe<S: Stream>(
         &mut self,
         io: &mut S,
@@ -420,13 +426,14 @@ impl Connection {
         budget: &mut Budget,
         outcome: &mut Outcome,
     ) -> Result<(), CloseReason> {
+        debug_assert!(
+            self.uses_pipe(),
+            "next_step splices only with a pipe attached"
+        );
         let room = limits.high_water.saturating_sub(self.pending.len());
-        let Some(in_pipe) = self.pending.pipe.as_mut() else {
-            unreachable!("next_step splices only with a pipe attached");
-        };
         let want = room.min(budget.read);
         debug_assert!(want > 0, "splice with no room");
-        let was_empty = *in_pipe == 0;
+        let was_empty = self.pending_in_pipe() == 0;
         let n = match nonblocking(|| io.splice_in(want))? {
             // An empty pipe has room, so the socket is what blocked.
             None if was_empty => {
@@ -444,22 +451,13 @@ impl Connection {
             }
             Some(n) => n,
         };
-        *in_pipe += n;
+        self.pending.pipe = Some(self.pending_in_pipe() + n);
         budget.read -= n;
         outcome.bytes_read += n;
         if was_empty && self.writable {
             // The fast path, as in `read_and_echo`: send back what just came in, outside the
             // write budget, which bounds flushing older output.
-            match nonblocking(|| io.splice_out(n))? {
-                Some(0) => return Err(CloseReason::IoError),
-                Some(sent) => {
-                    *in_pipe -= sent;
-                    self.pipe_full = false;
-                    budget.write = budget.write.saturating_sub(sent);
-                    outcome.bytes_written += sent;
-                }
-                None => self.writable = false,
-            }
+            self.send_from_pipe(io, n, budget, outcome)?;
         }
         Ok(())
     }
@@ -530,8 +528,17 @@ fn read_nonblocking<S: Read>(io: &mut S, buf: &mut [u8]) -> Result<Option<usize>
 
 /// One `write`: `Some(n)` bytes taken (never 0), `None` on `WouldBlock`.
 fn write_nonblocking<S: Write>(io: &mut S, data: &[u8]) -> Result<Option<usize>, CloseReason> {
-    match nonblocking(|| io.write(data))? {
-        Some(0) if !data.is_empty() => Err(CloseReason::IoError),
+    write_nonblocking_with(data.len(), || io.write(data))
+}
+
+/// A write-like call offered `len` bytes (a `write` or a `splice` out of the pipe): a socket
+/// never takes zero of them, so that is an error, not progress.
+fn write_nonblocking_with(
+    len: usize,
+    op: impl FnMut() -> io::Result<usize>,
+) -> Result<Option<usize>, CloseReason> {
+    match nonblocking(op)? {
+        Some(0) if len > 0 => Err(CloseReason::IoError),
         result => Ok(result),
     }
 }
