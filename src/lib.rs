@@ -44,21 +44,20 @@
 //! # Ok::<(), echoloop::ServerError>(())
 //! ```
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod config;
 pub mod connection;
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod connection_script;
-pub mod deadlines;
-pub mod error;
-pub mod net;
-pub mod reactor;
-pub mod stats;
-pub mod udp;
+mod error;
+mod net;
+mod reactor;
+mod stats;
+mod udp;
 pub mod units;
-pub mod zero_copy;
+mod zero_copy;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use error::ServerError;
 pub use reactor::{Server, ShutdownHandle};
 pub use stats::{CloseReason, Stats};

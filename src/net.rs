@@ -15,18 +15,18 @@ use crate::error::ServerError;
 
 /// The sockets a server listens on, already non-blocking.
 #[derive(Debug)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// The TCP listener, unless TCP is off.
-    pub tcp: Option<TcpListener>,
+    pub(crate) tcp: Option<TcpListener>,
     /// The UDP socket, unless UDP is off.
-    pub udp: Option<UdpSocket>,
+    pub(crate) udp: Option<UdpSocket>,
 }
 
 /// How many fresh ports to try when `--port 0` finds the UDP twin of a TCP port taken.
 const PORT_ZERO_ATTEMPTS: usize = 16;
 
 /// Binds what `config` asks for, TCP and UDP on the same port.
-pub fn bind(config: &Config) -> Result<Bound, ServerError> {
+pub(crate) fn bind(config: &Config) -> Result<Bound, ServerError> {
     let wanted = SocketAddr::new(config.bind, config.port);
     let attempts = if config.port == 0 && config.tcp && config.udp {
         PORT_ZERO_ATTEMPTS
