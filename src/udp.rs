@@ -90,6 +90,8 @@ impl UdpEcho {
         (self.readable && left == 0) || (self.writable && !self.queue.is_empty())
     }
 
+    /// Echoes one datagram to `peer`: refused (and counted) by the hardening rules, sent at
+    /// once if nothing is queued ahead of it, else queued, else dropped and counted.
     fn reply(&mut self, data: &[u8], peer: SocketAddr, stats: &mut Stats) {
         if let Some(refusal) = refuse_reply(peer, self.local) {
             *refusal.counter(stats) += 1;
@@ -116,6 +118,7 @@ impl UdpEcho {
         }
     }
 
+    /// Sends queued replies, oldest first, until the queue is empty or the socket blocks.
     fn flush_queue(&mut self, stats: &mut Stats) {
         while self.writable {
             let Some((peer, data)) = self.queue.front() else {
@@ -148,6 +151,7 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// The counter this refusal bumps.
     fn counter(self, stats: &mut Stats) -> &mut u64 {
         match self {
             Refusal::PrivilegedPort => &mut stats.udp_dropped_privileged_port,

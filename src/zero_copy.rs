@@ -16,10 +16,11 @@
 //! so the reactor gives pipes only to connections that move bulk data, and only up to
 //! `Config::zero_copy_conns` of them.
 //!
-//! [`Pipe`] implements the connection's [`Splice`] trait for a TCP socket; the connection's
-//! state machine holds the pipe and decides when to splice in and out, exactly as it decides
-//! when to read and write. Linux only (`splice` is a Linux call); elsewhere [`Pipe::new`] says
-//! `Unsupported`, no `Pipe` can exist, and every connection keeps the copying path.
+//! [`Pipe`] implements the connection's [`Splice`](crate::connection::Splice) trait for a TCP
+//! socket; the connection's state machine holds the pipe and decides when to splice in and
+//! out, exactly as it decides when to read and write. Linux only (`splice` is a Linux call);
+//! elsewhere [`Pipe::new`] says `Unsupported`, no `Pipe` can exist, and every connection keeps
+//! the copying path.
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 use {crate::connection::Splice, mio::net::TcpStream, std::io};

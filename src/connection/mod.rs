@@ -218,6 +218,7 @@ enum PipeState<P> {
 }
 
 impl<P> Pending<P> {
+    /// Bytes waiting in the pipe (0 without one).
     fn in_pipe(&self) -> usize {
         match self.pipe {
             PipeState::Attached { queued, .. } => queued,
@@ -225,11 +226,13 @@ impl<P> Pending<P> {
         }
     }
 
+    /// All bytes owed: the pipe's, then the buffer's.
     fn len(&self) -> usize {
         self.in_pipe() + self.buffer.len()
     }
 }
 
+/// What is left of one `drive` call's budgets, in bytes.
 #[derive(Debug, Clone, Copy)]
 struct Budget {
     read: usize,

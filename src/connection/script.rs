@@ -476,6 +476,8 @@ impl Script {
         }
     }
 
+    /// One `drive`, as the reactor does it, checking the budgets, the outcome's counts, the
+    /// pending limit and the ready queue's contract.
     fn drive(&mut self) {
         let pending_before = self.conn.pending();
         let (read_before, echoed_before) = (self.io.sent_in.len(), self.io.echoed.len());
@@ -526,6 +528,7 @@ impl Script {
         self.last_yielded = Some(outcome.yielded);
     }
 
+    /// The invariants that hold after every step (see the module doc of `connection`).
     fn check(&mut self) {
         let io = &self.io;
         let pending = self.conn.pending();
