@@ -239,6 +239,15 @@ struct Budget {
     write: usize,
 }
 
+impl Budget {
+    /// Counts `n` bytes written. The write budget is soft (the fast path writes back what it
+    /// has just read even when it is spent), so it stops at zero instead of underflowing.
+    fn spend_write(&mut self, n: usize, outcome: &mut Outcome) {
+        self.write = self.write.saturating_sub(n);
+        outcome.bytes_written += n;
+    }
+}
+
 /// One echo connection: lifecycle, readiness and pending output, with the zero-copy pipe of
 /// type `P` once it has one (`NoPipe`: never). No socket inside; it is lent to
 /// [`Connection::drive`].
@@ -466,8 +475,7 @@ impl<P> Connection<P> {
                     // Give the memory back: an idle connection holds no heap buffer.
                     *buffer = BytesMut::new();
                 }
-                budget.write = budget.write.saturating_sub(n);
-                outcome.bytes_written += n;
+                budget.spend_write(n, outcome);
             }
             None => self.ready.writable = false,
         }
@@ -497,8 +505,7 @@ impl<P> Connection<P> {
             Some(n) => {
                 *queued -= n;
                 *maybe_full = false; // there is room again
-                budget.write = budget.write.saturating_sub(n);
-                outcome.bytes_written += n;
+                budget.spend_write(n, outcome);
             }
             None => self.ready.writable = false,
         }
@@ -545,8 +552,7 @@ impl<P> Connection<P> {
                 Some(written) => sent = written,
                 None => self.ready.writable = false,
             }
-            budget.write = budget.write.saturating_sub(sent);
-            outcome.bytes_written += sent;
+            budget.spend_write(sent, outcome);
         }
         self.pending.buffer.extend_from_slice(&data[sent..]);
         Ok(())
