@@ -6,6 +6,11 @@
 //! reply waits in a bounded queue; when the queue is full the reply is dropped and counted. A
 //! `send_to` error drops that one reply and is counted; it never ends the loop.
 //!
+//! Unlike the TCP connection, this is socket I/O, not a state machine apart from it (there is
+//! no per-peer state to script), so it bumps its counters in `Stats` directly rather than
+//! returning them; the refusal rules, the one decision worth testing alone, are the pure
+//! function [`refuse_reply`].
+//!
 //! Hardening, because echo on UDP is a classic reflection amplifier and loop partner: no reply
 //! to source port 0 or a privileged port (< 1024, where echo, chargen and daytime live: the
 //! echo-chargen loop), none to the server's own address, and a reply is always exactly as long
