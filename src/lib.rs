@@ -1,5 +1,4 @@
-//! echoloop: a single-threaded event-loop (reactor) echo server on mio, and an echo load
-//! generator.
+//! echoloop: a single-threaded event-loop (reactor) echo server on mio.
 //!
 //! One `mio::Poll` watches a TCP listener, a slab of connections and a UDP socket. Every
 //! socket is non-blocking and each connection keeps its own pending output, so echoing never
@@ -27,10 +26,11 @@
 //! - [`config`]: [`Config`], plain data with defaults and validation.
 //! - [`stats`]: [`Stats`] counters and [`CloseReason`].
 //! - [`error`]: [`ServerError`], for setup and fatal failures.
-//! - [`cli`]: the `echoloop` command line, mapped onto `Config`.
 //! - [`units`]: sizes and durations as typed on a command line.
-//! - [`loadgen`]: `echoloop-bench`, the load generator: a client-side reactor per thread that
-//!   verifies every echoed byte (its own module map is in its docs).
+//!
+//! The `echoloop` binary (`src/bin/echoloop/`, feature `cli`) maps its flags onto [`Config`].
+//! The load generator, `echoloop-bench`, is a crate of its own in `loadgen/`: it shares no code
+//! path with the server, only the size and duration syntax of [`units`].
 //!
 //! # Embedding
 //! ```no_run
@@ -45,14 +45,12 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod cli;
 pub mod config;
 pub mod connection;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod connection_script;
 pub mod deadlines;
 pub mod error;
-pub mod loadgen;
 pub mod net;
 pub mod reactor;
 pub mod stats;

@@ -7,9 +7,9 @@
 //! datagram) or nothing could connect; 2 usage error (bad flag or target).
 
 use clap::{Parser, Subcommand};
-use echoloop::loadgen::options::{self, parse_duration, parse_rate, parse_size};
-use echoloop::loadgen::report::{EXIT_FAILED, EXIT_USAGE};
-use echoloop::loadgen::{self, LoadgenError, Mode, Options};
+use echoloop_bench::options::{self, parse_duration, parse_rate, parse_size};
+use echoloop_bench::report::{EXIT_FAILED, EXIT_USAGE};
+use echoloop_bench::{self as loadgen, LoadgenError, Mode, Options};
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
 //! UDP mode: datagrams with sequence numbers, checked for corruption, loss, duplication and
-//! reordering. [`SeqTracker`] is the sans-IO bookkeeping of one socket; [`run`] is the
+//! reordering. [`SeqTracker`] is the sans-IO bookkeeping of one socket; `run` is the
 //! thread's loop over its sockets.
 //!
 //! Datagram layout: `seq` (u64, little endian), then payload bytes from the pattern keyed by
@@ -113,7 +113,7 @@ impl SeqTracker {
         self.size.pick(derive_key(self.key ^ SIZE_SALT, seq))
     }
 
-    /// Writes the next datagram into `buf` (at least [`BUF`] bytes) and returns its length.
+    /// Writes the next datagram into `buf` (at least `BUF` bytes) and returns its length.
     pub fn fill_next(&self, buf: &mut [u8]) -> usize {
         let seq = self.next_seq;
         let len = self.datagram_len(seq);

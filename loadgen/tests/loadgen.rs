@@ -5,7 +5,7 @@
 
 mod support_loadgen;
 
-use echoloop::loadgen::{self, Mode, Options, Report};
+use echoloop_bench::{self as loadgen, Mode, Options, Report};
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;

@@ -10,8 +10,8 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use log::LevelFilter;
 
-use crate::config::{default_max_connections, Config, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS};
-use crate::units::{parse_duration, parse_size};
+use echoloop::config::{default_max_connections, Config, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS};
+use echoloop::units::{parse_duration, parse_size};
 
 /// A timeout that can be turned off: a duration, or `off` (also `0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

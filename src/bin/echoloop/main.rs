@@ -9,7 +9,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use echoloop::cli::{self, Parsed};
+mod cli;
+
+use cli::Parsed;
 use echoloop::{Server, ShutdownHandle};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;

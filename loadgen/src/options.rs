@@ -239,9 +239,9 @@ impl fmt::Display for OptionError {
 impl std::error::Error for OptionError {}
 
 /// Parses a byte count (`64`, `1K`, `64K`, `1M`): the crate's size syntax, see
-/// [`crate::units::parse_size`].
+/// [`echoloop::units::parse_size`].
 pub fn parse_size(text: &str) -> Result<usize, OptionError> {
-    crate::units::parse_size(text).map_err(OptionError)
+    echoloop::units::parse_size(text).map_err(OptionError)
 }
 
 /// Parses `--size`: a byte count or an inclusive range `MIN..MAX` (`64..4K`).
@@ -267,9 +267,9 @@ pub fn parse_size_spec(text: &str) -> Result<SizeSpec, OptionError> {
 }
 
 /// Parses a duration (`10s`, `500ms`, `2m`, a plain number of seconds): the crate's
-/// duration syntax, see [`crate::units::parse_duration`].
+/// duration syntax, see [`echoloop::units::parse_duration`].
 pub fn parse_duration(text: &str) -> Result<Duration, OptionError> {
-    crate::units::parse_duration(text).map_err(OptionError)
+    echoloop::units::parse_duration(text).map_err(OptionError)
 }
 
 /// Parses a positive rate such as `1000`, `50k` or `1.5M` (decimal suffixes: these are

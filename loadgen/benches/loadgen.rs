@@ -6,8 +6,8 @@
 //! `cargo bench --bench loadgen`; short runs (small samples, 2 s measurement per case).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use echoloop::loadgen::payload::Pattern;
-use echoloop::loadgen::stats::new_histogram;
+use echoloop_bench::payload::Pattern;
+use echoloop_bench::stats::new_histogram;
 use std::time::Duration;
 
 fn payload(c: &mut Criterion) {
