@@ -12,7 +12,12 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// A blocking client with read and write timeouts.
 #[track_caller]
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect to test server");
+    with_timeouts(TcpStream::connect(addr).expect("connect to test server"))
+}
+
+/// Gives `stream` read and write timeouts of [`IO_TIMEOUT`].
+#[track_caller]
+fn with_timeouts(stream: TcpStream) -> TcpStream {
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
         .expect("SO_RCVTIMEO");
@@ -55,14 +60,7 @@ pub fn connect_with(
     socket
         .connect(&addr.into())
         .expect("connect to test server");
-    let stream = TcpStream::from(socket);
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .expect("SO_RCVTIMEO");
-    stream
-        .set_write_timeout(Some(IO_TIMEOUT))
-        .expect("SO_SNDTIMEO");
-    stream
+    with_timeouts(TcpStream::from(socket))
 }
 
 /// Reads until EOF; fails the test on any error (a reset included) or after the deadline.
