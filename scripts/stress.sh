@@ -11,7 +11,7 @@
 #      run with its budgets-off negative control; one at a time, since they measure CPU and
 #      latency)
 #   3. the measuring tests' default set in release mode, for their figures (fd_exhaustion,
-#      naive_writers, fairness, memory_budget)
+#      naive_writers, fairness, slow_readers)
 #   4. the connection property tests with PROPTEST_CASES=N (default 20000)
 #   5. the cargo-fuzz target for N seconds (default 60), if nightly and cargo-fuzz are
 #      installed; the first build of the fuzz crate adds 2-3 minutes
@@ -108,7 +108,7 @@ step "ignored tests (release)" \
 	cargo test --release -- --ignored --nocapture --test-threads=1
 step "resource tests, default set (release)" \
 	cargo test --release --test fd_exhaustion --test naive_writers --test fairness \
-	--test memory_budget -- --nocapture
+	--test slow_readers -- --nocapture
 step "connection proptests ($cases cases)" \
 	env PROPTEST_CASES="$cases" cargo test --release --lib connection::tests::properties
 
