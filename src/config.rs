@@ -53,19 +53,23 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// Most connections served at once; beyond it a new connection is accepted and closed at
     /// once (its client sees EOF) and counted. Default: the open-file limit minus
-    /// [`RESERVED_FDS`] and the zero-copy pipes' descriptors, as Redis sizes `maxclients`
-    /// (see [`default_max_connections`]).
+    /// [`RESERVED_FDS`], as Redis sizes `maxclients` (see [`default_max_connections`]); zero-copy
+    /// pipes do not reduce it. In a [`ServerGroup`](crate::ServerGroup), the total over all
+    /// its reactors.
     pub max_connections: usize,
     /// Most connections echoing with zero copy at once: a connection that reads bulk data
     /// gets a kernel pipe and `splice(2)` moves its bytes, which never enter user space (see
-    /// `zero_copy`). Each costs two descriptors. `0` turns zero copy off. Default 256; Linux
-    /// only (elsewhere every connection copies).
+    /// `zero_copy`). Each costs two descriptors, taken only while connections leave them
+    /// spare, and given back when its connection goes idle or descriptors run short. `0` turns
+    /// zero copy off. Default 256; Linux only (elsewhere every connection copies).
     pub zero_copy_conns: usize,
     /// Most connections from one source IP; beyond it, accepted and closed. `None`: no limit.
+    /// In a [`ServerGroup`](crate::ServerGroup), counted over all its reactors.
     pub max_per_source: Option<usize>,
     /// Soft bound on pending output summed over all connections. Above it, connections
     /// holding more than a fair share (budget / connections with pending output) pause
-    /// reading; none is dropped for it. Default 1 GiB.
+    /// reading; none is dropped for it. Default 1 GiB. In a [`ServerGroup`](crate::ServerGroup),
+    /// split evenly between its reactors (each polices its share without asking the others).
     pub memory_budget: usize,
     /// Close a connection that moved no byte either way for this long. Default off: benchmark
     /// targets hold idle connections on purpose.
@@ -75,38 +79,16 @@ pub struct Config {
     pub stall_timeout: Option<Duration>,
 }
 
-/// Descriptors kept back from `max_connections` for the listener, UDP, the poller, logging,
-/// and for accepting a connection only to close it when the limit is reached.
-pub const RESERVED_FDS: usize = 32;
-
-/// The soft open-file limit of this process (`RLIMIT_NOFILE`), if it can be read; `u64::MAX`
-/// when it is unlimited.
-pub(crate) fn open_file_limit() -> Option<u64> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::process::{getrlimit, Resource};
-        // `None` is RLIM_INFINITY.
-        Some(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
-    }
-    // rustix is a Linux-only dependency here; elsewhere the defaults assume 1024.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        None
-    }
-}
+pub use crate::descriptors::RESERVED_FDS;
 
 /// Default for [`Config::zero_copy_conns`].
 pub const DEFAULT_ZERO_COPY_CONNS: usize = 256;
 
-/// `max_connections` derived from the open-file limit (1024 if it cannot be read), leaving
-/// two descriptors for each of `zero_copy_conns` pipes.
-pub fn default_max_connections(zero_copy_conns: usize) -> usize {
-    let limit = open_file_limit().unwrap_or(1024 + RESERVED_FDS as u64);
-    let usable = usize::try_from(limit).unwrap_or(usize::MAX);
-    usable
-        .saturating_sub(RESERVED_FDS)
-        .saturating_sub(zero_copy_conns.saturating_mul(2))
-        .max(1)
+/// `max_connections` derived from the process's soft open-file limit (1024 if it cannot be
+/// read) for `reactors` reactors: the limit minus [`reserve`](crate::descriptors::reserve),
+/// whatever the zero-copy setting (pipes only use descriptors that connections leave spare).
+pub fn default_max_connections(reactors: usize) -> usize {
+    crate::descriptors::max_connections_for(crate::descriptors::soft_limit(), reactors)
 }
 
 impl Default for Config {
@@ -126,7 +108,7 @@ impl Default for Config {
             udp_queue_datagrams: 1024,
             drain_timeout: Duration::from_secs(5),
             stats_interval: None,
-            max_connections: default_max_connections(DEFAULT_ZERO_COPY_CONNS),
+            max_connections: default_max_connections(1),
             zero_copy_conns: DEFAULT_ZERO_COPY_CONNS,
             max_per_source: None,
             memory_budget: 1 << 30,
@@ -256,13 +238,13 @@ mod tests {
     }
 
     #[test]
-    fn max_connections_follows_the_open_file_limit() {
-        let limit = open_file_limit().expect("getrlimit works on Linux") as usize;
-        assert_eq!(default_max_connections(0), limit - RESERVED_FDS);
+    fn max_connections_follows_the_open_file_limit_not_zero_copy() {
+        let limit = crate::descriptors::soft_limit() as usize;
+        assert_eq!(default_max_connections(1), limit - RESERVED_FDS);
         assert_eq!(
             Config::default().max_connections,
-            limit - RESERVED_FDS - 2 * DEFAULT_ZERO_COPY_CONNS,
-            "each zero-copy pipe holds two descriptors"
+            limit - RESERVED_FDS,
+            "zero-copy pipes use spare descriptors, not connection capacity"
         );
     }
 

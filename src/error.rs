@@ -26,6 +26,8 @@ pub enum ServerError {
     },
     /// The poller itself failed (creating it, registering with it, or waiting on it).
     Poll(io::Error),
+    /// A reactor's thread could not be started (a [`ServerGroup`](crate::ServerGroup)).
+    Spawn(io::Error),
 }
 
 impl ServerError {
@@ -59,6 +61,7 @@ impl fmt::Display for ServerError {
                 source,
             } => write!(f, "cannot bind {protocol} {addr}: {}", describe(source))?,
             ServerError::Poll(e) => write!(f, "poller failed: {}", describe(e))?,
+            ServerError::Spawn(e) => write!(f, "cannot start a reactor thread: {}", describe(e))?,
         }
         if let Some(hint) = self.hint() {
             write!(f, " (hint: {hint})")?;
@@ -72,7 +75,7 @@ impl std::error::Error for ServerError {
         match self {
             ServerError::Config(e) => Some(e),
             ServerError::Bind { source, .. } => Some(source),
-            ServerError::Poll(e) => Some(e),
+            ServerError::Poll(e) | ServerError::Spawn(e) => Some(e),
         }
     }
 }

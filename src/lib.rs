@@ -85,7 +85,9 @@
 
 pub mod config;
 pub mod connection;
+pub mod descriptors;
 mod error;
+mod group;
 mod net;
 mod reactor;
 mod stats;
@@ -95,5 +97,6 @@ mod zero_copy;
 
 pub use config::{Config, ConfigError};
 pub use error::ServerError;
+pub use group::ServerGroup;
 pub use reactor::{Server, ShutdownHandle};
 pub use stats::{CloseReason, Stats};

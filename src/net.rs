@@ -4,6 +4,11 @@
 //! `socket2` is used because std and mio cannot set `SO_REUSEADDR` or choose the listen backlog.
 //! With `--port 0` the kernel picks the TCP port, and UDP then binds the same number; if that
 //! number happens to be taken for UDP, we try again with a fresh TCP port.
+//!
+//! Several reactors share one address with `SO_REUSEPORT` ([`Sharing::ReusePort`]): each has
+//! its own listener and UDP socket, and the kernel spreads connections and datagrams over
+//! them by a hash of the peer's address. Linux lets only sockets of the same user join such a
+//! group. One reactor alone binds without it, as before, so no other process can join.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -22,11 +27,20 @@ pub(crate) struct Bound {
     pub(crate) udp: Option<UdpSocket>,
 }
 
+/// Whether the sockets may share their address with other sockets of this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sharing {
+    /// One reactor: the address is ours alone.
+    Exclusive,
+    /// One of several reactors: `SO_REUSEPORT` on both sockets.
+    ReusePort,
+}
+
 /// How many fresh ports to try when `--port 0` finds the UDP twin of a TCP port taken.
 const PORT_ZERO_ATTEMPTS: usize = 16;
 
 /// Binds what `config` asks for, TCP and UDP on the same port.
-pub(crate) fn bind(config: &Config) -> Result<Bound, ServerError> {
+pub(crate) fn bind(config: &Config, sharing: Sharing) -> Result<Bound, ServerError> {
     let wanted = SocketAddr::new(config.bind, config.port);
     let attempts = if config.port == 0 && config.tcp && config.udp {
         PORT_ZERO_ATTEMPTS
@@ -36,7 +50,7 @@ pub(crate) fn bind(config: &Config) -> Result<Bound, ServerError> {
     let mut last_error = None;
     for _ in 0..attempts {
         let tcp = match config.tcp {
-            true => Some(bind_tcp(wanted, config.backlog)?),
+            true => Some(bind_tcp(wanted, config.backlog, sharing)?),
             false => None,
         };
         let udp_addr = match &tcp {
@@ -48,7 +62,7 @@ pub(crate) fn bind(config: &Config) -> Result<Bound, ServerError> {
         if !config.udp {
             return Ok(Bound { tcp, udp: None });
         }
-        match bind_udp(udp_addr) {
+        match bind_udp(udp_addr, sharing) {
             Ok(udp) => {
                 return Ok(Bound {
                     tcp,
@@ -62,11 +76,12 @@ pub(crate) fn bind(config: &Config) -> Result<Bound, ServerError> {
 }
 
 /// A non-blocking TCP listener on `addr`, with `SO_REUSEADDR` and the given backlog.
-fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
+fn bind_tcp(addr: SocketAddr, backlog: u32, sharing: Sharing) -> Result<TcpListener, ServerError> {
     let setup = || -> io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         // A restarted server can rebind while old connections sit in TIME_WAIT.
         socket.set_reuse_address(true)?;
+        share(&socket, sharing)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
@@ -76,15 +91,27 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
 }
 
 /// A non-blocking UDP socket on `addr` (without `SO_REUSEADDR`: see inside).
-fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
+fn bind_udp(addr: SocketAddr, sharing: Sharing) -> Result<UdpSocket, ServerError> {
     let setup = || -> io::Result<UdpSocket> {
         // No SO_REUSEADDR for UDP: on Linux it would let a second process share the port.
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        share(&socket, sharing)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         Ok(socket.into())
     };
     setup().map_err(|e| bind_error("UDP", addr, e))
+}
+
+/// Sets `SO_REUSEPORT` when the address is shared between reactors.
+fn share(socket: &Socket, sharing: Sharing) -> io::Result<()> {
+    match sharing {
+        Sharing::Exclusive => Ok(()),
+        #[cfg(unix)]
+        Sharing::ReusePort => socket.set_reuse_port(true),
+        #[cfg(not(unix))]
+        Sharing::ReusePort => Err(io::ErrorKind::Unsupported.into()),
+    }
 }
 
 /// The `ServerError` for a failed bind of `protocol` on `addr`.

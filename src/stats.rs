@@ -75,6 +75,9 @@ pub struct Stats {
     pub memory_budget_pauses: u64,
     /// Connections switched to zero-copy echo (a pipe and `splice`), since the start.
     pub zero_copy_conns: u64,
+    /// Pipes given back before their connection closed: it went idle, or descriptors ran
+    /// short (connections come first).
+    pub zero_copy_reclaimed: u64,
     /// Bulk connections that stayed on the copying path because no pipe could be made
     /// (out of descriptors).
     pub zero_copy_unavailable: u64,
@@ -125,6 +128,78 @@ impl Stats {
         *counter += 1;
     }
 
+    /// Adds another reactor's counters to these (a [`ServerGroup`](crate::ServerGroup) sums
+    /// its reactors'); the uptime is the longer of the two. Every field is named, so a new
+    /// counter cannot be forgotten here.
+    pub fn merge(&mut self, other: &Stats) {
+        let Stats {
+            uptime,
+            conn_accepted,
+            conn_active,
+            conn_closed,
+            closed_peer,
+            closed_reset,
+            closed_io_error,
+            closed_shutdown,
+            closed_drain_timeout,
+            closed_idle,
+            closed_stalled,
+            rejected_max_connections,
+            rejected_per_source,
+            accept_errors,
+            accept_fd_exhausted,
+            tcp_bytes_in,
+            tcp_bytes_out,
+            tcp_bytes_discarded,
+            backpressure_pauses,
+            memory_budget_pauses,
+            zero_copy_conns,
+            zero_copy_reclaimed,
+            zero_copy_unavailable,
+            pending_bytes,
+            udp_datagrams_in,
+            udp_datagrams_out,
+            udp_bytes_in,
+            udp_bytes_out,
+            udp_dropped_queue_full,
+            udp_dropped_send_error,
+            udp_dropped_privileged_port,
+            udp_dropped_own_address,
+        } = other.clone();
+        self.uptime = self.uptime.max(uptime);
+        self.conn_accepted += conn_accepted;
+        self.conn_active += conn_active;
+        self.conn_closed += conn_closed;
+        self.closed_peer += closed_peer;
+        self.closed_reset += closed_reset;
+        self.closed_io_error += closed_io_error;
+        self.closed_shutdown += closed_shutdown;
+        self.closed_drain_timeout += closed_drain_timeout;
+        self.closed_idle += closed_idle;
+        self.closed_stalled += closed_stalled;
+        self.rejected_max_connections += rejected_max_connections;
+        self.rejected_per_source += rejected_per_source;
+        self.accept_errors += accept_errors;
+        self.accept_fd_exhausted += accept_fd_exhausted;
+        self.tcp_bytes_in += tcp_bytes_in;
+        self.tcp_bytes_out += tcp_bytes_out;
+        self.tcp_bytes_discarded += tcp_bytes_discarded;
+        self.backpressure_pauses += backpressure_pauses;
+        self.memory_budget_pauses += memory_budget_pauses;
+        self.zero_copy_conns += zero_copy_conns;
+        self.zero_copy_reclaimed += zero_copy_reclaimed;
+        self.zero_copy_unavailable += zero_copy_unavailable;
+        self.pending_bytes += pending_bytes;
+        self.udp_datagrams_in += udp_datagrams_in;
+        self.udp_datagrams_out += udp_datagrams_out;
+        self.udp_bytes_in += udp_bytes_in;
+        self.udp_bytes_out += udp_bytes_out;
+        self.udp_dropped_queue_full += udp_dropped_queue_full;
+        self.udp_dropped_send_error += udp_dropped_send_error;
+        self.udp_dropped_privileged_port += udp_dropped_privileged_port;
+        self.udp_dropped_own_address += udp_dropped_own_address;
+    }
+
     /// Total UDP replies dropped, all reasons together.
     pub fn udp_dropped(&self) -> u64 {
         self.udp_dropped_queue_full
@@ -138,7 +213,7 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
-        let fields: [(&str, u64); 31] = [
+        let fields: [(&str, u64); 32] = [
             ("conn_accepted", self.conn_accepted),
             ("conn_active", self.conn_active),
             ("conn_closed", self.conn_closed),
@@ -157,6 +232,7 @@ impl fmt::Display for Stats {
             ("tcp_bytes_out", self.tcp_bytes_out),
             ("tcp_bytes_discarded", self.tcp_bytes_discarded),
             ("zero_copy_conns", self.zero_copy_conns),
+            ("zero_copy_reclaimed", self.zero_copy_reclaimed),
             ("zero_copy_unavailable", self.zero_copy_unavailable),
             ("pending_bytes", self.pending_bytes),
             ("backpressure_pauses", self.backpressure_pauses),
@@ -197,6 +273,26 @@ mod tests {
         assert_eq!(stats.conn_active, 0);
         assert_eq!(stats.closed_reset, 1);
         assert_eq!(stats.closed_peer, 1);
+    }
+
+    #[test]
+    fn merge_sums_counters_and_keeps_the_longer_uptime() {
+        let mut total = Stats {
+            uptime: Duration::from_secs(2),
+            conn_accepted: 3,
+            udp_dropped_own_address: 1,
+            ..Stats::default()
+        };
+        total.merge(&Stats {
+            uptime: Duration::from_secs(5),
+            conn_accepted: 4,
+            pending_bytes: 10,
+            ..Stats::default()
+        });
+        assert_eq!(total.uptime, Duration::from_secs(5));
+        assert_eq!(total.conn_accepted, 7);
+        assert_eq!(total.pending_bytes, 10);
+        assert_eq!(total.udp_dropped(), 1);
     }
 
     #[test]

@@ -339,6 +339,21 @@ impl<P> Connection<P> {
         }
     }
 
+    /// Takes the pipe back while it holds no bytes (its connection went idle, or descriptors
+    /// run short): the connection copies again and may be given a pipe again later. `None`
+    /// when it has no pipe or bytes still wait in it (taking it then would lose them).
+    pub fn take_pipe(&mut self) -> Option<P> {
+        match std::mem::replace(&mut self.pending.pipe, PipeState::None) {
+            PipeState::Attached {
+                pipe, queued: 0, ..
+            } => Some(pipe),
+            other => {
+                self.pending.pipe = other;
+                None
+            }
+        }
+    }
+
     /// The attached pipe, if any.
     pub fn pipe(&self) -> Option<&P> {
         match &self.pending.pipe {

@@ -7,14 +7,15 @@
 //! accepting for [`ACCEPT_RETRY`] or until a connection closes, instead of spinning (level-
 //! triggered) or stalling (edge-triggered: the freed descriptor brings no new event).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::shared::SharedLimits;
 use super::slot::Slot;
 use super::Server;
 use crate::config::Config;
@@ -30,10 +31,8 @@ const WARNING_PERIOD: Duration = Duration::from_secs(10);
 pub(super) struct Admission {
     /// Connections accepted per wakeup.
     budget: usize,
-    max_connections: usize,
-    max_per_source: Option<usize>,
-    /// Open connections per source IP, kept only when `max_per_source` is set.
-    per_source: HashMap<IpAddr, usize>,
+    /// `max_connections` and `max_per_source`, counted across every reactor of the process.
+    shared: Arc<SharedLimits>,
     /// Accepting is paused for lack of descriptors until then (or until a connection closes).
     retry_at: Option<Instant>,
     last_fd_warning: Option<Instant>,
@@ -42,46 +41,43 @@ pub(super) struct Admission {
 }
 
 impl Admission {
-    /// The policy `config` describes, with nothing accepted yet.
-    pub(super) fn new(config: &Config) -> Admission {
+    /// The policy `config` describes, with nothing accepted yet; the limits are counted in
+    /// `shared`.
+    pub(super) fn new(config: &Config, shared: Arc<SharedLimits>) -> Admission {
         Admission {
             budget: config.accept_budget,
-            max_connections: config.max_connections,
-            max_per_source: config.max_per_source,
-            per_source: HashMap::new(),
+            shared,
             retry_at: None,
             last_fd_warning: None,
             last_id: 0,
         }
     }
 
-    /// Decides whether to keep a connection from `peer` while `open` are open, counting it
-    /// against its source if so, and the refusal if not.
-    fn admit(&mut self, peer: SocketAddr, open: usize, stats: &mut Stats) -> bool {
-        if open >= self.max_connections {
+    /// Decides whether to keep a connection from `peer`, counting it against the limits if
+    /// so, and the refusal if not.
+    fn admit(&mut self, peer: SocketAddr, stats: &mut Stats) -> bool {
+        if !self.shared.try_open() {
             stats.rejected_max_connections += 1;
             log::debug!("rejected {peer}: max connections reached");
             return false;
         }
-        if let Some(max) = self.max_per_source {
-            let count = self.per_source.entry(peer.ip()).or_insert(0);
-            if *count >= max {
-                stats.rejected_per_source += 1;
-                log::debug!("rejected {peer}: {max} connections from its address already");
-                return false;
-            }
-            *count += 1;
+        if !self.shared.try_source(peer.ip()) {
+            self.shared.close();
+            stats.rejected_per_source += 1;
+            log::debug!(
+                "rejected {peer}: {} connections from its address already",
+                self.shared.max_per_source().unwrap_or(0)
+            );
+            return false;
         }
         true
     }
 
     /// A connection admitted from `ip` is gone (or never got registered).
     pub(super) fn forget(&mut self, ip: IpAddr) {
-        if let Some(count) = self.per_source.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_source.remove(&ip);
-            }
+        self.shared.close();
+        if self.shared.limits_sources() {
+            self.shared.forget_source(ip);
         }
     }
 
@@ -150,6 +146,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
+                    // Pipes give way to connections: pause only if none could be given back.
+                    if self.pipes_give_way() > 0 {
+                        continue;
+                    }
                     self.admission.pause(&e, now, &mut self.stats);
                     return;
                 }
@@ -164,15 +164,15 @@ impl Server {
         self.queues.accept_ready = true;
     }
 
-    /// Keeps an accepted socket as a connection (registered, its timer armed), or drops it
-    /// at once if admission says no (dropping closes it: the client sees EOF).
+    /// Keeps an accepted socket as a connection (registered, its timer armed), or turns it
+    /// away at once if admission says no.
     fn admit(&mut self, socket: TcpStream, peer: SocketAddr, now: Instant) {
-        if !self
-            .admission
-            .admit(peer, self.slots.len(), &mut self.stats)
-        {
+        if !self.admission.admit(peer, &mut self.stats) {
+            turn_away(socket, &mut self.scratch);
             return;
         }
+        // Pipes give way to connections: take back idle ones while descriptors are short.
+        self.reclaim_pipes_if_short();
         // Echo is latency-bound: do not let Nagle hold back a small reply.
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("set_nodelay for {peer}: {e}");
@@ -197,6 +197,21 @@ impl Server {
         self.stats.conn_accepted += 1;
         self.stats.conn_active += 1;
     }
+}
+
+/// Closes a connection admission refused so that its client reads EOF, not a reset, without
+/// holding a descriptor: our FIN goes out first (`shutdown(Write)`), then one read takes
+/// whatever the client had sent already. Closing with unread input would make the kernel
+/// answer with RST and the client would see "connection reset" instead of EOF. Input arriving
+/// after the close still draws an RST, but the client has read our FIN by then, and Linux
+/// reports EOF before a later reset.
+fn turn_away(socket: TcpStream, scratch: &mut [u8]) {
+    use std::io::Read;
+    if socket.shutdown(std::net::Shutdown::Write).is_err() {
+        return; // the client is gone already
+    }
+    let mut socket = socket;
+    let _ = socket.read(scratch);
 }
 
 /// EMFILE (this process) or ENFILE (the whole system): no descriptor for the new socket.

@@ -3,6 +3,7 @@
 //! server: its addresses, a shutdown handle, the counters so far.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::{TcpListener, UdpSocket};
@@ -12,13 +13,16 @@ use slab::Slab;
 use super::admission::Admission;
 use super::memory::MemoryBudget;
 use super::pipes::PipeBudget;
+use super::shared::SharedLimits;
 use super::shutdown::{Shutdown, ShutdownHandle};
 use super::timers::Timers;
 use super::{Queues, Server, LISTENER, SCRATCH_SIZE, UDP, WAKER};
-use crate::config::{open_file_limit, Config, RESERVED_FDS};
+use crate::config::Config;
 use crate::connection::Limits;
+use crate::descriptors::{self, reserve};
 use crate::error::ServerError;
-use crate::net;
+use crate::group::Reporter;
+use crate::net::{self, Bound, Sharing};
 use crate::stats::Stats;
 use crate::udp::UdpEcho;
 
@@ -27,7 +31,19 @@ impl Server {
     /// addresses with [`Server::tcp_addr`] and [`Server::udp_addr`].
     pub fn bind(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
-        let bound = net::bind(&config)?;
+        let bound = net::bind(&config, Sharing::Exclusive)?;
+        log_start(&config, 1);
+        let shared = Arc::new(SharedLimits::new(&config, descriptors::soft_limit(), 1));
+        Server::with_sockets(&config, bound, shared)
+    }
+
+    /// A server on sockets bound already, counting its connections and pipes in `shared`
+    /// (with the other reactors of a `ServerGroup`, if any). `config` is valid.
+    pub(crate) fn with_sockets(
+        config: &Config,
+        bound: Bound,
+        shared: Arc<SharedLimits>,
+    ) -> Result<Server, ServerError> {
         let poll = Poll::new().map_err(ServerError::Poll)?;
         let registry = poll.registry();
         let waker = Waker::new(registry, WAKER).map_err(ServerError::Poll)?;
@@ -56,14 +72,6 @@ impl Server {
                 )
                 .map_err(ServerError::Poll)?;
         }
-        if config.is_exposed() {
-            log::warn!(
-                "listening on {}: the echo service is exposed beyond this machine \
-                 (a public UDP echo can be abused as a reflection amplifier)",
-                config.bind
-            );
-        }
-        log_connection_limit(&config);
         let limits = Limits {
             high_water: config.max_pending,
             low_water: config.low_water,
@@ -77,10 +85,10 @@ impl Server {
             slots: Slab::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             queues: Queues::default(),
-            admission: Admission::new(&config),
+            admission: Admission::new(config, Arc::clone(&shared)),
             memory: MemoryBudget::new(limits, config.memory_budget),
-            timers: Timers::new(&config),
-            pipes: PipeBudget::new(config.zero_copy_conns),
+            timers: Timers::new(config),
+            pipes: PipeBudget::new(shared),
             shutdown: Shutdown::new(waker, config.drain_timeout),
             tcp_addr,
             udp_addr,
@@ -88,7 +96,13 @@ impl Server {
             // something sensible.
             started: Instant::now(),
             stats: Stats::default(),
+            reporter: None,
         })
+    }
+
+    /// Makes this server one reactor of a group: its stats line goes to `reporter`.
+    pub(crate) fn report_to(&mut self, reporter: Reporter) {
+        self.reporter = Some(reporter);
     }
 
     /// The bound TCP address, unless TCP is off.
@@ -117,29 +131,38 @@ impl Server {
     }
 }
 
-/// Says at start how many connections will be served, and warns when the open-file limit
-/// cannot back that number (accepts would then fail with EMFILE, which is survived).
-fn log_connection_limit(config: &Config) {
-    let Some(files) = open_file_limit() else {
+/// Says at start how many connections `reactors` reactors will serve and where the
+/// descriptors go; warns when the service is exposed beyond this machine, and when the
+/// open-file limit cannot back the connection limit (accepts would then fail with EMFILE,
+/// which is survived).
+pub(crate) fn log_start(config: &Config, reactors: usize) {
+    if config.is_exposed() {
+        log::warn!(
+            "listening on {}: the echo service is exposed beyond this machine \
+             (a public UDP echo can be abused as a reflection amplifier)",
+            config.bind
+        );
+    }
+    let Some(files) = descriptors::open_file_limit().map(|limit| limit.soft) else {
         log::info!("serving up to {} connections", config.max_connections);
         return;
     };
-    let pipe_fds = config.zero_copy_conns.saturating_mul(2);
+    let reserved = reserve(reactors);
+    let zero_copy = match config.zero_copy_conns {
+        0 => "zero copy off".to_string(),
+        n => format!("up to {n} zero-copy pipes from spare descriptors"),
+    };
     log::info!(
-        "serving up to {} connections (open-file limit {files}, {RESERVED_FDS} reserved, \
-         {pipe_fds} for {} zero-copy pipes)",
+        "serving up to {} connections (open-file limit {files}, {reserved} reserved; {zero_copy})",
         config.max_connections,
-        config.zero_copy_conns
     );
-    let needed = config
-        .max_connections
-        .saturating_add(RESERVED_FDS)
-        .saturating_add(pipe_fds);
+    let needed = config.max_connections.saturating_add(reserved);
     if needed as u64 > files {
         log::warn!(
-            "max connections {} exceeds what the open-file limit {files} allows; \
-             accepts will pause when descriptors run out (raise `ulimit -n`)",
-            config.max_connections
+            "max connections {} exceeds what the open-file limit {files} allows ({} with \
+             {reserved} reserved); accepts will pause when descriptors run out",
+            config.max_connections,
+            descriptors::max_connections_for(files, reactors)
         );
     }
 }

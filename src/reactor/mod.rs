@@ -3,7 +3,8 @@
 //! functions it calls, in the order it calls them. Each policy the loop applies is a small
 //! type in its own file: `admission` (accepting, limits, running out of descriptors),
 //! `memory` (the global budget on pending output), `timers` (idle and stall deadlines, the
-//! stats tick), `pipes` (which connections get zero copy), `shutdown` (drain and deadline);
+//! stats tick), `pipes` (which connections get zero copy, from spare descriptors), `shared`
+//! (the limits that hold across reactors), `shutdown` (drain and deadline);
 //! `slot` is a connection as the reactor holds it, and `bind` creates the server.
 //!
 //! Contracts from mio this code relies on (see `mio::Poll`'s docs):
@@ -20,6 +21,7 @@ mod bind;
 mod deadlines;
 mod memory;
 mod pipes;
+mod shared;
 mod shutdown;
 mod slot;
 mod timers;
@@ -34,14 +36,17 @@ use mio::{Events, Poll, Token};
 use slab::Slab;
 
 use self::admission::Admission;
+pub(crate) use self::bind::log_start;
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
+pub(crate) use self::shared::SharedLimits;
 use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
 use self::slot::Slot;
 use self::timers::Timers;
 use crate::connection::Readiness;
 use crate::error::ServerError;
+use crate::group::Reporter;
 use crate::stats::{CloseReason, Stats};
 use crate::udp::{UdpEcho, MAX_DATAGRAM};
 
@@ -111,6 +116,8 @@ pub struct Server {
     udp_addr: Option<SocketAddr>,
     started: Instant,
     stats: Stats,
+    /// Where the stats line goes when this is one reactor of a `ServerGroup` (else the log).
+    reporter: Option<Reporter>,
 }
 
 /// Work that no new event will announce (edge-triggered readiness is reported once), and
@@ -219,7 +226,7 @@ impl Server {
         }
         self.timers.arm(key, slot);
         if self.pipes.wants(&outcome, slot) {
-            self.pipes.offer(key, slot, &mut self.stats);
+            self.pipes.offer(key, slot, now, &mut self.stats);
         }
     }
 
@@ -237,7 +244,7 @@ impl Server {
                 self.queues.ready.retain(|&queued| queued != key);
             }
             self.memory.release(slot.conn.pending());
-            self.pipes.release(&slot);
+            self.pipes.release(key, &slot);
             self.admission.forget(slot.peer.ip());
             let reason = slot.conn.close_reason().unwrap_or(CloseReason::IoError);
             log::debug!("closed {} (#{key}): {reason:?}", slot.peer);

@@ -1,11 +1,28 @@
-//! Which connections echo with zero copy: bulk ones, while pipes are left to give.
+//! Which connections echo with zero copy: bulk ones, while descriptors are spare.
 //!
-//! A pipe costs two descriptors, so only a connection that reads [`ZERO_COPY_MIN_READ`] bytes
-//! in one turn gets one, and at most `Config::zero_copy_conns` hold one at a time. Small
-//! messages stay on the copying fast path, which costs the same syscalls and no descriptors.
-//! The pipe itself, once given, belongs to the connection's state machine (see `connection`).
+//! A pipe costs two descriptors, and descriptors belong to connections first: the default
+//! `max_connections` is the open-file limit minus a small reserve, whatever the zero-copy
+//! setting. So a pipe is made only while the open connections leave two descriptors spare
+//! (and fewer than `Config::zero_copy_conns` pipes exist, across reactors: `shared`), and a
+//! pipe is given back:
+//! - when its connection goes idle: no byte moved for [`PIPE_IDLE`] (checked by a sweep that
+//!   runs only while this reactor holds pipes), or
+//! - when descriptors run short: a new connection would leave too few for the pipes, or
+//!   `accept` failed with EMFILE. Then every pipe holding no bytes is given back at once.
+//!
+//! Only a connection that reads [`ZERO_COPY_MIN_READ`] bytes in one turn is offered a pipe.
+//! Small messages stay on the copying fast path, which costs the same syscalls and no
+//! descriptors. The pipe itself, once given, belongs to the connection's state machine (see
+//! `connection`); it is taken back only while it holds no bytes, so nothing is reordered.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::shared::SharedLimits;
 use super::slot::Slot;
+use super::Server;
 use crate::connection::Outcome;
 use crate::stats::Stats;
 use crate::zero_copy::Pipe;
@@ -13,19 +30,27 @@ use crate::zero_copy::Pipe;
 /// A connection that reads this much in one turn carries bulk data and is offered a pipe.
 const ZERO_COPY_MIN_READ: usize = 32 * 1024;
 
-/// How many pipes may be open, and how many are.
+/// A pipe whose connection moved no byte for this long is given back.
+pub(super) const PIPE_IDLE: Duration = Duration::from_secs(1);
+
+/// This reactor's pipes; the count across reactors is in [`SharedLimits`].
 #[derive(Debug)]
 pub(super) struct PipeBudget {
-    /// `Config::zero_copy_conns`.
-    max: usize,
-    /// Connections holding a pipe now.
-    open: usize,
+    shared: Arc<SharedLimits>,
+    /// Slab keys of this reactor's connections holding a pipe (at most `zero_copy_conns`).
+    holders: Vec<usize>,
+    /// When idle pipes are next looked for; `None` while this reactor holds none.
+    next_sweep: Option<Instant>,
 }
 
 impl PipeBudget {
-    /// No pipe open yet; at most `max` at once.
-    pub(super) fn new(max: usize) -> PipeBudget {
-        PipeBudget { max, open: 0 }
+    /// No pipe held yet; the limits are counted in `shared`.
+    pub(super) fn new(shared: Arc<SharedLimits>) -> PipeBudget {
+        PipeBudget {
+            shared,
+            holders: Vec::new(),
+            next_sweep: None,
+        }
     }
 
     /// True when a drive showed bulk traffic on a connection that could take a pipe now.
@@ -33,31 +58,113 @@ impl PipeBudget {
         outcome.bytes_read >= ZERO_COPY_MIN_READ && slot.conn.can_use_pipe()
     }
 
-    /// Gives the connection a pipe if one is left to give (else it is offered again on its
-    /// next bulk turn). A pipe that cannot be made (out of descriptors) leaves the connection
-    /// copying for good.
-    pub(super) fn offer(&mut self, key: usize, slot: &mut Slot, stats: &mut Stats) {
-        if self.open >= self.max {
+    /// Gives the connection a pipe if one is left to give and descriptors are spare (else it
+    /// is offered again on its next bulk turn). A pipe that cannot be made (out of
+    /// descriptors after all) leaves the connection copying for good.
+    pub(super) fn offer(&mut self, key: usize, slot: &mut Slot, now: Instant, stats: &mut Stats) {
+        if !self.shared.try_pipe() {
             return;
         }
         match Pipe::new() {
             Ok(pipe) => {
                 if slot.conn.use_pipe(pipe).is_ok() {
-                    self.open += 1;
+                    self.holders.push(key);
+                    self.next_sweep.get_or_insert(now + PIPE_IDLE);
                     stats.zero_copy_conns += 1;
-                    log::debug!("{} (#{key}) echoes with zero copy", slot.peer);
+                    log::debug!("#{key} echoes with zero copy");
+                } else {
+                    self.shared.release_pipe();
                 }
             }
             Err(e) => {
+                self.shared.release_pipe();
                 slot.conn.pipe_unavailable();
                 stats.zero_copy_unavailable += 1;
-                log::debug!("no zero-copy pipe for {} (#{key}): {e}", slot.peer);
+                log::debug!("no zero-copy pipe for #{key}: {e}");
             }
         }
     }
 
     /// A connection is gone, and with it its pipe, if it had one.
-    pub(super) fn release(&mut self, slot: &Slot) {
-        self.open -= usize::from(slot.conn.uses_pipe());
+    pub(super) fn release(&mut self, key: usize, slot: &Slot) {
+        if slot.conn.uses_pipe() {
+            self.forget(key);
+        }
+    }
+
+    /// The connection in slab entry `key` no longer holds a pipe.
+    fn forget(&mut self, key: usize) {
+        if let Some(i) = self.holders.iter().position(|&k| k == key) {
+            self.holders.swap_remove(i);
+            self.shared.release_pipe();
+        }
+        if self.holders.is_empty() {
+            self.next_sweep = None;
+        }
+    }
+
+    /// Takes back the pipes of connections that `give_back` picks, if they hold no bytes.
+    /// Returns how many were given back.
+    fn take_back(
+        &mut self,
+        slots: &mut Slab<Slot>,
+        mut give_back: impl FnMut(&Slot) -> bool,
+    ) -> usize {
+        let mut taken = Vec::new();
+        for &key in &self.holders {
+            let Some(slot) = slots.get_mut(key) else {
+                continue;
+            };
+            if give_back(slot) && slot.conn.take_pipe().is_some() {
+                taken.push(key); // the pipe's descriptors close as it drops
+            }
+        }
+        for &key in &taken {
+            self.forget(key);
+        }
+        taken.len()
+    }
+
+    /// When the idle sweep is due, if this reactor holds pipes.
+    pub(super) fn next_sweep(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+}
+
+impl Server {
+    /// Descriptors ran short: every pipe holding no bytes is given back, so connections keep
+    /// their descriptors. Returns how many were.
+    pub(super) fn pipes_give_way(&mut self) -> usize {
+        let given = self.pipes.take_back(&mut self.slots, |_| true);
+        self.stats.zero_copy_reclaimed += given as u64;
+        if given > 0 {
+            log::debug!("gave back {given} zero-copy pipe(s): descriptors ran short");
+        }
+        given
+    }
+
+    /// Before admitting a connection: if it and the pipes would hold more descriptors than
+    /// the limit leaves them, pipes give way.
+    pub(super) fn reclaim_pipes_if_short(&mut self) {
+        if !self.pipes.holders.is_empty() && self.pipes.shared.descriptors_short() {
+            self.pipes_give_way();
+        }
+    }
+
+    /// The idle sweep: pipes whose connection moved no byte for [`PIPE_IDLE`] are given back.
+    pub(super) fn sweep_idle_pipes(&mut self, now: Instant) {
+        if !self.pipes.next_sweep.is_some_and(|at| now >= at) {
+            return;
+        }
+        let given = self
+            .pipes
+            .take_back(&mut self.slots, |slot| slot.idle_for(now) >= PIPE_IDLE);
+        self.stats.zero_copy_reclaimed += given as u64;
+        if given > 0 {
+            log::debug!("gave back {given} idle zero-copy pipe(s)");
+        }
+        if !self.pipes.holders.is_empty() {
+            self.pipes.next_sweep = now.checked_add(PIPE_IDLE);
+        }
     }
 }

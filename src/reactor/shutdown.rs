@@ -13,19 +13,29 @@ use mio::Waker;
 use super::Server;
 use crate::stats::CloseReason;
 
-/// Stops a running [`Server`] from any thread: stop accepting, drain, return the stats.
+/// Stops a running [`Server`] (or every reactor of a [`ServerGroup`](crate::ServerGroup))
+/// from any thread: stop accepting, drain, return the stats.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
-    requested: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    /// One flag and waker per reactor this handle stops.
+    reactors: Vec<(Arc<AtomicBool>, Arc<Waker>)>,
 }
 
 impl ShutdownHandle {
     /// Asks the server to shut down gracefully. Calling it again changes nothing.
     pub fn shutdown(&self) {
-        self.requested.store(true, Ordering::SeqCst);
-        if let Err(e) = self.waker.wake() {
-            log::error!("cannot wake the event loop for shutdown: {e}");
+        for (requested, waker) in &self.reactors {
+            requested.store(true, Ordering::SeqCst);
+            if let Err(e) = waker.wake() {
+                log::error!("cannot wake the event loop for shutdown: {e}");
+            }
+        }
+    }
+
+    /// One handle that stops every reactor the given handles stop.
+    pub(crate) fn join(handles: impl IntoIterator<Item = ShutdownHandle>) -> ShutdownHandle {
+        ShutdownHandle {
+            reactors: handles.into_iter().flat_map(|h| h.reactors).collect(),
         }
     }
 }
@@ -58,8 +68,7 @@ impl Shutdown {
     /// A handle for another thread.
     pub(super) fn handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            requested: Arc::clone(&self.requested),
-            waker: Arc::clone(&self.waker),
+            reactors: vec![(Arc::clone(&self.requested), Arc::clone(&self.waker))],
         }
     }
 

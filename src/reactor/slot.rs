@@ -60,6 +60,11 @@ impl Slot {
         };
     }
 
+    /// How long no byte moved either way, at `now`.
+    pub(super) fn idle_for(&self, now: Instant) -> std::time::Duration {
+        now.saturating_duration_since(self.last_activity)
+    }
+
     /// The earliest timeout this connection is heading for, and what it would close it as.
     pub(super) fn next_timeout(&self, timeouts: &Timeouts) -> Option<(Instant, CloseReason)> {
         // `checked_add`: a timeout too long for the clock never fires.

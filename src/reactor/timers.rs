@@ -87,15 +87,19 @@ impl Timers {
 }
 
 impl Server {
-    /// Fires everything due at `now`: connection timeouts, the accept retry, the stats line,
-    /// the drain deadline.
+    /// Fires everything due at `now`: connection timeouts, the accept retry, the idle-pipe
+    /// sweep, the stats line, the drain deadline.
     pub(super) fn check_timers(&mut self, now: Instant) {
         self.expire_connections(now);
         if self.admission.retry_due(now) {
             self.queues.accept_ready = true;
         }
+        self.sweep_idle_pipes(now);
         if self.timers.stats_due(now) {
-            log::info!("stats {}", self.stats());
+            match &self.reporter {
+                None => log::info!("stats {}", self.stats()),
+                Some(group) => group.report(self.stats()),
+            }
         }
         if self.shutdown.deadline_passed(now) {
             self.abort_remaining();
@@ -141,6 +145,7 @@ impl Server {
             self.timers.next_stats_at,
             self.shutdown.deadline(),
             self.timers.deadlines.next(),
+            self.pipes.next_sweep(),
         ]
         .into_iter()
         .flatten()

@@ -24,6 +24,24 @@ fn parse_timeout(text: &str) -> Result<Timeout, String> {
     }
 }
 
+/// How many reactors: a number, or `auto` for one per available core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threads(pub usize);
+
+fn parse_threads(text: &str) -> Result<Threads, String> {
+    match text.trim() {
+        "auto" => Ok(Threads(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
+        other => match other.parse::<usize>() {
+            Ok(0) | Err(_) => Err(format!(
+                "'{other}' is not a number of threads (1 or more, or auto)"
+            )),
+            Ok(n) => Ok(Threads(n)),
+        },
+    }
+}
+
 /// A single-threaded mio reactor serving echo (RFC 862) over TCP and UDP.
 #[derive(Debug, Parser)]
 #[command(name = "echoloop", version, about, long_about = None)]
@@ -61,12 +79,14 @@ pub struct Cli {
     pub stats_interval: Option<Duration>,
 
     /// Most connections served at once; more are accepted and closed at once (client sees
-    /// EOF). Default: the open-file limit minus 32, minus 2 per zero-copy connection.
+    /// EOF). Default: the open-file limit minus 32 (and 4 per further reactor); zero-copy
+    /// pipes only use descriptors that connections leave spare.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Most connections echoing with zero copy (splice through a pipe, 2 descriptors each);
-    /// bulk connections beyond it copy. 0 turns zero copy off. Linux only.
+    /// Most connections echoing with zero copy (splice through a pipe, 2 descriptors each,
+    /// made only from spare descriptors); bulk connections beyond it copy. 0 turns zero copy
+    /// off. Linux only.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ZERO_COPY_CONNS)]
     pub zero_copy_conns: usize,
 
@@ -87,6 +107,20 @@ pub struct Cli {
     /// disable).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
     pub stall_timeout: Timeout,
+
+    /// Reactors, each a single-threaded event loop on its own thread with its own listener
+    /// and UDP socket on the same port (SO_REUSEPORT); "auto" is one per available core.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_threads)]
+    pub threads: Threads,
+
+    /// Pin reactor i to the i-th core this process may run on.
+    #[arg(long)]
+    pub pin: bool,
+
+    /// Keep the soft open-file limit as it is (by default it is raised to the hard limit at
+    /// start).
+    #[arg(long)]
+    pub no_raise_nofile: bool,
 
     /// Log level: off, error, warn, info, debug, trace (overrides RUST_LOG).
     #[arg(long, value_name = "LEVEL")]
@@ -109,7 +143,7 @@ impl Cli {
             stats_interval: self.stats_interval,
             max_connections: self
                 .max_connections
-                .unwrap_or_else(|| default_max_connections(self.zero_copy_conns)),
+                .unwrap_or_else(|| default_max_connections(self.threads.0)),
             zero_copy_conns: self.zero_copy_conns,
             max_per_source: self.max_per_source,
             memory_budget: self.memory_budget,
@@ -240,6 +274,23 @@ mod tests {
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.stall_timeout, None);
         assert!(invalid(&["--stall-timeout", "soon"]).contains("not a duration"));
+    }
+
+    #[test]
+    fn threads_take_a_number_or_auto() {
+        assert_eq!(run(&[]).threads, Threads(1));
+        assert_eq!(run(&["--threads", "4"]).threads, Threads(4));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(run(&["--threads", "auto"]).threads, Threads(cores));
+        assert!(invalid(&["--threads", "0"]).contains("not a number of threads"));
+        assert!(invalid(&["--threads", "many"]).contains("not a number of threads"));
+        let cli = run(&["--threads", "3", "--pin", "--no-raise-nofile"]);
+        assert!(cli.pin && cli.no_raise_nofile);
+        // Each further reactor holds four more descriptors.
+        assert_eq!(
+            cli.to_config().max_connections + 8,
+            run(&[]).to_config().max_connections
+        );
     }
 
     #[test]

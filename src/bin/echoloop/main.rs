@@ -1,5 +1,6 @@
-//! The `echoloop` binary: parse flags, bind, print the addresses, run until a signal, print
-//! the summary. Everything else lives in the library.
+//! The `echoloop` binary: parse flags, raise the open-file limit, bind `--threads` reactors,
+//! print the addresses, run until a signal, print the summary. Everything else lives in the
+//! library.
 //!
 //! Exit codes: 0 after a graceful shutdown; 2 for bad flags or a failure to bind (port in use,
 //! privileged port, unknown address); 1 for a failure while running; 130 when a second signal
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 mod cli;
 
 use cli::Parsed;
-use echoloop::{Server, ShutdownHandle};
+use echoloop::{ServerGroup, ShutdownHandle};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -26,10 +27,21 @@ fn main() -> ExitCode {
         Parsed::Invalid(message) => return fail(&message, 2),
     };
     init_logging(cli.log_level);
-    let server = match Server::bind(cli.to_config()) {
-        Ok(server) => server,
+    // Before the config: the default connection limit follows the raised limit.
+    let raised = match cli.no_raise_nofile {
+        true => None,
+        false => Some(echoloop::descriptors::raise_open_file_limit()),
+    };
+    let server = match ServerGroup::bind(cli.to_config(), cli.threads.0) {
+        Ok(server) => server.pin_to_cores(cli.pin),
         Err(e) => return fail(&e.to_string(), 2),
     };
+    // Logged once bound, so that a server that cannot start prints only why.
+    match raised {
+        None => log::info!("open-file limit left as it is (--no-raise-nofile)"),
+        Some(Ok(raise)) => log::info!("{raise}"),
+        Some(Err(e)) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
     // Handlers first: a script may signal us as soon as it has read the address line.
     if let Err(e) = forward_signals(server.shutdown_handle()) {
         return fail(&format!("cannot install signal handlers: {e}"), 1);

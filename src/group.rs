@@ -1,0 +1,280 @@
+//! Many loops, one process: [`ServerGroup`] runs N copies of the same single-threaded reactor,
+//! each on its own thread with its own listener and UDP socket on the same address
+//! (`SO_REUSEPORT`), as nginx (`reuseport`), Seastar, glommio and monoio do.
+//!
+//! ```text
+//!             +-- thread echoloop-0: Server (Poll, listener, UDP socket, slab) --+
+//!  kernel  -->|-- thread echoloop-1: Server (...)                                |--> summed Stats
+//!  (reuseport |   ...                                                            |
+//!   hash)     +-- thread echoloop-N-1: Server (...) ----------------------------+
+//!                 shared: connection, per-source and pipe counts (per accept/close)
+//! ```
+//!
+//! Nothing is shared on the echo path. The kernel spreads connections (and UDP peers) over the
+//! reactors by a hash of the peer's address; nothing here balances them. What the reactors
+//! share is read or written once per connection or rarely:
+//! - the limits (`reactor/shared.rs`): `max_connections`, `max_per_source` and
+//!   `zero_copy_conns` are totals over the group, counted in one place, so they hold exactly
+//!   however unevenly connections land; `memory_budget` is split evenly (it is checked on every
+//!   drive, where a shared count would cost an atomic per echo).
+//! - the stats board: at each stats tick a reactor posts a copy of its counters; reactor 0
+//!   logs the sum (and each reactor's line at debug level). The summary is the sum of the
+//!   reactors' final counters.
+//! - one [`ShutdownHandle`] wakes them all; each drains for the same `drain_timeout`.
+//!
+//! With one reactor, [`ServerGroup::run`] runs it on the calling thread: exactly
+//! [`Server::run`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::config::Config;
+use crate::descriptors;
+use crate::error::ServerError;
+use crate::net::{self, Sharing};
+use crate::reactor::{log_start, Server, SharedLimits, ShutdownHandle};
+use crate::stats::Stats;
+
+/// N reactors serving one address. Create with [`ServerGroup::bind`], run with
+/// [`ServerGroup::run`], stop with [`ServerGroup::shutdown_handle`].
+#[derive(Debug)]
+pub struct ServerGroup {
+    servers: Vec<Server>,
+    pin: bool,
+}
+
+impl ServerGroup {
+    /// Validates `config` and binds `reactors` reactors (at least 1) to its address, with
+    /// `SO_REUSEPORT` when there are several. Port 0 works: the first reactor binds it and
+    /// the others join the port it got. `config`'s limits are totals for the group (see the
+    /// module doc for how each is shared).
+    pub fn bind(config: Config, reactors: usize) -> Result<ServerGroup, ServerError> {
+        config.validate()?;
+        let reactors = reactors.max(1);
+        let sharing = match reactors {
+            1 => Sharing::Exclusive,
+            _ => Sharing::ReusePort,
+        };
+        let files = descriptors::soft_limit();
+        let shared = Arc::new(SharedLimits::new(&config, files, reactors));
+        // Each reactor polices an even share of the memory budget on its own.
+        let each = Config {
+            memory_budget: config.memory_budget / reactors,
+            ..config
+        };
+        let board = Arc::new(StatsBoard::new(reactors));
+        let mut servers = Vec::with_capacity(reactors);
+        let first = net::bind(&each, sharing)?;
+        let port = first
+            .tcp
+            .as_ref()
+            .map(|s| s.local_addr())
+            .or_else(|| first.udp.as_ref().map(|s| s.local_addr()))
+            .transpose()
+            .map_err(ServerError::Poll)?
+            .map_or(each.port, |addr| addr.port());
+        log_start(&config, reactors);
+        servers.push(Server::with_sockets(&each, first, Arc::clone(&shared))?);
+        let others = Config {
+            port,
+            ..each.clone()
+        };
+        for _ in 1..reactors {
+            let bound = net::bind(&others, sharing)?;
+            servers.push(Server::with_sockets(&others, bound, Arc::clone(&shared))?);
+        }
+        if reactors > 1 {
+            for (index, server) in servers.iter_mut().enumerate() {
+                server.report_to(Reporter {
+                    board: Arc::clone(&board),
+                    index,
+                });
+            }
+        }
+        Ok(ServerGroup {
+            servers,
+            pin: false,
+        })
+    }
+
+    /// Pins reactor i to the i-th core this process may run on (wrapping around), so the
+    /// scheduler never moves a reactor, and with it its caches, between cores.
+    pub fn pin_to_cores(mut self, pin: bool) -> ServerGroup {
+        self.pin = pin;
+        self
+    }
+
+    /// How many reactors there are.
+    pub fn reactors(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// The bound TCP address (the same for every reactor), unless TCP is off.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.servers.first().and_then(Server::tcp_addr)
+    }
+
+    /// The bound UDP address (the same for every reactor), unless UDP is off.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.servers.first().and_then(Server::udp_addr)
+    }
+
+    /// One handle that stops every reactor from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle::join(self.servers.iter().map(Server::shutdown_handle))
+    }
+
+    /// Runs every reactor, each on its own thread (one alone runs on the calling thread), and
+    /// returns their final counters summed once all have stopped. If one fails, the others
+    /// are shut down and the first failure is returned.
+    pub fn run(self) -> Result<Stats, ServerError> {
+        let cores = if self.pin {
+            allowed_cores()
+        } else {
+            Vec::new()
+        };
+        let pin = move |index: usize| {
+            if let Some(&core) = cores.get(index % cores.len().max(1)) {
+                pin_current_thread(core);
+            }
+        };
+        let mut servers = self.servers;
+        if servers.len() == 1 {
+            pin(0);
+            return servers.remove(0).run();
+        }
+        let stop = ShutdownHandle::join(servers.iter().map(Server::shutdown_handle));
+        let mut threads = Vec::with_capacity(servers.len());
+        for (index, server) in servers.into_iter().enumerate() {
+            let pin = pin.clone();
+            let stop_all = stop.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("echoloop-{index}"))
+                .spawn(move || {
+                    pin(index);
+                    let result = server.run();
+                    if result.is_err() {
+                        stop_all.shutdown(); // one reactor failed: the group stops
+                    }
+                    result
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    stop.shutdown();
+                    threads.into_iter().for_each(|t| drop(t.join()));
+                    return Err(ServerError::Spawn(e));
+                }
+            }
+        }
+        let mut total = Stats::default();
+        let mut first_error = None;
+        for (index, thread) in threads.into_iter().enumerate() {
+            match thread.join() {
+                Ok(Ok(stats)) => {
+                    log::debug!("reactor {index}: summary {stats}");
+                    total.merge(&stats);
+                }
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                // A panic is a bug: let it surface as one.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+}
+
+/// The counters each reactor posted last, for the summed stats line.
+#[derive(Debug)]
+struct StatsBoard {
+    posted: Mutex<Vec<Stats>>,
+}
+
+impl StatsBoard {
+    fn new(reactors: usize) -> StatsBoard {
+        StatsBoard {
+            posted: Mutex::new(vec![Stats::default(); reactors]),
+        }
+    }
+
+    fn sum(&self) -> Stats {
+        let posted = self.posted.lock().unwrap_or_else(PoisonError::into_inner);
+        posted.iter().fold(Stats::default(), |mut total, stats| {
+            total.merge(stats);
+            total
+        })
+    }
+}
+
+/// A reactor's place on the board: where its stats line goes instead of the log.
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    board: Arc<StatsBoard>,
+    index: usize,
+}
+
+impl Reporter {
+    /// Posts this reactor's counters at its stats tick. Reactor 0 logs the group's sum: the
+    /// others' posts are at most one interval old (their ticks run on their own clocks).
+    pub(crate) fn report(&self, stats: Stats) {
+        log::debug!("reactor {}: stats {stats}", self.index);
+        {
+            let mut posted = self
+                .board
+                .posted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = posted.get_mut(self.index) {
+                *slot = stats;
+            }
+        }
+        if self.index == 0 {
+            log::info!("stats {}", self.board.sum());
+        }
+    }
+}
+
+/// The cores this process may run on (its affinity mask), in order.
+fn allowed_cores() -> Vec<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::thread::{sched_getaffinity, CpuSet};
+        match sched_getaffinity(None) {
+            Ok(set) => (0..CpuSet::MAX_CPU)
+                .filter(|&cpu| set.is_set(cpu))
+                .collect(),
+            Err(e) => {
+                log::warn!("cannot read this process's cores, not pinning: {e}");
+                Vec::new()
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        log::warn!("pinning reactors to cores is supported on Linux only");
+        Vec::new()
+    }
+}
+
+/// Pins the calling thread to `core`; a failure is logged, and the reactor runs unpinned.
+fn pin_current_thread(core: usize) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::thread::{sched_setaffinity, CpuSet};
+        let mut set = CpuSet::new();
+        set.set(core);
+        match sched_setaffinity(None, &set) {
+            Ok(()) => log::debug!("reactor thread pinned to core {core}"),
+            Err(e) => log::warn!("cannot pin a reactor to core {core}: {e}"),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = core;
+    }
+}
