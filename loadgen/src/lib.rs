@@ -181,8 +181,10 @@ pub fn run_until(
     let (tx, rx) = mpsc::channel();
     let shared = Shared {
         stop,
-        samples: every.map(|e| (e, tx)),
+        samples: every.map(|e| (e, tx.clone())),
     };
+    // `tx` stays alive to the end: without intervals the channel is then never
+    // disconnected, so `recv_timeout` below waits instead of returning at once.
     let mut collector =
         every.map(|e| interval::Collector::new(start, start + opts.warmup, e, plans.len()));
     let mut rows = Vec::new();

@@ -185,9 +185,12 @@ struct KneeArgs {
     /// Highest rate tried, per second.
     #[arg(long, default_value = "10M", value_parser = rate)]
     max_rate: f64,
-    /// Length of each step.
+    /// Length of each step (measured).
     #[arg(long, default_value = "2s", value_parser = duration)]
     step_duration: Duration,
+    /// Unmeasured time at the start of each step, while connections come up.
+    #[arg(long, default_value = "500ms", value_parser = duration)]
+    step_warmup: Duration,
     /// Stop bisecting when the passing and failing rates are this close (fraction).
     #[arg(long, default_value_t = 0.05)]
     precision: f64,
@@ -303,6 +306,7 @@ fn main() -> ExitCode {
     opts.spin = cli.spin;
     if let ModeCmd::Knee(k) = &cli.mode {
         opts.duration = k.step_duration;
+        opts.warmup = k.step_warmup;
         opts.progress = false;
         return run_knee(&opts, k, cli.json, &stop);
     }
