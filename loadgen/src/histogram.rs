@@ -127,7 +127,7 @@ mod tests {
         write_percentiles(&h, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
-        let last = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        let last = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
         let cols: Vec<&str> = last.split_whitespace().collect();
         assert_eq!(cols, ["1.000", "1.000000000000", "1000"]);
         assert!(text.contains("Total count    =         1000]"));

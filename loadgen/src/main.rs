@@ -347,7 +347,7 @@ fn main() -> ExitCode {
     if report.interrupted {
         eprintln!("echoloop-bench: interrupted: the report covers the time the run lasted");
     }
-    ExitCode::from(stop.exit_code(report.exit_code(), report.interrupted))
+    stop.exit_code(report.exit_code(), report.interrupted)
 }
 
 /// The signal wiring: the first SIGINT/SIGTERM raises `flag` (the run stops and reports),

@@ -295,11 +295,11 @@ fn binary_json_has_the_schema() {
     for key in ["verify", "connect", "io"] {
         assert_eq!(v["errors"][key], 0, "errors.{key}");
     }
-    for key in ["command_line", "version", "cpu_model", "kernel"] {
+    for key in ["command_line", "version", "cpu_model", "kernel", "started_at", "tool"] {
         assert!(v["run"][key].is_string(), "run.{key}");
     }
     assert_eq!(v["mode"], "pipeline");
-    assert_eq!(v["size"], "64..4K");
+    assert_eq!(v["size"], serde_json::json!({"min": 64, "max": 4096}));
     assert_eq!(v["duration_s"], 0.3);
     assert_eq!(v["totals"]["bytes_sent"], v["totals"]["bytes_received"]);
     assert!(v["requests"].as_u64().unwrap() > 0);
