@@ -634,6 +634,39 @@ def md_table_to_html(md):
     return "\n".join(out)
 
 
+def knee_section(results):
+    """The knee curves (raw/knee-*.json from `loadtest.sh --knee`): p50/p99 against the offered
+    rate, one colour per server, the target as a dashed line. Empty when no knee was run."""
+    knees = []
+    for path in sorted(glob.glob(os.path.join(results, "raw", "knee-*.json"))):
+        try:
+            with open(path, encoding="utf-8") as f:
+                knees.append((os.path.basename(path)[5:-5], json.load(f)))
+        except (OSError, ValueError) as e:
+            print(f"report.py: skipping {path}: {e}", file=sys.stderr)
+    if not knees:
+        return ""
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    series, lines = [], []
+    for i, (server, k) in enumerate(knees):
+        curve = k.get("curve") or []
+        for q, dash in (("p50_us", "4 3"), ("p99_us", "")):
+            series.append({"label": f"{server} {q[:3]}", "color": colors[i % len(colors)], "dash": dash,
+                           "points": [(c["rate"], c[q], None, None) for c in curve]})
+        rate = k.get("knee_rate")
+        lines.append(f"<li>{html.escape(server)}: knee "
+                     f"{'none' if rate is None else f'{rate:,.0f}/s'} at p99 ≤ {k.get('p99_target_us')} µs "
+                     f"({k.get('protocol')}, {k.get('connections')} connections, size {k.get('size')})</li>")
+    target = knees[0][1].get("p99_target_us")
+    if target:
+        xs = [c["rate"] for _, k in knees for c in (k.get("curve") or [])]
+        if xs:
+            series.append({"label": "p99 target", "color": "#888", "dash": "2 2",
+                           "points": [(min(xs), target, None, None), (max(xs), target, None, None)]})
+    return ("<h2>Knee: latency vs offered rate</h2><ul>" + "".join(lines) + "</ul>"
+            + svg_chart("latency vs offered rate", series, "offered rate /s (log)", "latency µs (log)"))
+
+
 def write_html(results, aggs, summary_md):
     machine = read_text(os.path.join(results, "machine.txt"))
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -654,6 +687,7 @@ def write_html(results, aggs, summary_md):
     parts.append("<p>Median of each run's percentile; colour = percentile, dash = server. "
                  "Stream mode may report no per-message latency.</p>")
     parts.append('<div class="charts">' + "\n".join(latency_charts(aggs)) + "</div>")
+    parts.append(knee_section(results))
     parts.append("<h2>Machine and commands</h2>")
     parts.append(f"<pre>{html.escape(machine) or 'machine.txt missing'}</pre>")
     parts.append("</body></html>")
