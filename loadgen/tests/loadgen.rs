@@ -295,7 +295,14 @@ fn binary_json_has_the_schema() {
     for key in ["verify", "connect", "io"] {
         assert_eq!(v["errors"][key], 0, "errors.{key}");
     }
-    for key in ["command_line", "version", "cpu_model", "kernel", "started_at", "tool"] {
+    for key in [
+        "command_line",
+        "version",
+        "cpu_model",
+        "kernel",
+        "started_at",
+        "tool",
+    ] {
         assert!(v["run"][key].is_string(), "run.{key}");
     }
     assert_eq!(v["mode"], "pipeline");
