@@ -4,17 +4,7 @@
 
 mod support_loadgen;
 
-use std::process::{Command, Output};
-use support_loadgen::{Fault, TcpEcho, UdpEcho};
-
-#[track_caller]
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_echoloop-bench"))
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run echoloop-bench")
-}
+use support_loadgen::{bench, Fault, TcpEcho, UdpEcho};
 
 #[test]
 fn corruption_exits_1() {

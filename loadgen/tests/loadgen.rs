@@ -7,9 +7,8 @@ mod support_loadgen;
 
 use echoloop_bench::{self as loadgen, Mode, Options, Report};
 use std::net::SocketAddr;
-use std::process::{Command, Output};
 use std::time::Duration;
-use support_loadgen::{closed_port, Fault, TcpEcho, UdpEcho};
+use support_loadgen::{bench, closed_port, Fault, TcpEcho, UdpEcho};
 
 /// Short runs: these tests check behaviour, not speed.
 #[track_caller]
@@ -40,16 +39,6 @@ fn assert_clean(r: &Report) {
     );
     assert_eq!(r.exit_code(), 0);
     assert!(r.failure().is_none());
-}
-
-/// Runs the real binary with `args`; bounded by the run's own duration and drain.
-#[track_caller]
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_echoloop-bench"))
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run echoloop-bench")
 }
 
 /// Closed loop, one message in flight: clean, and the byte totals match the server's own
