@@ -128,6 +128,19 @@ impl ServerGroup {
     /// returns their final counters summed once all have stopped. If one fails, the others
     /// are shut down and the first failure is returned.
     pub fn run(self) -> Result<Stats, ServerError> {
+        let each = self.run_each()?;
+        let mut total = Stats::default();
+        for (index, stats) in each.iter().enumerate() {
+            if each.len() > 1 {
+                log::debug!("reactor {index}: summary {stats}");
+            }
+            total.merge(stats);
+        }
+        Ok(total)
+    }
+
+    /// [`ServerGroup::run`], returning each reactor's final counters, in reactor order.
+    pub fn run_each(self) -> Result<Vec<Stats>, ServerError> {
         let cores = if self.pin {
             allowed_cores()
         } else {
@@ -141,7 +154,7 @@ impl ServerGroup {
         let mut servers = self.servers;
         if servers.len() == 1 {
             pin(0);
-            return servers.remove(0).run();
+            return Ok(vec![servers.remove(0).run()?]);
         }
         let stop = ShutdownHandle::join(servers.iter().map(Server::shutdown_handle));
         let mut threads = Vec::with_capacity(servers.len());
@@ -167,14 +180,11 @@ impl ServerGroup {
                 }
             }
         }
-        let mut total = Stats::default();
+        let mut each = Vec::with_capacity(threads.len());
         let mut first_error = None;
-        for (index, thread) in threads.into_iter().enumerate() {
+        for thread in threads {
             match thread.join() {
-                Ok(Ok(stats)) => {
-                    log::debug!("reactor {index}: summary {stats}");
-                    total.merge(&stats);
-                }
+                Ok(Ok(stats)) => each.push(stats),
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e);
                 }
@@ -184,7 +194,7 @@ impl ServerGroup {
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(total),
+            None => Ok(each),
         }
     }
 }

@@ -32,5 +32,5 @@ pub use client::{
     IO_TIMEOUT,
 };
 pub use rng::{pattern, Rng};
-pub use server::TestServer;
+pub use server::{TestGroup, TestServer};
 pub use steady::Steady;
