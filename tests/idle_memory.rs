@@ -55,7 +55,10 @@ fn rss_per_idle_connection(count: usize) -> f64 {
 #[test]
 fn idle_connections_cost_little_memory() {
     let per_connection = rss_per_idle_connection(2_000);
-    assert!(per_connection <= 256.0, "{per_connection:.1} B per idle connection");
+    assert!(
+        per_connection <= 256.0,
+        "{per_connection:.1} B per idle connection"
+    );
 }
 
 /// The headline figure: 19,000 idle connections, each echoed once, at most 64 bytes of
@@ -68,5 +71,8 @@ fn nineteen_thousand_idle_connections() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(19_000);
     let per_connection = rss_per_idle_connection(count);
-    assert!(per_connection <= 64.0, "{per_connection:.1} B per idle connection");
+    assert!(
+        per_connection <= 64.0,
+        "{per_connection:.1} B per idle connection"
+    );
 }

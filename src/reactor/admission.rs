@@ -7,8 +7,9 @@
 //! accepting for [`ACCEPT_RETRY`] or until a connection closes, instead of spinning (level-
 //! triggered) or stalling (edge-triggered: the freed descriptor brings no new event).
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,11 @@ pub(super) struct Admission {
     retry_at: Option<Instant>,
     last_fd_warning: Option<Instant>,
     /// The id of the last connection accepted.
-    last_id: u64,
+    last_id: u32,
+    /// Peer addresses by slab key, kept only when `max_per_source` needs them (to count the
+    /// source down at close) or debug logging shows them: a slot carries none (memory per
+    /// idle connection).
+    peers: HashMap<usize, SocketAddr>,
 }
 
 impl Admission {
@@ -50,6 +55,7 @@ impl Admission {
             retry_at: None,
             last_fd_warning: None,
             last_id: 0,
+            peers: HashMap::new(),
         }
     }
 
@@ -73,17 +79,39 @@ impl Admission {
         true
     }
 
-    /// A connection admitted from `ip` is gone (or never got registered).
-    pub(super) fn forget(&mut self, ip: IpAddr) {
+    /// Keeps `peer` aside for the connection in slab entry `key` if anything will ask.
+    fn remember(&mut self, key: usize, peer: SocketAddr) {
+        if self.shared.limits_sources() || log::log_enabled!(log::Level::Debug) {
+            self.peers.insert(key, peer);
+        }
+    }
+
+    /// The peer of the connection in slab entry `key`, if kept, for a log line.
+    pub(super) fn peer(&self, key: usize) -> Option<SocketAddr> {
+        self.peers.get(&key).copied()
+    }
+
+    /// The connection in slab entry `key`, admitted from `peer`, is gone: its place counts
+    /// down, and its source.
+    pub(super) fn forget(&mut self, key: usize) {
+        let peer = self.peers.remove(&key);
+        self.shared.close();
+        if let Some(peer) = peer.filter(|_| self.shared.limits_sources()) {
+            self.shared.forget_source(peer.ip());
+        }
+    }
+
+    /// An admitted connection from `peer` never got registered.
+    fn refund(&mut self, peer: SocketAddr) {
         self.shared.close();
         if self.shared.limits_sources() {
-            self.shared.forget_source(ip);
+            self.shared.forget_source(peer.ip());
         }
     }
 
     /// A unique id for the next connection.
-    fn next_id(&mut self) -> u64 {
-        self.last_id += 1;
+    fn next_id(&mut self) -> u32 {
+        self.last_id = self.last_id.wrapping_add(1);
         self.last_id
     }
 
@@ -178,7 +206,7 @@ impl Server {
             log::debug!("set_nodelay for {peer}: {e}");
         }
         let entry = self.slots.vacant_entry();
-        let mut slot = Slot::new(socket, peer, self.admission.next_id(), now);
+        let mut slot = Slot::new(socket, self.admission.next_id(), self.started, now);
         // Registered once, for both directions; readiness is tracked in `Connection` after.
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) =
@@ -188,11 +216,12 @@ impl Server {
         {
             self.stats.accept_errors += 1;
             log::warn!("cannot register connection from {peer}: {e}");
-            self.admission.forget(peer.ip());
+            self.admission.refund(peer);
             return;
         }
         log::debug!("accepted {peer} as #{}", entry.key());
-        self.timers.arm(entry.key(), &mut slot);
+        self.admission.remember(entry.key(), peer);
+        self.timers.arm(entry.key(), &mut slot, now);
         entry.insert(slot);
         self.stats.conn_accepted += 1;
         self.stats.conn_active += 1;

@@ -19,7 +19,7 @@ pub(super) struct Owner {
     /// The slab key (and token) at the time the entry was pushed.
     pub(super) key: usize,
     /// The connection's unique id, so a reused key is recognised.
-    pub(super) id: u64,
+    pub(super) id: u32,
 }
 
 /// A min-heap of (deadline, owner).
@@ -75,7 +75,7 @@ mod tests {
         let mut deadlines = Deadlines::default();
         let owner = |key| Owner {
             key,
-            id: key as u64,
+            id: key as u32,
         };
         deadlines.push(start + Duration::from_secs(3), owner(3));
         deadlines.push(start + Duration::from_secs(1), owner(1));

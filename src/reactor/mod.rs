@@ -42,7 +42,7 @@ use self::pipes::PipeBudget;
 pub(crate) use self::shared::SharedLimits;
 use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
-use self::slot::Slot;
+use self::slot::{Slot, Stamp};
 use self::timers::Timers;
 use crate::connection::Readiness;
 use crate::error::ServerError;
@@ -214,7 +214,7 @@ impl Server {
         let after = slot.conn.pending();
         self.memory
             .record(before, after, outcome.pauses, &limits, &mut self.stats);
-        slot.record_progress(&outcome, now);
+        slot.record_progress(&outcome, before, Stamp::at(self.started, now));
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
             self.queues.finished.push(key);
@@ -224,10 +224,18 @@ impl Server {
             slot.queued = true;
             self.queues.ready.push(key);
         }
-        self.timers.arm(key, slot);
+        self.timers.arm(key, slot, now);
         if self.pipes.wants(&outcome, slot) {
             self.pipes.offer(key, slot, now, &mut self.stats);
         }
+    }
+
+    /// The peer of the connection in slab entry `key`, for a debug line (kept aside only
+    /// while debug logging is on, or `max_per_source` needs it).
+    fn peer(&self, key: usize) -> String {
+        self.admission
+            .peer(key)
+            .map_or_else(|| "a connection".to_string(), |peer| peer.to_string())
     }
 
     /// Teardown at the batch boundary: drops the sockets of connections that finished and
@@ -245,9 +253,9 @@ impl Server {
             }
             self.memory.release(slot.conn.pending());
             self.pipes.release(key, &slot);
-            self.admission.forget(slot.peer.ip());
             let reason = slot.conn.close_reason().unwrap_or(CloseReason::IoError);
-            log::debug!("closed {} (#{key}): {reason:?}", slot.peer);
+            log::debug!("closed {} (#{key}): {reason:?}", self.peer(key));
+            self.admission.forget(key);
             self.stats.record_close(reason);
         }
         self.timers.sweep(&self.slots);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::shared::SharedLimits;
-use super::slot::Slot;
+use super::slot::{Slot, Stamp};
 use super::Server;
 use crate::connection::Outcome;
 use crate::stats::Stats;
@@ -156,9 +156,10 @@ impl Server {
         if !self.pipes.next_sweep.is_some_and(|at| now >= at) {
             return;
         }
+        let stamp = Stamp::at(self.started, now);
         let given = self
             .pipes
-            .take_back(&mut self.slots, |slot| slot.idle_for(now) >= PIPE_IDLE);
+            .take_back(&mut self.slots, |slot| slot.idle_for(stamp) >= PIPE_IDLE);
         self.stats.zero_copy_reclaimed += given as u64;
         if given > 0 {
             log::debug!("gave back {given} idle zero-copy pipe(s)");

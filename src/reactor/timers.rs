@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::deadlines::Deadlines;
-use super::slot::Slot;
+use super::slot::{Slot, Stamp};
 use super::Server;
 use crate::config::Config;
 
@@ -31,34 +31,40 @@ pub(super) struct Timers {
     deadlines: Deadlines,
     stats_interval: Option<Duration>,
     next_stats_at: Option<Instant>,
+    /// When the loop started: connections keep coarse stamps relative to it (`slot::Stamp`).
+    started: Instant,
 }
 
 impl Timers {
     /// The timers `config` asks for; nothing scheduled until [`Timers::start`].
     pub(super) fn new(config: &Config) -> Timers {
         Timers {
+            // Longer than a stamp can measure (400 days) is as good as off.
             timeouts: Timeouts {
-                idle: config.idle_timeout,
-                stall: config.stall_timeout,
+                idle: config.idle_timeout.filter(|&t| t <= Stamp::MAX_AGE),
+                stall: config.stall_timeout.filter(|&t| t <= Stamp::MAX_AGE),
             },
             deadlines: Deadlines::default(),
             stats_interval: config.stats_interval,
             next_stats_at: None,
+            started: Instant::now(),
         }
     }
 
     /// The loop starts at `now`: schedules the first stats line.
     pub(super) fn start(&mut self, now: Instant) {
+        self.started = now;
         self.next_stats_at = self.stats_interval.and_then(|every| now.checked_add(every));
     }
 
     /// Gives the connection in slab entry `key` a deadline entry, unless it has one or is
     /// heading for no timeout.
-    pub(super) fn arm(&mut self, key: usize, slot: &mut Slot) {
+    pub(super) fn arm(&mut self, key: usize, slot: &mut Slot, now: Instant) {
         if slot.timer_armed {
             return;
         }
-        if let Some((at, _)) = slot.next_timeout(&self.timeouts) {
+        let stamp = Stamp::at(self.started, now);
+        if let Some((at, _)) = slot.next_timeout(&self.timeouts, now, stamp) {
             slot.timer_armed = true;
             self.deadlines.push(at, slot.owner(key));
         }
@@ -110,15 +116,16 @@ impl Server {
     /// moved on since their entry was pushed.
     fn expire_connections(&mut self, now: Instant) {
         let timers = &mut self.timers;
+        let stamp = Stamp::at(timers.started, now);
         while let Some(owner) = timers.deadlines.pop_expired(now) {
             let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
                 continue; // closed since; the key may belong to someone else now
             };
             slot.timer_armed = false;
-            match slot.next_timeout(&timers.timeouts) {
+            match slot.next_timeout(&timers.timeouts, now, stamp) {
                 // A connection already closed in this batch is in `finished` already.
                 Some((at, reason)) if at <= now && slot.conn.close_reason().is_none() => {
-                    log::debug!("closing {} (#{}): {reason:?}", slot.peer, owner.key);
+                    log::debug!("closing #{}: {reason:?}", owner.key);
                     slot.conn.abort(reason);
                     self.queues.finished.push(owner.key);
                 }
