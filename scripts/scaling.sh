@@ -4,11 +4,13 @@
 #
 #   scripts/scaling.sh [--reactors "1 2 4 8"] [--gen-threads N] [--mode pingpong|stream]
 #                      [--connections N] [--size SIZE] [--duration D] [--warmup D]
-#                      [--repeats N] [--pin]
+#                      [--repeats N] [--pin] [--server PATH]
 #
 # Defaults: reactors 1, 2, 4, ... up to the number of cores; generator threads = cores;
 # pingpong, 200 connections, 64 B, 5 s after 1 s of warm-up, 3 repeats (a fresh server per
 # run). --pin passes --pin to the server (reactor i on core i); the generator is not pinned.
+# --server PATH measures another build (e.g. an older commit's; --threads is passed only
+# above 1, so a build without the flag can be measured at 1).
 #
 # For each run it reads the server's CPU time (utime + stime, /proc/PID/stat) over the
 # generator's whole run and divides it by the messages echoed in that time (the generator's
@@ -29,6 +31,7 @@ duration=5s
 warmup=1s
 repeats=3
 pin=()
+server=./target/release/echoloop
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--reactors) reactors="${2:?}" && shift ;;
@@ -40,6 +43,7 @@ while [[ $# -gt 0 ]]; do
 	--warmup) warmup="${2:?}" && shift ;;
 	--repeats) repeats="${2:?}" && shift ;;
 	--pin) pin=(--pin) ;;
+	--server) server="${2:?}" && shift ;;
 	-h | --help)
 		awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 		exit 0
@@ -68,6 +72,7 @@ CLK_TCK=$(getconf CLK_TCK)
 	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
 	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $cores"
 	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "server: $server"
 	echo "generator: echoloop-bench $mode --threads $gen_threads -c $connections --size $size -d $duration --warmup $warmup"
 } | tee "$out/machine.txt"
 
@@ -91,7 +96,9 @@ printf '%-8s %-4s %12s %14s %10s\n' reactors run "msgs/s" "srv µs/msg" "srv cor
 for r in $reactors; do
 	for ((i = 1; i <= repeats; i++)); do
 		: >"$out/server-$r-$i.stdout"
-		./target/release/echoloop --port 0 --no-udp --threads "$r" "${pin[@]}" \
+		threads=()
+		((r > 1)) && threads=(--threads "$r")
+		"$server" --port 0 --no-udp "${threads[@]}" "${pin[@]}" \
 			--log-level warn >"$out/server-$r-$i.stdout" 2>"$out/server-$r-$i.stderr" &
 		server_pid=$!
 		line=""

@@ -4,7 +4,7 @@
 //! The rule, as Redis sizes `maxclients`: connections get the open-file limit minus a fixed
 //! reserve ([`reserve`]), whatever the zero-copy setting. Zero-copy pipes (two descriptors
 //! each) come out of what connections leave spare, never out of their capacity: a pipe is
-//! made only while [`DescriptorBudget::spare`] says so, and taken back when its connection
+//! made only while `DescriptorBudget::spare` says so, and taken back when its connection
 //! goes idle or when descriptors run short (`reactor/pipes.rs`).
 //!
 //! The soft limit is usually far below the hard one (1024 against 500,000 or more on stock

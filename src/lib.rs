@@ -40,11 +40,13 @@
 //! - `reactor/mod.rs`: [`Server::run`], the loop, first; then dispatch, the ready queue,
 //!   `drive_connection` (drive, account, file) and teardown.
 //! - `reactor/slot.rs`: a connection as the reactor holds it: socket, state machine, id,
-//!   activity clocks.
+//!   coarse activity stamps (kept small: it is what an idle connection costs).
 //! - `reactor/admission.rs`: accept batches, connection limits, pausing when out of
 //!   descriptors.
 //! - `reactor/memory.rs`: the global memory budget and the fair share it lowers limits to.
-//! - `reactor/pipes.rs`: which connections get a zero-copy pipe.
+//! - `reactor/pipes.rs`: which connections get a zero-copy pipe (from spare descriptors), and
+//!   when it is given back.
+//! - `reactor/shared.rs`: the limits that hold across the reactors of a process.
 //! - `reactor/timers.rs`: idle and stall deadlines, the stats line, the poll timeout.
 //! - `reactor/deadlines.rs`: the min-heap of deadlines with lazy re-arming.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
@@ -54,13 +56,16 @@
 //!   scripts and invariants (for tests and, with the `fuzzing` feature, the fuzz crate).
 //! - `zero_copy.rs`: the kernel pipe and `splice(2)` behind zero-copy echo (Linux).
 //! - `udp.rs`: UDP echo with a bounded reply queue and reflection hardening.
+//! - `group.rs`: [`ServerGroup`], N reactors on one port (`SO_REUSEPORT`), one per thread.
+//! - [`descriptors`]: the open-file limit, raising it, and dividing it.
 //! - `net.rs`: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
 //! - `stats.rs`: [`Stats`] counters and [`CloseReason`].
 //! - `error.rs`: [`ServerError`], for setup and fatal failures.
 //! - [`units`]: sizes and durations as typed on a command line.
 //!
-//! The public API is what an embedder needs: [`Server`], [`ShutdownHandle`], [`Config`] (with
+//! The public API is what an embedder needs: [`Server`], [`ServerGroup`], [`ShutdownHandle`],
+//! [`descriptors`], [`Config`] (with
 //! [`config`]'s defaults), [`Stats`], [`CloseReason`], the errors, and [`connection`], the
 //! reusable state machine (also what the benches and the fuzz target drive).
 //!
