@@ -13,8 +13,7 @@ use echoloop::{Config, ServerError, ShutdownHandle, Stats};
 pub struct TestServer {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
-    handle: ShutdownHandle,
-    thread: Option<JoinHandle<Result<Stats, ServerError>>>,
+    running: Running<Stats>,
 }
 
 impl TestServer {
@@ -28,26 +27,18 @@ impl TestServer {
     #[track_caller]
     pub fn with_config(config: Config) -> TestServer {
         let config = Config {
-            bind: "127.0.0.1".parse().expect("a literal address"),
-            port: 0,
             drain_timeout: Duration::from_secs(3),
-            ..config
+            ..on_loopback(config)
         };
         let server = echoloop::Server::bind(config).expect("bind test server");
-        let (tcp, udp, handle) = (
-            server.tcp_addr(),
-            server.udp_addr(),
-            server.shutdown_handle(),
-        );
-        let thread = std::thread::Builder::new()
-            .name("echoloop-test-server".into())
-            .spawn(move || server.run())
-            .expect("spawn server thread");
         TestServer {
-            tcp,
-            udp,
-            handle,
-            thread: Some(thread),
+            tcp: server.tcp_addr(),
+            udp: server.udp_addr(),
+            running: Running::spawn(
+                "echoloop-test-server",
+                server.shutdown_handle(),
+                move || server.run(),
+            ),
         }
     }
 
@@ -66,21 +57,8 @@ impl TestServer {
     /// Shuts down gracefully and returns the final counters.
     #[track_caller]
     pub fn stop(mut self) -> Stats {
-        self.handle.shutdown();
-        let thread = self.thread.take().expect("server running");
-        thread
-            .join()
-            .expect("server thread panicked")
-            .expect("server failed")
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            self.handle.shutdown();
-            let _ = thread.join();
-        }
+        self.running.handle.shutdown();
+        self.running.join()
     }
 }
 
@@ -89,30 +67,21 @@ impl Drop for TestServer {
 pub struct TestGroup {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
-    handle: ShutdownHandle,
-    thread: Option<JoinHandle<Result<Vec<Stats>, ServerError>>>,
+    running: Running<Vec<Stats>>,
 }
 
 impl TestGroup {
     /// Starts `reactors` reactors with `config`, forced onto loopback and port 0.
     #[track_caller]
     pub fn with_config(config: Config, reactors: usize) -> TestGroup {
-        let config = Config {
-            bind: "127.0.0.1".parse().expect("a literal address"),
-            port: 0,
-            ..config
-        };
-        let group = echoloop::ServerGroup::bind(config, reactors).expect("bind test group");
-        let (tcp, udp, handle) = (group.tcp_addr(), group.udp_addr(), group.shutdown_handle());
-        let thread = std::thread::Builder::new()
-            .name("echoloop-test-group".into())
-            .spawn(move || group.run_each())
-            .expect("spawn group thread");
+        let group =
+            echoloop::ServerGroup::bind(on_loopback(config), reactors).expect("bind test group");
         TestGroup {
-            tcp,
-            udp,
-            handle,
-            thread: Some(thread),
+            tcp: group.tcp_addr(),
+            udp: group.udp_addr(),
+            running: Running::spawn("echoloop-test-group", group.shutdown_handle(), move || {
+                group.run_each()
+            }),
         }
     }
 
@@ -124,28 +93,68 @@ impl TestGroup {
 
     /// A handle that stops every reactor.
     pub fn handle(&self) -> ShutdownHandle {
-        self.handle.clone()
+        self.running.handle.clone()
     }
 
     /// Shuts every reactor down gracefully and returns each one's final counters.
     #[track_caller]
-    pub fn stop(self) -> Vec<Stats> {
-        self.handle.shutdown();
-        self.join()
+    pub fn stop(mut self) -> Vec<Stats> {
+        self.running.handle.shutdown();
+        self.running.join()
     }
 
     /// Waits for every reactor to stop (after a shutdown asked for elsewhere).
     #[track_caller]
     pub fn join(mut self) -> Vec<Stats> {
-        let thread = self.thread.take().expect("group running");
-        thread
-            .join()
-            .expect("group thread panicked")
-            .expect("group failed")
+        self.running.join()
     }
 }
 
-impl Drop for TestGroup {
+/// `config` on 127.0.0.1, port 0.
+fn on_loopback(config: Config) -> Config {
+    Config {
+        bind: "127.0.0.1".parse().expect("a literal address"),
+        port: 0,
+        ..config
+    }
+}
+
+/// A server's run on a thread of its own, with the handle that stops it; shut down and
+/// joined on drop.
+struct Running<T> {
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<Result<T, ServerError>>>,
+}
+
+impl<T: Send + 'static> Running<T> {
+    #[track_caller]
+    fn spawn(
+        name: &str,
+        handle: ShutdownHandle,
+        run: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+    ) -> Running<T> {
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(run)
+            .expect("spawn server thread");
+        Running {
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits for the run to end and returns what it returned; fails the test if it failed.
+    #[track_caller]
+    fn join(&mut self) -> T {
+        let thread = self.thread.take().expect("server running");
+        thread
+            .join()
+            .expect("server thread panicked")
+            .expect("server failed")
+    }
+}
+
+impl<T> Drop for Running<T> {
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
             self.handle.shutdown();
