@@ -260,7 +260,7 @@ impl Worker<'_> {
                 // echoing still ends the run after `drain_timeout`, and a trickle after
                 // DRAIN_EXTENSION_CAP times that.
                 let quiet_since = self.last_received + self.opts.drain_timeout;
-                let cap = deadline + self.opts.drain_timeout * DRAIN_EXTENSION_CAP;
+                let cap = deadline + self.opts.drain_timeout.saturating_mul(DRAIN_EXTENSION_CAP);
                 let deadline = deadline.max(quiet_since).min(cap);
                 if self.conns.is_empty()
                     || now >= deadline
