@@ -1,0 +1,206 @@
+//! Every `echoloop` flag at its extreme (issue 14 §1), through the real binary: a duration of
+//! `10000000000000000000` seconds used to panic (exit 101) when added to a clock reading, at
+//! start (`--stats-interval`), at the first connection (`--idle-timeout`), at the first client
+//! that stops reading (`--stall-timeout`) or at SIGTERM (`--drain-timeout`). Here each flag
+//! meets the event that used to crash it, the server keeps serving, and SIGTERM drains to
+//! exit 0. Sizes past memory are one-line usage errors. Loopback and port 0 only; every wait
+//! is bounded, and a child left running by a failing test is killed on drop.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::{connect, pattern, read_to_eof};
+
+const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
+const WAIT: Duration = Duration::from_secs(20);
+/// About 317 billion years.
+const HUGE: &str = "10000000000000000000";
+/// `usize::MAX` and `u32::MAX`, the largest values the count flags parse.
+const USIZE_MAX: &str = "18446744073709551615";
+const U32_MAX: &str = "4294967295";
+/// What the hog writes without reading: more than loopback absorbs in kernel buffers (about
+/// 9 MiB), so the server holds output pending, and less than the default `--max-pending`.
+const HOG_BYTES: usize = 24 << 20;
+
+/// A running `echoloop`, killed and reaped on drop.
+struct Echoloop {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Echoloop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Echoloop {
+    /// Starts `echoloop --port 0 --no-udp ARGS` and reads its TCP address.
+    #[track_caller]
+    fn start(args: &[&str]) -> (Echoloop, SocketAddr) {
+        let mut child = Command::new(BIN)
+            .args(["--port", "0", "--no-udp", "--log-level", "warn"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start echoloop");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        let server = Echoloop { child, lines };
+        let line = server.next_line(args);
+        let tcp = line
+            .strip_prefix("listening tcp=")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: not a listening line: {line:?}"));
+        (server, tcp)
+    }
+
+    #[track_caller]
+    fn next_line(&self, args: &[&str]) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("{args:?}: no line on stdout (did it exit?)"))
+    }
+
+    fn sigterm(&self) {
+        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM)");
+    }
+
+    #[track_caller]
+    fn exit_code(&mut self, args: &[&str]) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "{args:?}: no exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// One short echo on a fresh connection.
+#[track_caller]
+fn assert_echoes(addr: SocketAddr, args: &[&str]) {
+    let mut client = connect(addr);
+    client.write_all(b"still serving").expect("write");
+    let mut back = [0u8; 13];
+    client
+        .read_exact(&mut back)
+        .unwrap_or_else(|e| panic!("{args:?}: no echo: {e}"));
+    assert_eq!(&back, b"still serving");
+}
+
+/// The life that used to crash each flag: a client arrives and echoes (idle deadline), a hog
+/// writes 24 MiB without reading (stall deadline), another client is served beside it, then
+/// SIGTERM (drain deadline) while the hog's output is pending. The hog then reads it all,
+/// and the server exits 0 with its summary.
+#[track_caller]
+fn serve_then_drain(args: &[&str]) {
+    let mut args = args.to_vec();
+    if !args.contains(&"--drain-timeout") {
+        // The default 5 s can run out on a loaded machine before the hog has read it all.
+        args.extend(["--drain-timeout", "60s"]);
+    }
+    let args = &args[..];
+    let (mut server, addr) = Echoloop::start(args);
+    assert_echoes(addr, args);
+    let mut hog = connect(addr);
+    let data = pattern(HOG_BYTES);
+    hog.write_all(&data).expect("the hog's writes are taken");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_echoes(addr, args);
+
+    server.sigterm();
+    std::thread::sleep(Duration::from_millis(100));
+    hog.shutdown(Shutdown::Write).expect("half-close");
+    let echoed = read_to_eof(&mut hog, data.len());
+    assert!(
+        echoed == data,
+        "{args:?}: the hog got {} bytes back of {}, or different ones",
+        echoed.len(),
+        data.len()
+    );
+    drop(hog);
+    let summary = server.next_line(args);
+    assert_eq!(server.exit_code(args), Some(0), "{args:?}");
+    assert!(summary.contains(" closed_shutdown="), "{args:?}: {summary}");
+}
+
+/// Each duration flag alone at `10000000000000000000` seconds.
+#[test]
+fn each_duration_flag_at_its_extreme_serves_and_drains() {
+    for flag in [
+        "--stats-interval",
+        "--idle-timeout",
+        "--stall-timeout",
+        "--drain-timeout",
+    ] {
+        serve_then_drain(&[flag, HUGE]);
+    }
+}
+
+/// `forever` is a duration too (a timeout that never fires is off).
+#[test]
+fn forever_is_a_duration() {
+    serve_then_drain(&["--idle-timeout", "forever", "--drain-timeout", "forever"]);
+}
+
+/// Every count and size flag at the largest value it parses, with the durations as above:
+/// nothing multiplies or adds them into an overflow.
+#[test]
+fn every_flag_at_its_maximum_at_once() {
+    serve_then_drain(&[
+        "--max-pending",
+        USIZE_MAX,
+        "--memory-budget",
+        USIZE_MAX,
+        "--max-connections",
+        USIZE_MAX,
+        "--zero-copy-conns",
+        USIZE_MAX,
+        "--max-per-source",
+        USIZE_MAX,
+        "--backlog",
+        U32_MAX,
+        "--stats-interval",
+        HUGE,
+        "--idle-timeout",
+        HUGE,
+        "--stall-timeout",
+        HUGE,
+        "--drain-timeout",
+        HUGE,
+    ]);
+}
+
+/// A size no `usize` holds is a usage error: exit 2, one line naming the value.
+#[test]
+fn sizes_past_memory_are_one_line_usage_errors() {
+    for flag in ["--max-pending", "--memory-budget"] {
+        let out = Command::new(BIN)
+            .args(["--port", "0", flag, "99999999999999999999G"])
+            .output()
+            .expect("run echoloop");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flag}: {stderr}");
+        assert!(stderr.starts_with("echoloop: "), "{flag}: {stderr}");
+        assert!(stderr.contains("too large"), "{flag}: {stderr}");
+    }
+}
