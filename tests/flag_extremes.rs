@@ -8,16 +8,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use support::child::{Echoloop, BIN};
 use support::{connect, pattern, read_to_eof};
 
-const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
-const WAIT: Duration = Duration::from_secs(20);
 /// About 317 billion years.
 const HUGE: &str = "10000000000000000000";
 /// `usize::MAX` and `u32::MAX`, the largest values the count flags parse.
@@ -26,73 +24,6 @@ const U32_MAX: &str = "4294967295";
 /// What the hog writes without reading: more than loopback absorbs in kernel buffers (about
 /// 9 MiB), so the server holds output pending, and less than the default `--max-pending`.
 const HOG_BYTES: usize = 24 << 20;
-
-/// A running `echoloop`, killed and reaped on drop.
-struct Echoloop {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Echoloop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Echoloop {
-    /// Starts `echoloop --port 0 --no-udp ARGS` and reads its TCP address.
-    #[track_caller]
-    fn start(args: &[&str]) -> (Echoloop, SocketAddr) {
-        let mut child = Command::new(BIN)
-            .args(["--port", "0", "--no-udp", "--log-level", "warn"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start echoloop");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = send.send(line);
-            }
-        });
-        let server = Echoloop { child, lines };
-        let line = server.next_line(args);
-        let tcp = line
-            .strip_prefix("listening tcp=")
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("{args:?}: not a listening line: {line:?}"));
-        (server, tcp)
-    }
-
-    #[track_caller]
-    fn next_line(&self, args: &[&str]) -> String {
-        self.lines
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("{args:?}: no line on stdout (did it exit?)"))
-    }
-
-    fn sigterm(&self) {
-        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM)");
-    }
-
-    #[track_caller]
-    fn exit_code(&mut self, args: &[&str]) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "{args:?}: no exit in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// One short echo on a fresh connection.
 #[track_caller]
@@ -118,7 +49,8 @@ fn serve_then_drain(args: &[&str]) {
         args.extend(["--drain-timeout", "60s"]);
     }
     let args = &args[..];
-    let (mut server, addr) = Echoloop::start(args);
+    let mut server = Echoloop::start(args);
+    let addr = server.tcp;
     assert_echoes(addr, args);
     let mut hog = connect(addr);
     let data = pattern(HOG_BYTES);
@@ -137,9 +69,9 @@ fn serve_then_drain(args: &[&str]) {
         data.len()
     );
     drop(hog);
-    let summary = server.next_line(args);
-    assert_eq!(server.exit_code(args), Some(0), "{args:?}");
-    assert!(summary.contains(" closed_shutdown="), "{args:?}: {summary}");
+    let summary = server.next_line();
+    assert_eq!(server.exit_code(), Some(0), "{args:?}: exit status");
+    assert!(summary.starts_with("summary "), "{args:?}: {summary}");
 }
 
 /// Each duration flag alone at `10000000000000000000` seconds.

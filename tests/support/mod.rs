@@ -2,6 +2,8 @@
 //! timeouts, and a seeded pattern generator. Loopback and port 0 only.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod child;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread::JoinHandle;
