@@ -6,15 +6,15 @@
 //! exit 0. Sizes past memory are one-line usage errors. Loopback and port 0 only; every wait
 //! is bounded, and a child left running by a failing test is killed on drop.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use support::child::{Echoloop, BIN};
-use support::{connect, pattern, read_to_eof};
+use echoloop_testkit::child::{ChildProcess, Signal};
+use echoloop_testkit::{connect, pattern, read_to_eof};
+
+const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
 
 /// About 317 billion years.
 const HUGE: &str = "10000000000000000000";
@@ -49,8 +49,12 @@ fn serve_then_drain(args: &[&str]) {
         args.extend(["--drain-timeout", "60s"]);
     }
     let args = &args[..];
-    let mut server = Echoloop::start(args);
-    let addr = server.tcp;
+    let mut server = ChildProcess::spawn(
+        Command::new(BIN)
+            .args(["--port", "0", "--no-udp", "--log-level", "warn"])
+            .args(args),
+    );
+    let addr = server.listening().tcp();
     assert_echoes(addr, args);
     let mut hog = connect(addr);
     let data = pattern(HOG_BYTES);
@@ -58,7 +62,7 @@ fn serve_then_drain(args: &[&str]) {
     std::thread::sleep(Duration::from_millis(100));
     assert_echoes(addr, args);
 
-    server.sigterm();
+    server.signal(Signal::TERM);
     std::thread::sleep(Duration::from_millis(100));
     hog.shutdown(Shutdown::Write).expect("half-close");
     let echoed = read_to_eof(&mut hog, data.len());
@@ -70,7 +74,7 @@ fn serve_then_drain(args: &[&str]) {
     );
     drop(hog);
     let summary = server.next_line();
-    assert_eq!(server.exit_code(), Some(0), "{args:?}: exit status");
+    assert_eq!(server.wait_exit(), 0, "{args:?}: {}", server.stderr());
     assert!(summary.starts_with("summary "), "{args:?}: {summary}");
 }
 

@@ -10,18 +10,21 @@
 //! Figures are printed (`-- --nocapture`). Loopback and port 0 only; the writers run on one
 //! thread (mio), so the probe never waits behind a hundred runnable client threads.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::process::Command;
+
+use echoloop_testkit::child::ChildProcess;
+use echoloop_testkit::connect_nodelay;
+use echoloop_testkit::measure::{ms, one_at_a_time, quantile};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use support::child::Echoloop;
-use support::connect;
+
+const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
 
 /// What one run measured.
 struct Figures {
@@ -82,17 +85,23 @@ fn write_without_reading(
 /// until the writers have made no progress for a second (all stopped by backpressure), or
 /// for `cap` at most. Only round trips that started while the ingest was still growing count.
 fn mass_ingest(writers: usize, cap: Duration) -> Figures {
-    let server = Echoloop::start(&[]);
-    let mut probe = connect(server.tcp);
-    probe.set_nodelay(true).expect("nodelay");
+    let server = ChildProcess::spawn(Command::new(BIN).args([
+        "--port",
+        "0",
+        "--no-udp",
+        "--log-level",
+        "warn",
+    ]));
+    let addr = server.listening().tcp();
+    let mut probe = connect_nodelay(addr);
     let (total, stop) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicBool::new(false)),
     );
-    let cpu_before = server.cpu_seconds();
+    let cpu_before = server.cpu_time();
     let started = Instant::now();
     let writing = write_without_reading(
-        server.tcp,
+        addr,
         writers,
         64 << 20,
         Arc::clone(&total),
@@ -115,7 +124,7 @@ fn mass_ingest(writers: usize, cap: Duration) -> Figures {
     }
     stop.store(true, Ordering::Relaxed);
     writing.join().expect("writers");
-    let cpu = server.cpu_seconds() - cpu_before;
+    let cpu = (server.cpu_time() - cpu_before).as_secs_f64();
     let peak_mib = server.memory_kib("VmHWM") as f64 / 1024.0;
     drop(probe);
     server.stop();
@@ -126,13 +135,11 @@ fn mass_ingest(writers: usize, cap: Duration) -> Figures {
         .filter(|(at, _)| *at <= last_growth)
         .map(|&(_, took)| took)
         .collect();
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((q * latencies.len() as f64) as usize).min(latencies.len() - 1)];
     let mib = last_total as f64 / (1 << 20) as f64;
     let figures = Figures {
-        probe_p50: at(0.50),
-        probe_p99: at(0.99),
-        probe_max: at(1.0),
+        probe_p50: quantile(&mut latencies, 0.50),
+        probe_p99: quantile(&mut latencies, 0.99),
+        probe_max: quantile(&mut latencies, 1.0),
         ingested: last_total,
         ingest_mib_per_s: mib / ingest.as_secs_f64(),
     };
@@ -151,10 +158,6 @@ fn mass_ingest(writers: usize, cap: Duration) -> Figures {
     figures
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// The number from the environment variable `name`, else `default`.
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -168,6 +171,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 /// generous for a loaded two-core machine; the tight figure is in `mass_ingest_100_writers`.
 #[test]
 fn mass_ingest_leaves_the_probe_responsive() {
+    let _turn = one_at_a_time();
     let writers = env_or("ECHOLOOP_INGEST_WRITERS", 32) as usize;
     let f = mass_ingest(writers, Duration::from_secs(60));
     assert!(
@@ -187,6 +191,7 @@ fn mass_ingest_leaves_the_probe_responsive() {
 #[test]
 #[ignore = "stress: run by scripts/stress.sh (release)"]
 fn mass_ingest_100_writers() {
+    let _turn = one_at_a_time();
     let writers = env_or("ECHOLOOP_INGEST_WRITERS", 100) as usize;
     let f = mass_ingest(writers, Duration::from_secs(60));
     assert!(
