@@ -166,9 +166,12 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// 32 writers (about 1.3 GiB ingested, in a debug build): a turn that serves them all at once
-/// held the probe back for 51-64 ms at p99 before turns were bounded as a whole. The bound is
-/// generous for a loaded two-core machine; the tight figure is in `mass_ingest_100_writers`.
+/// 32 writers (about 1.3 GiB ingested, in a debug build). Before turns were bounded as a
+/// whole, a turn served them all at once and the probe's typical round trip took as long:
+/// p50 16-68 ms (p99 51-297 ms). Now it waits at most for the turn in progress: p50 under
+/// 1 ms. The median is asserted because it is what changed by an order of magnitude; the p99
+/// of a two-core machine shared with other builds moves with their load (the tight figures
+/// are in `mass_ingest_100_writers`), so it only gets a sanity bound.
 #[test]
 fn mass_ingest_leaves_the_probe_responsive() {
     let _turn = one_at_a_time();
@@ -179,7 +182,12 @@ fn mass_ingest_leaves_the_probe_responsive() {
         "the writers got data in"
     );
     assert!(
-        f.probe_p99 < Duration::from_millis(25),
+        f.probe_p50 < Duration::from_millis(5),
+        "probe p50 {:.1} ms while {writers} clients push at once",
+        ms(f.probe_p50)
+    );
+    assert!(
+        f.probe_p99 < Duration::from_millis(150),
         "probe p99 {:.1} ms while {writers} clients push at once",
         ms(f.probe_p99)
     );

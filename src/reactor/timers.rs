@@ -133,7 +133,8 @@ impl Server {
     /// forever.
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
         let queues = &self.queues;
-        if queues.accept_ready || queues.udp_ready || !queues.ready.is_empty() {
+        let work_queued = !queues.fresh.is_empty() || !queues.ready.is_empty();
+        if queues.accept_ready || queues.udp_ready || work_queued {
             return Some(Duration::ZERO);
         }
         let next = [
