@@ -64,7 +64,8 @@ impl Server {
                     _ => return Err(ServerError::Poll(e)),
                 }
             }
-            // The turn's one clock read: every decision below sees this `now`.
+            // The turn's clock: decisions below see this `now` (only the turn's own length and
+            // an accepted connection's stamp read the clock again; see `turn`, `admission`).
             let now = Instant::now();
             for event in events.iter() {
                 self.dispatch(event, now);
