@@ -7,12 +7,13 @@
 //! is bounded, and a child left running by a failing test is killed on drop.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use echoloop::{Config, Server};
 use echoloop_testkit::child::{ChildProcess, Signal};
-use echoloop_testkit::{connect, pattern, read_to_eof};
+use echoloop_testkit::{assert_same, connect, pattern, read_to_eof};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
 
@@ -37,10 +38,20 @@ fn assert_echoes(addr: SocketAddr, args: &[&str]) {
     assert_eq!(&back, b"still serving");
 }
 
+/// The hog half-closes and reads to EOF: the server drained to it what it had read, a
+/// byte-exact prefix of what it sent (a draining server echoes no new input), then its FIN.
+#[track_caller]
+fn drained(mut hog: TcpStream, sent: &[u8]) {
+    hog.shutdown(Shutdown::Write).expect("half-close");
+    let echoed = read_to_eof(&mut hog, sent.len());
+    assert!(!echoed.is_empty(), "the drain sent nothing back");
+    assert_same(&echoed, &sent[..echoed.len().min(sent.len())]);
+}
+
 /// The life that used to crash each flag: a client arrives and echoes (idle deadline), a hog
 /// writes 24 MiB without reading (stall deadline), another client is served beside it, then
-/// SIGTERM (drain deadline) while the hog's output is pending. The hog then reads it all,
-/// and the server exits 0 with its summary.
+/// SIGTERM (drain deadline) while the hog's output is pending. The hog then reads what was
+/// drained to it, and the server exits 0 with its summary.
 #[track_caller]
 fn serve_then_drain(args: &[&str]) {
     let mut args = args.to_vec();
@@ -64,15 +75,7 @@ fn serve_then_drain(args: &[&str]) {
 
     server.signal(Signal::TERM);
     std::thread::sleep(Duration::from_millis(100));
-    hog.shutdown(Shutdown::Write).expect("half-close");
-    let echoed = read_to_eof(&mut hog, data.len());
-    assert!(
-        echoed == data,
-        "{args:?}: the hog got {} bytes back of {}, or different ones",
-        echoed.len(),
-        data.len()
-    );
-    drop(hog);
+    drained(hog, &data);
     let summary = server.next_line();
     assert_eq!(server.wait_exit(), 0, "{args:?}: {}", server.stderr());
     assert!(summary.starts_with("summary "), "{args:?}: {summary}");
@@ -139,4 +142,37 @@ fn sizes_past_memory_are_one_line_usage_errors() {
         assert!(stderr.starts_with("echoloop: "), "{flag}: {stderr}");
         assert!(stderr.contains("too large"), "{flag}: {stderr}");
     }
+}
+
+/// An embedder's `Config` is not parsed, so the library itself must take the longest
+/// durations there are: `Duration::MAX` for every timer, the same life as above in-process.
+#[test]
+fn an_embedder_may_pass_duration_max_everywhere() {
+    let config = Config {
+        port: 0,
+        udp: false,
+        idle_timeout: Some(Duration::MAX),
+        stall_timeout: Some(Duration::MAX),
+        stats_interval: Some(Duration::MAX),
+        drain_timeout: Duration::MAX,
+        ..Config::default()
+    };
+    let server = Server::bind(config).expect("bind");
+    let addr = server.tcp_addr().expect("TCP is on");
+    let stop = server.shutdown_handle();
+    let running = std::thread::spawn(move || server.run());
+    assert_echoes(addr, &["Duration::MAX"]);
+    let mut hog = connect(addr);
+    let data = pattern(HOG_BYTES);
+    hog.write_all(&data).expect("the hog's writes are taken");
+    assert_echoes(addr, &["Duration::MAX"]);
+    stop.shutdown();
+    drained(hog, &data);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !running.is_finished() {
+        assert!(Instant::now() < deadline, "the drain did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = running.join().expect("no panic").expect("run ends cleanly");
+    assert_eq!(stats.conn_accepted, 3);
 }
