@@ -7,8 +7,10 @@
 //! `cargo test` runs a smaller version with a generous bound; the full scenario with the
 //! target figures (100 writers: probe p99 under 5 ms, max under 20 ms) is
 //! `mass_ingest_100_writers`, ignored here and run in release mode by `scripts/stress.sh`.
-//! Figures are printed (`-- --nocapture`). Loopback and port 0 only; the writers run on one
-//! thread (mio), so the probe never waits behind a hundred runnable client threads.
+//! Figures are printed (`-- --nocapture`); `ECHOLOOP_INGEST_BIN=path/to/echoloop` runs the
+//! same scenario against another build, and `ECHOLOOP_INGEST_WRITERS=N` changes the count.
+//! Loopback and port 0 only; the writers run on one thread (mio), so the probe never waits
+//! behind a hundred runnable client threads.
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,7 +87,9 @@ fn write_without_reading(
 /// until the writers have made no progress for a second (all stopped by backpressure), or
 /// for `cap` at most. Only round trips that started while the ingest was still growing count.
 fn mass_ingest(writers: usize, cap: Duration) -> Figures {
-    let server = ChildProcess::spawn(Command::new(BIN).args([
+    // Another build can be measured the same way, for a before/after comparison.
+    let bin = std::env::var("ECHOLOOP_INGEST_BIN").unwrap_or_else(|_| BIN.to_string());
+    let server = ChildProcess::spawn(Command::new(bin).args([
         "--port",
         "0",
         "--no-udp",
