@@ -54,40 +54,30 @@ fn assert_clean_exit(args: &[&str], out: &Output) {
 /// never fires changes nothing.
 #[test]
 fn huge_timeouts_let_a_short_run_finish() {
-    let server = TcpEcho::start(Fault::None);
-    let target = server.addr.to_string();
-    for mode in ["pingpong", "stream", "churn"] {
+    let tcp = TcpEcho::start(Fault::None);
+    let udp = UdpEcho::start(0);
+    let (tcp, udp) = (tcp.addr.to_string(), udp.addr.to_string());
+    for (mode, target, timeout) in [
+        ("pingpong", &tcp, "--connect-timeout"),
+        ("stream", &tcp, "--connect-timeout"),
+        ("churn", &tcp, "--connect-timeout"),
+        ("udp", &udp, "--loss-timeout"),
+    ] {
         let args = [
             mode,
             "--target",
-            &target,
+            target,
             "-c",
             "2",
             "-d",
             "300ms",
             "--drain-timeout",
             HUGE,
-            "--connect-timeout",
+            timeout,
             HUGE,
         ];
         assert_clean_exit(&args, &finish(&args));
     }
-    let udp = UdpEcho::start(0);
-    let target = udp.addr.to_string();
-    let args = [
-        "udp",
-        "--target",
-        &target,
-        "-c",
-        "2",
-        "-d",
-        "300ms",
-        "--drain-timeout",
-        HUGE,
-        "--loss-timeout",
-        HUGE,
-    ];
-    assert_clean_exit(&args, &finish(&args));
 }
 
 /// A run told to last (or warm up) for ever starts and keeps running: no overflow when the
