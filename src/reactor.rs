@@ -324,7 +324,7 @@ impl Server {
         }
         if self.udp_ready {
             self.udp_ready = match self.udp.as_mut() {
-                Some(udp) => udp.drive(&mut self.scratch, UDP_BUDGET, &mut self.stats),
+                Some(udp) => udp.drive(UDP_BUDGET, self.now, &mut self.stats),
                 None => false,
             };
         }
