@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::io::Read;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::Command;
 use std::thread;
@@ -143,6 +144,69 @@ fn wildcard_server_knows_every_local_address() {
         let stats = server.stop();
         assert_eq!(stats.udp_dropped_own_address, 2, "{stats}");
         assert_eq!(stats.udp_datagrams_out, 0, "{stats}");
+    });
+}
+
+/// Watches every UDP packet on the namespace's loopback (a raw socket gets a copy of each)
+/// and returns, for packets between ports `a` and `b`, how many passed and the time from the
+/// first to the last; it stops after `quiet` without one (or after `limit`).
+fn watch_loop(a: u16, b: u16, quiet: Duration, limit: Duration) -> (u64, Duration) {
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).expect("raw socket");
+    socket.set_read_timeout(Some(quiet)).unwrap();
+    let (mut count, mut first, mut last) = (0, None, None);
+    let started = Instant::now();
+    let mut buf = [0u8; 2048];
+    while started.elapsed() < limit {
+        let Ok(len) = (&socket).read(&mut buf) else {
+            break; // quiet for `quiet`
+        };
+        let packet = &buf[..len];
+        let header = usize::from(packet[0] & 0x0f) * 4;
+        let port = |at: usize| u16::from_be_bytes([packet[at], packet[at + 1]]);
+        let (from, to) = (port(header), port(header + 2));
+        if (from, to) == (a, b) || (from, to) == (b, a) {
+            let now = Instant::now();
+            first.get_or_insert(now);
+            last = Some(now);
+            count += 1;
+        }
+    }
+    let lifetime = match (first, last) {
+        (Some(first), Some(last)) => last - first,
+        _ => Duration::ZERO,
+    };
+    (count, lifetime)
+}
+
+/// One datagram forged "from" one echo server to another: the loop is watched on the wire
+/// and must be dead well within a second (the bound); the figure is printed.
+#[test]
+fn a_single_forged_loop_dies_within_a_second() {
+    in_private_netns("a_single_forged_loop_dies_within_a_second", || {
+        let (a, b) = (Udp::start("127.0.0.1"), Udp::start("127.0.0.1"));
+        let (a_port, b_port) = (a.port(), b.port());
+        let watcher = thread::spawn(move || {
+            watch_loop(
+                a_port,
+                b_port,
+                Duration::from_millis(300),
+                Duration::from_secs(5),
+            )
+        });
+        thread::sleep(Duration::from_millis(100)); // the watcher's socket is open
+        forge(
+            v4("127.0.0.1", a_port),
+            v4("127.0.0.1", b_port),
+            b"one forged datagram",
+        );
+        let (packets, lifetime) = watcher.join().expect("watcher");
+        let (a, b) = (a.stop(), b.stop());
+        eprintln!(
+            "one forged loop: {packets} datagrams on the wire, dead {lifetime:?} after the first"
+        );
+        assert_eq!(a.udp_dropped_loop + b.udp_dropped_loop, 1, "{a} / {b}");
+        assert!(lifetime < LOOP_DEADLINE, "the loop lived {lifetime:?}");
+        assert!(packets >= 2, "the watcher saw the loop ({packets} packets)");
     });
 }
 
