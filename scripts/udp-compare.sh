@@ -8,7 +8,10 @@
 # Per run it prints datagrams/s (from the generator's --json), the server's CPU per datagram
 # (CPU time from /proc/PID/task/*/schedstat, in ns, over the generator's run, divided by the
 # datagrams it got back), and with --syscalls the server's syscalls per datagram (perf stat on
-# the syscalls:sys_enter_* tracepoints of the server process during the run). Runs alternate
+# the tracepoints of the calls an echo server makes: epoll_wait/epoll_pwait, recvfrom, sendto,
+# recvmsg, sendmsg, recvmmsg, sendmmsg; all ~400 sys_enter_* tracepoints would slow the server
+# enough to change its batching). The syscall figures come from separate runs: perf costs CPU
+# too. Runs alternate
 # echoloop, tokio, echoloop, ... and the medians and their ratios close the output.
 # --echoloop BIN compares another build (e.g. an older commit's binary) against the same peer.
 # Exit status: 0 when every run echoed without loss, 1 otherwise, 2 for bad arguments.
@@ -89,7 +92,11 @@ run_one() {
 	local addr=${BASH_REMATCH[1]}
 	local perf_pid=""
 	if [[ $syscalls == yes ]]; then
-		perf stat -x, -e 'syscalls:sys_enter_*' -p "$server_pid" -o "$work/perf.csv" &
+		local events=() call
+		for call in epoll_wait epoll_pwait recvfrom sendto recvmsg sendmsg recvmmsg sendmmsg; do
+			events+=(-e "syscalls:sys_enter_$call")
+		done
+		perf stat -x, "${events[@]}" -p "$server_pid" -o "$work/perf.csv" &
 		perf_pid=$!
 		sleep 0.3
 	fi

@@ -41,6 +41,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
 
 use crate::stats::Stats;
 use batch_io::{RecvBatch, SendBatch};
@@ -154,7 +155,12 @@ pub struct UdpEcho {
     /// The zero of the millisecond clock the guards use.
     epoch: Instant,
     last_loop_warning: Option<Instant>,
+    /// Where the socket is registered, to add and drop writable interest.
+    registration: Option<(Registry, Token)>,
+    /// Writable interest is registered (only while replies wait).
+    watching_writable: bool,
     readable: bool,
+    /// Assumed until a send would block: interest in writability is registered only then.
     writable: bool,
 }
 
@@ -186,14 +192,41 @@ impl UdpEcho {
             local_addresses: LocalAddresses::default(),
             epoch: Instant::now(),
             last_loop_warning: None,
+            registration: None,
+            watching_writable: false,
             readable: false,
-            writable: false,
+            writable: true,
         })
     }
 
-    /// The socket, for registering with the poller.
-    pub fn socket_mut(&mut self) -> &mut UdpSocket {
-        &mut self.socket
+    /// Registers the socket with `registry` under `token`, for readability only. Writable
+    /// interest is added while replies wait for room and dropped when they are gone: on
+    /// Linux every datagram sent frees send-buffer room, which with writable interest would
+    /// queue an epoll event per batch and cost the next `epoll_wait` a spurious return.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.socket, token, Interest::READABLE)?;
+        self.registration = Some((registry.try_clone()?, token));
+        Ok(())
+    }
+
+    /// Adds or drops writable interest so that it is registered exactly while replies wait
+    /// (two `epoll_ctl` calls per overload episode, none in the steady state).
+    fn watch_writable(&mut self, wanted: bool) {
+        if wanted == self.watching_writable {
+            return;
+        }
+        let Some((registry, token)) = &self.registration else {
+            return;
+        };
+        let interest = match wanted {
+            true => Interest::READABLE | Interest::WRITABLE,
+            false => Interest::READABLE,
+        };
+        match registry.reregister(&mut self.socket, *token, interest) {
+            Ok(()) => self.watching_writable = wanted,
+            // Replies then wait for the next readable event, which flushes first.
+            Err(e) => log::warn!("udp: cannot change the socket's poll interest: {e}"),
+        }
     }
 
     /// The bound address.
@@ -243,6 +276,7 @@ impl UdpEcho {
                 }
             }
         }
+        self.watch_writable(!self.queue.is_empty());
         (self.readable && left == 0) || (self.writable && !self.queue.is_empty())
     }
 
