@@ -11,9 +11,11 @@
 //! Buffer sizes: every slot holds [`SLOT`] bytes, so no datagram up to the UDP maximum (65,507
 //! bytes over IPv4, 65,527 over IPv6) is ever truncated, and a truncation the kernel reports
 //! anyway (`MSG_TRUNC`) is passed up, never echoed. The slots are one allocation of
-//! `BATCH × 64 KiB` (2 MiB) of which only the pages datagrams touch become resident: with
-//! 64-byte traffic the server's RSS grew by less than the zero-copy pipes' share (see the README
-//! for the measurement), and it is bounded by 2 MiB whatever arrives.
+//! `BATCH × 64 KiB` (2 MiB), of which only the pages that datagrams touch become resident.
+//! Measured (`VmRSS`, release build): +196 KiB after 100,000 echoes of 64 bytes from 50
+//! sockets, +676 KiB after 160 datagrams of 65,507 bytes (one datagram at a time, before:
+//! +0 and +60 KiB); bounded by the 2 MiB whatever arrives. Small slots with a fallback would
+//! save that memory but cannot work: a datagram cut by `recvmmsg` is gone.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice, IoSliceMut};
