@@ -3,13 +3,11 @@
 //! bounded, and on a wildcard bind each reply leaves from the address its request was sent to
 //! (pktinfo). Loopback, port 0, receive timeouts, bounded loops.
 
-mod support;
-
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use echoloop::{Config, Server, Stats};
-use support::{assert_same, pattern, TestServer, IO_TIMEOUT};
+use echoloop::Config;
+use echoloop_testkit::{assert_same, pattern, TestServer, IO_TIMEOUT};
 
 /// The length of datagram `seq` of socket `socket`: small and medium, and one of 60,000.
 fn length(socket: usize, seq: usize) -> usize {
@@ -121,55 +119,31 @@ fn every_datagram_of_a_burst_is_accounted_for() {
     assert!(received <= stats.udp_datagrams_out);
 }
 
-/// A server bound to a wildcard address, run until dropped.
-struct Wildcard {
-    addr: SocketAddr,
-    stop: echoloop::ShutdownHandle,
-    thread: Option<std::thread::JoinHandle<Result<Stats, echoloop::ServerError>>>,
+/// A UDP-only server bound to the wildcard `bind`.
+fn wildcard(bind: &str) -> TestServer {
+    let config = Config {
+        tcp: false,
+        ..Config::default()
+    };
+    TestServer::bound_to(bind.parse().unwrap(), config)
 }
 
-impl Wildcard {
-    fn start(bind: &str) -> Wildcard {
-        let server = Server::bind(Config {
-            bind: bind.parse().unwrap(),
-            port: 0,
-            tcp: false,
-            drain_timeout: Duration::from_secs(1),
-            ..Config::default()
-        })
-        .expect("bind the wildcard test server");
-        let addr = server.udp_addr().unwrap();
-        let stop = server.shutdown_handle();
-        let thread = Some(std::thread::spawn(move || server.run()));
-        Wildcard { addr, stop, thread }
-    }
-
-    /// Sends to `to` (the server's port at `to`'s address) from `from` and checks that the
-    /// echo comes back from exactly `to`.
-    #[track_caller]
-    fn assert_reply_from(&self, from: &str, to: IpAddr) {
-        let socket = UdpSocket::bind(from).unwrap();
-        socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let target = SocketAddr::new(to, self.addr.port());
-        let payload = pattern(100);
-        socket.send_to(&payload, target).unwrap();
-        let mut buf = [0u8; 200];
-        let (len, source) = socket.recv_from(&mut buf).unwrap();
-        assert_same(&buf[..len], &payload);
-        assert_eq!(
-            source, target,
-            "the reply must leave from the address it was sent to"
-        );
-    }
-}
-
-impl Drop for Wildcard {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// Sends to the server's port at `to` from a socket bound to `from` and checks that the echo
+/// comes back from exactly that address.
+#[track_caller]
+fn assert_reply_from(server: &TestServer, from: &str, to: &str) {
+    let socket = UdpSocket::bind(from).unwrap();
+    socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let target = SocketAddr::new(to.parse::<IpAddr>().unwrap(), server.udp().port());
+    let payload = pattern(100);
+    socket.send_to(&payload, target).unwrap();
+    let mut buf = [0u8; 200];
+    let (len, source) = socket.recv_from(&mut buf).unwrap();
+    assert_same(&buf[..len], &payload);
+    assert_eq!(
+        source, target,
+        "the reply must leave from the address it was sent to"
+    );
 }
 
 /// `--bind 0.0.0.0`: a datagram sent to 127.0.0.2 (loopback covers 127.0.0.0/8) from a
@@ -177,19 +151,19 @@ impl Drop for Wildcard {
 /// Only traffic on loopback; the wildcard bind lasts for the test.
 #[test]
 fn wildcard_ipv4_replies_leave_from_the_address_they_were_sent_to() {
-    let server = Wildcard::start("0.0.0.0");
-    server.assert_reply_from("127.0.0.1:0", "127.0.0.2".parse().unwrap());
-    server.assert_reply_from("127.0.0.1:0", "127.0.0.1".parse().unwrap());
-    server.assert_reply_from("127.0.0.3:0", "127.0.0.4".parse().unwrap());
+    let server = wildcard("0.0.0.0");
+    assert_reply_from(&server, "127.0.0.1:0", "127.0.0.2");
+    assert_reply_from(&server, "127.0.0.1:0", "127.0.0.1");
+    assert_reply_from(&server, "127.0.0.3:0", "127.0.0.4");
 }
 
 /// `--bind ::` (dual stack): IPv4 requests arrive v4-mapped, and their replies still leave
 /// from the IPv4 address they were sent to; IPv6 ones from `::1`.
 #[test]
 fn wildcard_dual_stack_replies_leave_from_the_address_they_were_sent_to() {
-    let server = Wildcard::start("::");
-    server.assert_reply_from("127.0.0.1:0", "127.0.0.2".parse().unwrap());
+    let server = wildcard("::");
+    assert_reply_from(&server, "127.0.0.1:0", "127.0.0.2");
     if UdpSocket::bind("[::1]:0").is_ok() {
-        server.assert_reply_from("[::1]:0", "::1".parse().unwrap());
+        assert_reply_from(&server, "[::1]:0", "::1");
     }
 }

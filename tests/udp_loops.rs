@@ -7,18 +7,16 @@
 //! its own loopback with `ip`): nothing leaves the namespace. Where that is not possible they
 //! print why and pass as skipped; `scripts/stress.sh` runs them too.
 
-mod support;
-
 use std::io::Read;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echoloop::{Config, Server, ShutdownHandle, Stats};
+use echoloop::Config;
+use echoloop_testkit::{TestServer, IO_TIMEOUT};
 use nix::sched::{unshare, CloneFlags};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use support::IO_TIMEOUT;
 
 /// How long a loop is given to die before the counters are read (the issue asks for < 1 s).
 const LOOP_DEADLINE: Duration = Duration::from_secs(1);
@@ -52,7 +50,7 @@ fn forge(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
     let socket = Socket::new(
         Domain::IPV4,
         Type::RAW,
-        Some(Protocol::from(libc::IPPROTO_RAW)),
+        Some(Protocol::from(nix::libc::IPPROTO_RAW)),
     )
     .expect("raw socket (root in a private namespace)");
     let udp_len = 8 + payload.len();
@@ -74,40 +72,16 @@ fn forge(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
         .expect("send the forged datagram");
 }
 
+/// The server's loop threshold (`LOOP_BOUNCES` in src/udp/guard.rs, crate-private).
+const LOOP_BOUNCES: u64 = 64;
+
 /// An in-process UDP-only server on `bind`, port 0.
-struct Udp {
-    addr: SocketAddr,
-    stop: ShutdownHandle,
-    thread: thread::JoinHandle<Result<Stats, echoloop::ServerError>>,
-}
-
-impl Udp {
-    fn start(bind: &str) -> Udp {
-        let server = Server::bind(Config {
-            bind: bind.parse().unwrap(),
-            port: 0,
-            tcp: false,
-            drain_timeout: Duration::from_secs(1),
-            ..Config::default()
-        })
-        .expect("bind the test server");
-        let addr = server.udp_addr().unwrap();
-        let stop = server.shutdown_handle();
-        Udp {
-            addr,
-            stop,
-            thread: thread::spawn(move || server.run()),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    fn stop(self) -> Stats {
-        self.stop.shutdown();
-        self.thread.join().expect("server thread").expect("server")
-    }
+fn udp_server(bind: &str) -> TestServer {
+    let config = Config {
+        tcp: false,
+        ..Config::default()
+    };
+    TestServer::bound_to(bind.parse().unwrap(), config)
 }
 
 fn v4(ip: &str, port: u16) -> SocketAddrV4 {
@@ -119,8 +93,8 @@ fn v4(ip: &str, port: u16) -> SocketAddrV4 {
 #[test]
 fn dual_stack_server_does_not_echo_itself_via_a_mapped_source() {
     in_private_netns("dual_stack_server_does_not_echo_itself", || {
-        let server = Udp::start("::");
-        let own = v4("127.0.0.1", server.port());
+        let server = udp_server("::");
+        let own = v4("127.0.0.1", server.udp().port());
         forge(own, own, b"loop me");
         thread::sleep(LOOP_DEADLINE);
         let stats = server.stop();
@@ -136,10 +110,10 @@ fn dual_stack_server_does_not_echo_itself_via_a_mapped_source() {
 fn wildcard_server_knows_every_local_address() {
     in_private_netns("wildcard_server_knows_every_local_address", || {
         ip(&["addr", "add", "10.200.0.1/32", "dev", "lo"]).expect("add an address");
-        let server = Udp::start("0.0.0.0");
-        let other = v4("10.200.0.1", server.port());
+        let server = udp_server("0.0.0.0");
+        let other = v4("10.200.0.1", server.udp().port());
         forge(other, other, b"to itself");
-        forge(other, v4("127.0.0.1", server.port()), b"to loopback");
+        forge(other, v4("127.0.0.1", server.udp().port()), b"to loopback");
         thread::sleep(LOOP_DEADLINE);
         let stats = server.stop();
         assert_eq!(stats.udp_dropped_own_address, 2, "{stats}");
@@ -183,8 +157,8 @@ fn watch_loop(a: u16, b: u16, quiet: Duration, limit: Duration) -> (u64, Duratio
 #[test]
 fn a_single_forged_loop_dies_within_a_second() {
     in_private_netns("a_single_forged_loop_dies_within_a_second", || {
-        let (a, b) = (Udp::start("127.0.0.1"), Udp::start("127.0.0.1"));
-        let (a_port, b_port) = (a.port(), b.port());
+        let (a, b) = (udp_server("127.0.0.1"), udp_server("127.0.0.1"));
+        let (a_port, b_port) = (a.udp().port(), b.udp().port());
         let watcher = thread::spawn(move || {
             watch_loop(
                 a_port,
@@ -216,8 +190,11 @@ fn a_single_forged_loop_dies_within_a_second() {
 #[test]
 fn a_forged_loop_between_two_servers_dies_quickly() {
     in_private_netns("a_forged_loop_between_two_servers_dies_quickly", || {
-        let (a, b) = (Udp::start("127.0.0.1"), Udp::start("127.0.0.1"));
-        let (from, to) = (v4("127.0.0.1", a.port()), v4("127.0.0.1", b.port()));
+        let (a, b) = (udp_server("127.0.0.1"), udp_server("127.0.0.1"));
+        let (from, to) = (
+            v4("127.0.0.1", a.udp().port()),
+            v4("127.0.0.1", b.udp().port()),
+        );
         let started = Instant::now();
         forge(from, to, b"ping-pong forever?");
         for i in 0..20u8 {
@@ -234,7 +211,7 @@ fn a_forged_loop_between_two_servers_dies_quickly() {
         );
         assert_eq!(broken, 21, "every loop ends in one refusal: {a} / {b}");
         // Each loop lives at most LOOP_BOUNCES round trips (both servers count a bounce).
-        let limit = 21 * 2 * (u64::from(echoloop::udp::guard::LOOP_BOUNCES) + 1);
+        let limit = 21 * 2 * (LOOP_BOUNCES + 1);
         assert!(bounced <= limit, "{bounced} datagrams > {limit}");
     });
 }
@@ -243,8 +220,8 @@ fn a_forged_loop_between_two_servers_dies_quickly() {
 /// datagram is echoed; the loop guard refuses nothing (each datagram carries new bytes).
 #[test]
 fn clients_at_full_speed_lose_nothing() {
-    let server = Udp::start("127.0.0.1");
-    let target = server.addr;
+    let server = udp_server("127.0.0.1");
+    let target = server.udp();
     let (sockets, round_trips) = (50usize, 400u32);
     let clients: Vec<_> = (0..sockets)
         .map(|index| {

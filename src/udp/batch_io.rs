@@ -29,49 +29,49 @@ use nix::sys::socket::{
 };
 
 /// Datagrams per `recvmmsg` and replies per `sendmmsg`.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 /// Bytes per receive slot: any UDP datagram fits whole.
-pub const SLOT: usize = 65_536;
+pub(crate) const SLOT: usize = 65_536;
 
 /// The local address (and for IPv6 the interface) a reply leaves from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplySource {
+pub(crate) struct ReplySource {
     /// The address the request was sent to (canonical: never v4-mapped).
-    pub ip: IpAddr,
+    pub(crate) ip: IpAddr,
     /// The interface it arrived on (IPv6 only: link-local replies need it; 0 lets routing pick).
-    pub ifindex: u32,
+    pub(crate) ifindex: u32,
 }
 
 /// One received datagram's metadata; its bytes are in the slot of the same index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Received {
+pub(crate) struct Received {
     /// Payload length.
-    pub len: usize,
+    pub(crate) len: usize,
     /// The sender, as the kernel reports it (v4-mapped on a dual-stack socket).
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// The header's destination address (canonical), when pktinfo is on.
-    pub destination: Option<IpAddr>,
+    pub(crate) destination: Option<IpAddr>,
     /// Where a reply should leave from, when pktinfo is on and the destination is unicast.
-    pub reply_from: Option<ReplySource>,
+    pub(crate) reply_from: Option<ReplySource>,
     /// The kernel cut the datagram (`MSG_TRUNC`); cannot happen with [`SLOT`]-sized slots.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 /// One reply to send: the bytes, where to, and which local address it must leave from
 /// (`None`: the socket's own address, or routing's choice on a wildcard bind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reply<'a> {
+pub(crate) struct Reply<'a> {
     /// The payload, sent whole as one datagram.
-    pub bytes: &'a [u8],
+    pub(crate) bytes: &'a [u8],
     /// The destination.
-    pub to: SocketAddr,
+    pub(crate) to: SocketAddr,
     /// The source address to send from.
-    pub from: Option<ReplySource>,
+    pub(crate) from: Option<ReplySource>,
 }
 
 impl Reply<'_> {
     /// A placeholder for fixed-size arrays of replies.
-    pub const EMPTY: Reply<'static> = Reply {
+    pub(crate) const EMPTY: Reply<'static> = Reply {
         bytes: &[],
         to: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
         from: None,
@@ -80,19 +80,19 @@ impl Reply<'_> {
 
 /// What one `sendmmsg` call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// Replies the kernel took, from the front of the slice.
-    pub count: usize,
+    pub(crate) count: usize,
     /// Of those, how many went out shorter than their payload (UDP sends are whole or not at
     /// all, so this is a safety net: such a reply counts as failed, not echoed).
-    pub short: usize,
+    pub(crate) short: usize,
     /// Payload bytes of the replies that went out whole.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 /// Turns on `IP_PKTINFO` (IPv4 socket) or `IPV6_RECVPKTINFO` (IPv6 socket, which also covers
 /// v4-mapped traffic on a dual-stack socket), so each datagram names its destination.
-pub fn enable_pktinfo(socket: &impl AsFd, ipv6: bool) -> io::Result<()> {
+pub(crate) fn enable_pktinfo(socket: &impl AsFd, ipv6: bool) -> io::Result<()> {
     let result = match ipv6 {
         true => setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true),
         false => setsockopt(socket, sockopt::Ipv4PacketInfo, &true),
@@ -165,7 +165,7 @@ fn with_headers<R>(
 
 /// The receive side: slots and per-datagram metadata, allocated once.
 #[derive(Debug)]
-pub struct RecvBatch {
+pub(crate) struct RecvBatch {
     slots: Box<[u8]>,
     received: Vec<Received>,
     pktinfo: bool,
@@ -176,7 +176,7 @@ pub struct RecvBatch {
 
 impl RecvBatch {
     /// Buffers for a socket of the given family; `pktinfo` when [`enable_pktinfo`] was called.
-    pub fn new(pktinfo: bool, ipv6: bool) -> RecvBatch {
+    pub(crate) fn new(pktinfo: bool, ipv6: bool) -> RecvBatch {
         RecvBatch {
             slots: vec![0; BATCH * SLOT].into_boxed_slice(),
             received: Vec::with_capacity(BATCH),
@@ -188,7 +188,7 @@ impl RecvBatch {
 
     /// Reads up to `max` (at most [`BATCH`]) datagrams in one `recvmmsg`; returns how many.
     /// `WouldBlock` when none is waiting.
-    pub fn recv(&mut self, socket: &impl AsRawFd, max: usize) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, socket: &impl AsRawFd, max: usize) -> io::Result<usize> {
         let RecvBatch {
             slots,
             received,
@@ -240,7 +240,7 @@ impl RecvBatch {
     }
 
     /// The `index`th datagram of the last batch: its metadata and its bytes.
-    pub fn datagram(&self, index: usize) -> Option<(&Received, &[u8])> {
+    pub(crate) fn datagram(&self, index: usize) -> Option<(&Received, &[u8])> {
         let meta = self.received.get(index)?;
         let start = index * SLOT;
         let bytes = self.slots.get(start..start + meta.len.min(SLOT))?;
@@ -290,13 +290,13 @@ fn to_socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
 
 /// The send side of a socket of one family.
 #[derive(Debug)]
-pub struct SendBatch {
+pub(crate) struct SendBatch {
     ipv6: bool,
 }
 
 impl SendBatch {
     /// For a socket of the given family.
-    pub fn new(ipv6: bool) -> SendBatch {
+    pub(crate) fn new(ipv6: bool) -> SendBatch {
         SendBatch { ipv6 }
     }
 
@@ -304,7 +304,11 @@ impl SendBatch {
     /// [`BATCH`]) in one `sendmmsg`. An error means the first of them was not sent (the
     /// kernel reports an error only when nothing went out); a count below the prefix's length
     /// means the next call will meet the error that stopped it.
-    pub fn send(&mut self, socket: &impl AsRawFd, replies: &[Reply<'_>]) -> io::Result<Sent> {
+    pub(crate) fn send(
+        &mut self,
+        socket: &impl AsRawFd,
+        replies: &[Reply<'_>],
+    ) -> io::Result<Sent> {
         let Some(first) = replies.first() else {
             return Ok(Sent::default());
         };
@@ -404,7 +408,7 @@ fn pktinfo(ip: IpAddr, ifindex: u32) -> (libc::in_pktinfo, libc::in6_pktinfo) {
 }
 
 /// The machine's interface addresses (for the own-address guard on a wildcard bind).
-pub fn interface_addresses() -> io::Result<Vec<IpAddr>> {
+pub(crate) fn interface_addresses() -> io::Result<Vec<IpAddr>> {
     let addresses = nix::ifaddrs::getifaddrs()?
         .filter_map(|interface| interface.address)
         .filter_map(|address| to_socket_addr(&address))

@@ -43,7 +43,7 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Why a datagram gets no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Source port 0 or below 1024.
     PrivilegedPort,
     /// The datagram came from the server's own address (a loop with ourselves).
@@ -53,7 +53,7 @@ pub enum Refusal {
 }
 
 /// `ip` with a v4-mapped IPv6 address unwrapped to IPv4: the form in which to compare.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
@@ -61,7 +61,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// that received the datagram at `destination` (from pktinfo, when known). `is_local` answers
 /// whether an address belongs to this machine; it is asked only on a wildcard bind, for a
 /// source that has our port and is neither the destination nor a loopback address.
-pub fn refuse_reply(
+pub(crate) fn refuse_reply(
     peer: SocketAddr,
     bound: SocketAddr,
     destination: Option<IpAddr>,
@@ -88,11 +88,11 @@ pub fn refuse_reply(
 }
 
 /// How long the interface-address list is trusted before it is fetched again.
-pub const LOCAL_ADDRESSES_TTL_MS: u64 = 1_000;
+pub(crate) const LOCAL_ADDRESSES_TTL_MS: u64 = 1_000;
 
 /// The machine's addresses (canonical), as last fetched, and when.
 #[derive(Debug, Default)]
-pub struct LocalAddresses {
+pub(crate) struct LocalAddresses {
     addresses: Vec<IpAddr>,
     fetched_at_ms: Option<u64>,
 }
@@ -101,7 +101,7 @@ impl LocalAddresses {
     /// Whether `ip` is one of the machine's addresses. Calls `fetch` first when the list is
     /// older than [`LOCAL_ADDRESSES_TTL_MS`] (or was never fetched); a failed fetch keeps the
     /// old list.
-    pub fn contains<E>(
+    pub(crate) fn contains<E>(
         &mut self,
         ip: IpAddr,
         now_ms: u64,
@@ -121,9 +121,9 @@ impl LocalAddresses {
 }
 
 /// The bounce that is refused: this many times in a row the same datagram came back.
-pub const LOOP_BOUNCES: u32 = 64;
+pub(crate) const LOOP_BOUNCES: u32 = 64;
 /// Bounces further apart than this do not make a streak (a loop bounces within a round trip).
-pub const LOOP_WINDOW_MS: u64 = 1_000;
+pub(crate) const LOOP_WINDOW_MS: u64 = 1_000;
 /// Fingerprints remembered: 1,024 sets of 4 (96 KiB). Four ways per set, the stalest
 /// replaced, so loops whose fingerprints share a set do not evict each other; only thousands
 /// of different datagrams looping at once start to evict their own entries.
@@ -132,7 +132,7 @@ const WAYS: usize = 4;
 
 /// A (peer, bytes) fingerprint: 64 bits of a keyed hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint(u64);
+pub(crate) struct Fingerprint(u64);
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
@@ -146,7 +146,7 @@ struct Entry {
 /// set-associative table: an eviction only forgets an entry (a loop then needs a few more
 /// bounces), it never refuses a datagram that did not bounce.
 #[derive(Debug)]
-pub struct LoopBreaker {
+pub(crate) struct LoopBreaker {
     table: Box<[Entry]>,
     /// Keys the hash so that a remote sender cannot aim at a slot.
     seed: u64,
@@ -165,7 +165,7 @@ impl LoopBreaker {
     /// Checks a datagram from `peer` before answering it. `Err(EchoLoop)` refuses it (and
     /// forgets the streak, so a loop ends here); `Ok` gives its fingerprint, which an echo
     /// passes to [`LoopBreaker::record`] unchanged.
-    pub fn check(
+    pub(crate) fn check(
         &mut self,
         peer: SocketAddr,
         bytes: &[u8],
@@ -191,7 +191,7 @@ impl LoopBreaker {
 
     /// Notes a reply about to be sent (its fingerprint from [`LoopBreaker::fingerprint`], or
     /// from `check` when the reply repeats the request).
-    pub fn record(&mut self, fingerprint: Fingerprint, now_ms: u64) {
+    pub(crate) fn record(&mut self, fingerprint: Fingerprint, now_ms: u64) {
         let set = self.set(fingerprint);
         if let Some(entry) = set.iter_mut().find(|e| e.fingerprint == fingerprint.0) {
             entry.last_ms = now_ms;
@@ -217,7 +217,7 @@ impl LoopBreaker {
 
     /// A keyed 64-bit hash of the peer (canonical) and the whole payload: a multiply-rotate
     /// over 8-byte words, far cheaper than the syscalls around it even at 64 KiB.
-    pub fn fingerprint(&self, peer: SocketAddr, bytes: &[u8]) -> Fingerprint {
+    pub(crate) fn fingerprint(&self, peer: SocketAddr, bytes: &[u8]) -> Fingerprint {
         const K: u64 = 0x9E37_79B9_7F4A_7C15;
         let mix = |h: u64, word: u64| (h ^ word).wrapping_mul(K).rotate_left(31);
         let mut h = mix(self.seed, peer.port() as u64 ^ ((bytes.len() as u64) << 16));

@@ -19,14 +19,14 @@ struct Waiting {
 
 /// Bounded FIFO of owned replies.
 #[derive(Debug)]
-pub struct ReplyQueue {
+pub(crate) struct ReplyQueue {
     waiting: VecDeque<Waiting>,
     limit: usize,
 }
 
 impl ReplyQueue {
     /// A queue that holds at most `limit` replies.
-    pub fn new(limit: usize) -> ReplyQueue {
+    pub(crate) fn new(limit: usize) -> ReplyQueue {
         ReplyQueue {
             waiting: VecDeque::new(),
             limit,
@@ -34,17 +34,12 @@ impl ReplyQueue {
     }
 
     /// Nothing waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
 
-    /// Replies waiting.
-    pub fn len(&self) -> usize {
-        self.waiting.len()
-    }
-
     /// Copies `reply` to the back; false (and nothing kept) when the queue is full.
-    pub fn push(&mut self, reply: &Reply<'_>) -> bool {
+    pub(crate) fn push(&mut self, reply: &Reply<'_>) -> bool {
         if self.waiting.len() >= self.limit {
             return false;
         }
@@ -57,7 +52,7 @@ impl ReplyQueue {
     }
 
     /// Up to [`BATCH`] replies from the front, borrowed, in order, and how many there are.
-    pub fn front(&self) -> ([Reply<'_>; BATCH], usize) {
+    pub(crate) fn front(&self) -> ([Reply<'_>; BATCH], usize) {
         let mut batch = [Reply::EMPTY; BATCH];
         let mut count = 0;
         for (slot, waiting) in batch.iter_mut().zip(&self.waiting) {
@@ -72,7 +67,7 @@ impl ReplyQueue {
     }
 
     /// Forgets the first `count` replies (sent, or dropped on an error).
-    pub fn pop(&mut self, count: usize) {
+    pub(crate) fn pop(&mut self, count: usize) {
         self.waiting.drain(..count.min(self.waiting.len()));
     }
 }
@@ -96,8 +91,8 @@ mod tests {
         assert!(queue.push(&reply(b"bb")));
         assert!(queue.push(&reply(b"")));
         assert!(!queue.push(&reply(b"dropped")));
-        assert_eq!(queue.len(), 3);
         let (batch, count) = queue.front();
+        assert_eq!(count, 3);
         let lengths: Vec<usize> = batch[..count].iter().map(|r| r.bytes.len()).collect();
         assert_eq!(lengths, [1, 2, 0]);
         queue.pop(2);
