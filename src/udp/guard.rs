@@ -21,7 +21,8 @@
 //!    from that peer with the same fingerprint is a *bounce*, and the [`LOOP_BOUNCES`]th
 //!    bounce in a row (each within [`LOOP_WINDOW_MS`] of the last) is refused, which ends the
 //!    loop: one forged datagram between two servers dies after 64 round trips, about 3 ms at
-//!    the 45,000 round trips a second measured on main (1.7 ms watched on the wire in a test);
+//!    the 45,000 round trips a second measured on main (1.75 ms, 129 datagrams, watched on the
+//!    wire in `tests/udp_loops.rs`, release build);
 //!    a burst of forged copies dies within a second up to about 700 copies.
 //!
 //!    Real clients send new data (a sequence number, a timestamp: `echoloop-bench`, `ping`),
