@@ -20,11 +20,13 @@
 //! - [`udp`]: sequence tracking (sans-IO) and the thread loop for UDP mode.
 //! - [`report`]: the merged result, human and JSON output, exit codes.
 //! - [`sysinfo`]: CPU model, kernel, process CPU time.
+//! - [`check`]: `echoloop-bench check`, the conformance battery (not load: correctness).
 //!
 //! Timing of a run: connections open at `start`; traffic before `start + warmup` is sent and
 //! verified but not measured; at `start + warmup + duration` no new message is admitted,
 //! outstanding echoes are awaited (bounded by `drain_timeout`), then connections close.
 
+pub mod check;
 pub mod conn;
 pub mod options;
 pub mod payload;

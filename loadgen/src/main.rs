@@ -6,6 +6,8 @@
 //! Exit codes: 0 clean run; 1 verification failed (mismatch, lost or extra bytes, corrupted
 //! datagram) or nothing could connect; 2 usage error (bad flag or target).
 
+mod check_cmd;
+
 use clap::{Parser, Subcommand};
 use echoloop_bench::options::{self, parse_duration, parse_rate, parse_size};
 use echoloop_bench::report::{EXIT_FAILED, EXIT_USAGE};
@@ -122,6 +124,9 @@ enum ModeCmd {
         #[arg(long, default_value = "500ms", value_parser = duration)]
         loss_timeout: Duration,
     },
+    /// Conformance battery: is the server a correct echo before you measure it? One line
+    /// per check (PASS/FAIL/SKIP), exit 1 on any failure. Uses --target, --seed, --json.
+    Check(check_cmd::CheckArgs),
 }
 
 fn check_size(s: &str) -> Result<String, String> {
@@ -199,6 +204,7 @@ fn main() -> ExitCode {
         ModeCmd::Rate { rate } => Mode::Rate { rate },
         ModeCmd::Churn => Mode::Churn,
         ModeCmd::Udp { rate, window, .. } => Mode::Udp { window, rate },
+        ModeCmd::Check(ref args) => return check_cmd::run(args, target, cli.seed, cli.json),
     };
     let mut opts = Options::new(mode, target);
     if let ModeCmd::Udp { loss_timeout, .. } = cli.mode {
