@@ -23,7 +23,12 @@ pub enum Failure {
     /// A byte of the echo differs from the byte sent at that offset.
     Mismatch(Mismatch),
     /// The echo went on past the bytes sent.
-    Extra { sent: u64, got: Vec<u8> },
+    Extra {
+        sent: u64,
+        got: Vec<u8>,
+        /// Where the extra bytes come from, once [`Failure::explain`] found out.
+        origin: Option<String>,
+    },
     /// The server closed (FIN) before echoing everything.
     Truncated { received: u64, expected: u64 },
     /// The server reset the connection (RST).
@@ -84,48 +89,17 @@ pub struct StreamRef {
 }
 
 impl Failure {
-    /// Says where the bytes of a mismatch came from: `own` (the connection's own stream at
-    /// another offset: bytes skipped or repeated) or one of `peers` (cross-talk). Does
-    /// nothing for other failures, or when the bytes are in no stream (corruption).
+    /// Says where stray bytes (of a mismatch, or extra ones) came from: `own` (the
+    /// connection's own stream at another offset: bytes skipped or repeated) or one of
+    /// `peers` (cross-talk), or no stream at all (corruption). Other failures are left as
+    /// they are.
     pub fn explain(&mut self, own: &StreamRef, peers: &[StreamRef]) {
-        let Failure::Mismatch(m) = self else { return };
-        let Some(position) = table_position(&m.got) else {
-            if m.got.len() >= MIN_LOCATABLE {
-                m.origin = Some("these bytes are in no stream sent: corrupted".into());
-            }
-            return;
+        let (got, offset, origin) = match self {
+            Failure::Mismatch(m) => (&m.got, m.offset, &mut m.origin),
+            Failure::Extra { sent, got, origin } => (&*got, *sent, origin),
+            _ => return,
         };
-        // The own stream first: an offset nearest to the expected one (skip or repeat).
-        let own_at = Pattern::new(own.key)
-            .offsets_at(position, own.sent.max(m.offset + 1))
-            .min_by_key(|&o| o.abs_diff(m.offset));
-        if let Some(at) = own_at {
-            let how = if at > m.offset {
-                format!("{} bytes skipped", at - m.offset)
-            } else {
-                format!("{} bytes repeated", m.offset - at)
-            };
-            m.origin = Some(format!(
-                "they are this stream's bytes at offset {at} ({how})"
-            ));
-            return;
-        }
-        let suspects: Vec<String> = peers
-            .iter()
-            .filter(|p| p.key != own.key)
-            .filter_map(|p| {
-                let at = Pattern::new(p.key).offsets_at(position, p.sent).next()?;
-                Some(format!("{} at offset {at}", p.label))
-            })
-            .collect();
-        m.origin = Some(match suspects.as_slice() {
-            [] => "these bytes are in no stream sent: corrupted".into(),
-            [one] => format!("cross-talk: they are the bytes {one}"),
-            many => format!(
-                "cross-talk: they are the bytes of one of {}",
-                many.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-            ),
-        });
+        *origin = trace(got, offset, own, peers);
     }
 
     /// True for a failure that is the server not answering in time (rather than answering
@@ -139,6 +113,60 @@ impl Failure {
                 | Failure::NoFin { .. }
                 | Failure::Deadline { .. }
         )
+    }
+}
+
+/// Whose bytes `got` are, given that they arrived where `own`'s offset `offset` was due.
+fn trace(got: &[u8], offset: u64, own: &StreamRef, peers: &[StreamRef]) -> Option<String> {
+    let corrupted = || Some("these bytes are in no stream sent: corrupted".to_string());
+    let Some(position) = table_position(got) else {
+        return if got.len() >= MIN_LOCATABLE {
+            corrupted()
+        } else {
+            None
+        };
+    };
+    // The own stream first: bytes skipped or repeated. The table repeats every 1 MiB, so
+    // a long stream holds the same run at several offsets; all of them are named then.
+    let own_at: Vec<u64> = Pattern::new(own.key)
+        .offsets_at(position, own.sent.max(offset + 1))
+        .filter(|&o| o != offset)
+        .collect();
+    match own_at.as_slice() {
+        [] => {}
+        [at] => {
+            let how = if *at > offset {
+                format!("{} bytes skipped", at - offset)
+            } else {
+                format!("{} bytes repeated", offset - at)
+            };
+            return Some(format!(
+                "they are this stream's bytes at offset {at} ({how})"
+            ));
+        }
+        many => {
+            let list: Vec<String> = many.iter().take(4).map(u64::to_string).collect();
+            return Some(format!(
+                "they are this stream's bytes at one of offsets {}: bytes skipped or repeated",
+                list.join(", ")
+            ));
+        }
+    }
+    let suspects: Vec<String> = peers
+        .iter()
+        .filter(|p| p.key != own.key)
+        .filter_map(|p| {
+            let at = Pattern::new(p.key).offsets_at(position, p.sent).next()?;
+            Some(format!("{} at offset {at}", p.label))
+        })
+        .collect();
+    match suspects.as_slice() {
+        [] => corrupted(),
+        [one] => Some(format!("cross-talk: they are the bytes of {one}")),
+        many => Some(format!(
+            "cross-talk: they are the bytes of one of {}",
+            many.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 
@@ -177,11 +205,17 @@ impl fmt::Display for Failure {
                 }
                 Ok(())
             }
-            Failure::Extra { sent, got } => write!(
-                f,
-                "extra bytes after all {sent} sent came back: {}",
-                hex(got)
-            ),
+            Failure::Extra { sent, got, origin } => {
+                write!(
+                    f,
+                    "extra bytes after all {sent} sent came back: {}",
+                    hex(got)
+                )?;
+                if let Some(origin) = origin {
+                    write!(f, "; {origin}")?;
+                }
+                Ok(())
+            }
             Failure::Truncated { received, expected } => write!(
                 f,
                 "truncated: the server closed (FIN) after {received} of {expected} bytes"
@@ -284,6 +318,7 @@ impl EchoStream {
             return Err(Failure::Extra {
                 sent,
                 got: data[mine.len()..].iter().take(SAMPLE).copied().collect(),
+                origin: None,
             });
         }
         Ok(())
@@ -406,7 +441,7 @@ mod tests {
         let text = f.to_string();
         assert!(text.contains("offset 100"), "{text}");
         assert!(
-            text.contains("cross-talk: they are the bytes connection 2 at offset 40"),
+            text.contains("cross-talk: they are the bytes of connection 2 at offset 40"),
             "{text}"
         );
     }
@@ -424,9 +459,17 @@ mod tests {
             })
         );
         let mut more = data.clone();
-        more.extend_from_slice(b"junk");
-        let f = EchoStream::new(4).on_data(&more, 100).unwrap_err();
+        more.extend(bytes(5, 7, 32));
+        let mut f = EchoStream::new(4).on_data(&more, 100).unwrap_err();
         assert!(matches!(f, Failure::Extra { sent: 100, .. }), "{f:?}");
+        let peer = StreamRef {
+            label: "connection 5".into(),
+            key: 5,
+            sent: 64,
+        };
+        f.explain(&own(4, 100), &[peer]);
+        let text = f.to_string();
+        assert!(text.contains("bytes of connection 5 at offset 7"), "{text}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(crate) fn sizes(ctx: &Ctx) -> CheckResult {
     }
     let total: u64 = sizes.iter().sum();
     let figure = format!(
-        "{} sizes {}..{}, {} echoed in random chunks",
+        "{} sizes {}..{} ({} in all), random chunks and pauses",
         sizes.len(),
         bytes(sizes[0]),
         bytes(sizes[sizes.len() - 1]),

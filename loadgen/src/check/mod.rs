@@ -291,10 +291,13 @@ pub fn run(opts: &CheckOptions) -> Result<SuiteReport, String> {
     let start = Instant::now();
     let mut checks = Vec::new();
     let mut tcp_down: Option<String> = None;
+    let wanted = |name: &str| opts.only.is_empty() || opts.only.iter().any(|n| n == name);
+    let tcp_wanted = CHECKS.iter().any(|c| !c.udp && wanted(c.name));
     for (index, check) in CHECKS.iter().enumerate() {
-        let wanted = opts.only.is_empty() || opts.only.iter().any(|n| n == check.name);
-        // `connect` runs whatever `only` says: the other TCP checks depend on it.
-        if !wanted && check.name != "connect" {
+        let wanted = wanted(check.name);
+        // `connect` runs whenever a TCP check does: the others depend on it.
+        let needed = wanted || (check.name == "connect" && tcp_wanted);
+        if !needed {
             continue;
         }
         let result = if check.udp && !opts.udp {
@@ -316,9 +319,7 @@ pub fn run(opts: &CheckOptions) -> Result<SuiteReport, String> {
         if check.name == "connect" && result.verdict == Verdict::Fail {
             tcp_down = result.detail.clone();
         }
-        if wanted || result.verdict == Verdict::Fail {
-            checks.push(result);
-        }
+        checks.push(result);
     }
     Ok(SuiteReport {
         target: opts.target,

@@ -97,7 +97,7 @@ impl CheckResult {
 pub fn bytes(n: u64) -> String {
     const KIB: u64 = 1024;
     match n {
-        n if n < KIB * KIB && n % KIB != 0 => format!("{n} B"),
+        n if n < KIB * KIB && (n == 0 || n % KIB != 0) => format!("{n} B"),
         n if n < KIB * KIB => trim(n as f64 / KIB as f64, "KiB"),
         n => trim(n as f64 / (KIB * KIB) as f64, "MiB"),
     }
