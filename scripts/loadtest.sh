@@ -34,6 +34,9 @@ options:
   --tolerance F         cross-check slack as a fraction of bytes (default 0.01): bytes still
                         in flight when the generator closes may be echoed but never read
   --max-buffer-bytes B  skip points where connections*size exceeds B (default 268435456)
+  --measure-anyway      benchmark a server even if it fails `echoloop-bench check --quick`
+                        (run before measuring each server; by default a failing server
+                        is not measured: fast wrong figures are worse than none)
   --no-build            do not run cargo build (use the binaries already built)
   -h, --help            print this help
 
@@ -43,7 +46,8 @@ environment:
                         override the binaries (e.g. to test another build)
 
 Exit status: 0 if every run passed verification and every cross-check agreed; 1 if a run
-failed or a cross-check disagreed; 2 on usage or setup errors.
+failed, a cross-check disagreed, or a server failed the conformance check (and was not
+measured); 2 on usage or setup errors.
 EOF
 }
 
@@ -67,6 +71,7 @@ TARGET=""
 TOLERANCE=0.01
 MAX_BUFFER_BYTES=$((256 * 1024 * 1024))
 BUILD=1
+MEASURE_ANYWAY=0
 ORIG_ARGS=("$@")
 
 need_value() { [[ $# -ge 2 ]] || die "$1 needs a value (see --help)"; }
@@ -89,6 +94,7 @@ while [[ $# -gt 0 ]]; do
 		REPEATS=1; DURATION=1s; WARMUP=0.3s; shift ;;
 	--compare) COMPARE=1; shift ;;
 	--no-build) BUILD=0; shift ;;
+	--measure-anyway) MEASURE_ANYWAY=1; shift ;;
 	*) die "unknown option '$1' (see --help)" ;;
 	esac
 done
@@ -228,7 +234,12 @@ SERVER_NAME=""
 SERVER_ADDR=""
 SERVER_HAS_SUMMARY=false
 
+CHECK_PID=""
+
 cleanup() {
+	if [[ -n $CHECK_PID ]]; then
+		kill -TERM "$CHECK_PID" 2>/dev/null || true
+	fi
 	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill -TERM "$SERVER_PID" 2>/dev/null || true
 		sleep 0.5
@@ -309,6 +320,61 @@ server_ticks() {
 	echo $((f[11] + f[12]))
 }
 
+# ---------------------------------------------------------------- conformance
+# conformance NAME ADDR: run `echoloop-bench check --quick` against ADDR (with --udp when the
+# sweep measures UDP), keep its output in raw/check-NAME.txt, and return non-zero if the
+# server fails and is not to be measured: its figures would be those of a wrong echo.
+# --measure-anyway measures it regardless.
+conformance() {
+	local name=$1 addr=$2 rc=0
+	local cmd=("$BENCH_BIN" check --quick --target "$addr")
+	[[ " $MODES " == *" udp "* ]] && cmd+=(--udp)
+	{
+		printf 'check %s: ' "$name"
+		printf '%q ' timeout -k 5 120 "${cmd[@]}"
+		echo
+	} >>"$OUT/machine.txt"
+	timeout -k 5 120 "${cmd[@]}" >"$RAW/check-$name.txt" 2>&1 </dev/null || rc=$?
+	echo "check $name exit status: $rc" >>"$OUT/machine.txt"
+	if [[ $rc -eq 0 ]]; then
+		log "$name passes echoloop-bench check --quick"
+		return 0
+	fi
+	grep -E '^(FAIL|      ->)' "$RAW/check-$name.txt" >&2 || cat "$RAW/check-$name.txt" >&2
+	if [[ $MEASURE_ANYWAY -eq 1 ]]; then
+		log "$name FAILS echoloop-bench check (exit $rc); measuring anyway (--measure-anyway)"
+		return 0
+	fi
+	log "$name FAILS echoloop-bench check (exit $rc, see $RAW/check-$name.txt): refusing to benchmark a server that is not a correct echo (--measure-anyway to measure it regardless)"
+	return 1
+}
+
+# conformance_fresh NAME BINARY: conformance against a separate instance of BINARY on port 0
+# (so the check's traffic stays out of the measured server's counters), stopped afterwards.
+conformance_fresh() {
+	local name=$1 bin=$2 pid line="" i rc=0
+	local out="$RAW/check-$name.server.stdout"
+	: >"$out"
+	"$bin" --port 0 --bind 127.0.0.1 >"$out" 2>"$RAW/check-$name.server.stderr" </dev/null &
+	pid=$!
+	CHECK_PID=$pid
+	for ((i = 0; i < 100; i++)); do
+		IFS= read -r line <"$out" && [[ -n $line ]] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [[ $line =~ ^listening\ .*tcp=([^[:space:]]+) ]]; then
+		conformance "$name" "${BASH_REMATCH[1]}" || rc=$?
+	else
+		log "$name (for the check) printed no 'listening tcp=...' line: $line"
+		rc=2
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	CHECK_PID=""
+	return $rc
+}
+
 # ---------------------------------------------------------------- the sweep
 RUNS=0
 GEN_FAILED=0
@@ -386,12 +452,15 @@ sweep() {
 if [[ -n $TARGET ]]; then
 	log "external target $TARGET: no server started, so no server CPU and no cross-check"
 	echo "server external: $TARGET (not started by this script; no server CPU, no cross-check)" >>"$OUT/machine.txt"
+	conformance external "$TARGET" || exit 1
 	sweep external "$TARGET"
 else
+	conformance_fresh echoloop "$ECHOLOOP_BIN" || exit 1
 	start_server echoloop "$ECHOLOOP_BIN" true
 	sweep echoloop "$SERVER_ADDR"
 	stop_server
 	if [[ $COMPARE -eq 1 ]]; then
+		conformance_fresh tokio "$TOKIO_BIN" || exit 1
 		start_server tokio "$TOKIO_BIN" false
 		sweep tokio "$SERVER_ADDR"
 		stop_server

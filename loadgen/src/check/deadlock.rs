@@ -9,7 +9,7 @@
 //! followed by the server's FIN.
 
 use super::transfer::{self, Plan, ReadStart};
-use super::verdict::{bytes, CheckResult};
+use super::verdict::{bytes, total, CheckResult};
 use super::{judge, Ctx};
 
 fn plan(ctx: &Ctx, len: u64, strict: bool) -> Plan {
@@ -54,7 +54,7 @@ pub(crate) fn sixty_four_mib(ctx: &Ctx) -> CheckResult {
     };
     let figure = format!(
         "{taken}; {} back after half-close in {:.2} s",
-        bytes(outcome.received),
+        total(outcome.received),
         outcome.elapsed.as_secs_f64()
     );
     judge(

@@ -3,7 +3,7 @@
 
 use super::compare::{Failure, StreamRef};
 use super::transfer::{self, Plan, Session};
-use super::verdict::{bytes, CheckResult};
+use super::verdict::{bytes, total as amount, CheckResult};
 use super::{judge, Ctx};
 use crate::payload::Rng;
 
@@ -27,7 +27,7 @@ pub(crate) fn sizes(ctx: &Ctx) -> CheckResult {
         sizes.len(),
         bytes(sizes[0]),
         bytes(sizes[sizes.len() - 1]),
-        bytes(total)
+        amount(total)
     );
     judge("integrity-sizes", figure, outcomes)
 }
@@ -70,7 +70,7 @@ pub(crate) fn crosstalk(ctx: &Ctx) -> CheckResult {
         "{} connections x {} waves, {} echoed, each its own content",
         p.crosstalk_connections,
         p.crosstalk_waves,
-        bytes(total)
+        amount(total)
     );
     judge("crosstalk", figure, all)
 }
@@ -135,7 +135,7 @@ pub(crate) fn pipelined(ctx: &Ctx) -> CheckResult {
             "{requests} requests in {} bursts on {} connections, {} echoed",
             p.pipelined_bursts * p.pipelined_connections,
             p.pipelined_connections,
-            bytes(total)
+            amount(total)
         ),
     )
 }

@@ -103,6 +103,16 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// Renders an amount moved in all, rounded (`999 B`, `1012.2 KiB`, `17.1 MiB`).
+pub fn total(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    match n as f64 {
+        v if v < KIB => format!("{n} B"),
+        v if v < KIB * KIB => format!("{:.1} KiB", v / KIB),
+        v => format!("{:.1} MiB", v / (KIB * KIB)),
+    }
+}
+
 fn trim(v: f64, unit: &str) -> String {
     if v.fract() == 0.0 {
         format!("{v:.0} {unit}")
@@ -226,6 +236,7 @@ mod tests {
         assert_eq!(bytes(65_537), "65537 B");
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1_572_864), "1.5 MiB");
+        assert_eq!(total(1_036_533), "1012.2 KiB");
         assert_eq!(bytes(16 << 20), "16 MiB");
     }
 
