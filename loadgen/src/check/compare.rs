@@ -222,8 +222,8 @@ impl fmt::Display for Failure {
             ),
             Failure::Reset { received, expected } => write!(
                 f,
-                "connection reset by the server after {received} of {expected} bytes \
-                 (a server that closes with unread input sends RST, destroying echoes in flight)"
+                "connection reset by the server after {received} of {expected} bytes came back \
+                 (RST: e.g. it closed with input unread, or its listen backlog overflowed)"
             ),
             Failure::Timeout {
                 received,

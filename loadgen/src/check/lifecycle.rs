@@ -70,6 +70,16 @@ pub(crate) fn churn(ctx: &Ctx) -> CheckResult {
                     if i >= cycles {
                         return;
                     }
+                    if start.elapsed() > ctx.limits.deadline {
+                        if let Ok(mut slot) = first_failure.lock() {
+                            slot.get_or_insert(format!(
+                                "too slow: {i} of {cycles} connections within {:.0} s",
+                                ctx.limits.deadline.as_secs_f64()
+                            ));
+                        }
+                        stop.store(true, Ordering::SeqCst);
+                        return;
+                    }
                     if let Err(f) = churn_cycle(ctx, i) {
                         if let Ok(mut slot) = first_failure.lock() {
                             slot.get_or_insert(format!("connection {i}: {f}"));
