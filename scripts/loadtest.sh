@@ -5,7 +5,8 @@
 # Shape of a run:
 #   build -> start server (core 0) -> for each point: read server CPU, run generator (core 1),
 #   read server CPU, keep its JSON -> SIGTERM server, keep its `summary` line -> report.py
-#   (CSV, summary.md, report.html, cross-check of server counters vs generator totals).
+#   (packs raw/ into one raw.jsonl; CSV, summary.md, report.html, cross-check of server
+#   counters vs generator totals).
 set -euo pipefail
 
 usage() {
@@ -13,7 +14,8 @@ usage() {
 usage: scripts/loadtest.sh [options]
 
 Sweeps echoloop-bench over connections x sizes x modes against a fresh echoloop (or another
-server) and writes raw JSON, runs.csv, summary.md, machine.txt and report.html.
+server) and writes raw.jsonl (every run's raw results, one JSON object per line), runs.csv,
+summary.md, machine.txt and report.html.
 
 options:
   --connections "LIST"  connection counts (default "1 10 100 1000 10000")
@@ -29,12 +31,16 @@ options:
                         sizes "64 1K", repeats 1, duration 1s, warmup 0.3s
   --compare             also sweep examples/tokio_echo (fresh process, same pinning) and
                         report echoloop/tokio ratios (the peer is checked too, and measured
-                        even though it fails deadlock-10m; see raw/check-tokio.txt)
+                        even though it fails deadlock-10m: its "check" record in raw.jsonl)
   --target HOST:PORT    benchmark an already running server instead: nothing is started,
                         so there is no server CPU and no cross-check
   --tolerance F         cross-check slack as a fraction of bytes (default 0.01): bytes still
                         in flight when the generator closes may be echoed but never read
   --max-buffer-bytes B  skip points where connections*size exceeds B (default 268435456)
+  --generators K        run K generator processes at once per point (connections split
+                        between them) and merge their reports exactly (echoloop-bench merge)
+  --knee P99            also find each server's knee: the highest rate with p99 <= P99
+                        (e.g. 1ms; 64 B, 50 connections, TCP), curve in report.html
   --measure-anyway      benchmark a server even if it fails `echoloop-bench check --quick`
                         (run before measuring each server; by default a failing server
                         is not measured: fast wrong figures are worse than none)
@@ -72,6 +78,8 @@ TARGET=""
 TOLERANCE=0.01
 MAX_BUFFER_BYTES=$((256 * 1024 * 1024))
 BUILD=1
+GENERATORS=1
+KNEE=""
 MEASURE_ANYWAY=0
 ORIG_ARGS=("$@")
 
@@ -95,6 +103,8 @@ while [[ $# -gt 0 ]]; do
 		REPEATS=1; DURATION=1s; WARMUP=0.3s; shift ;;
 	--compare) COMPARE=1; shift ;;
 	--no-build) BUILD=0; shift ;;
+	--generators) need_value "$@"; GENERATORS=$2; shift 2 ;;
+	--knee) need_value "$@"; KNEE=$2; shift 2 ;;
 	--measure-anyway) MEASURE_ANYWAY=1; shift ;;
 	*) die "unknown option '$1' (see --help)" ;;
 	esac
@@ -108,6 +118,8 @@ for m in $MODES; do
 done
 [[ -n $CONNECTIONS && -n $SIZES && -n $MODES ]] || die "empty --connections, --sizes or --modes"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "invalid --repeats '$REPEATS'"
+[[ $GENERATORS =~ ^[1-9][0-9]*$ ]] || die "invalid --generators '$GENERATORS'"
+[[ -z $KNEE || $KNEE =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "invalid --knee '$KNEE' (e.g. 1ms, 500us)"
 [[ -z $THREADS || $THREADS =~ ^[1-9][0-9]*$ ]] || die "invalid --threads '$THREADS'"
 [[ $MAX_BUFFER_BYTES =~ ^[1-9][0-9]*$ ]] || die "invalid --max-buffer-bytes '$MAX_BUFFER_BYTES'"
 [[ $TOLERANCE =~ ^[0-9]*\.?[0-9]+$ ]] || die "invalid --tolerance '$TOLERANCE'"
@@ -191,7 +203,7 @@ CLK_TCK=$(getconf CLK_TCK)
 # ---------------------------------------------------------------- results directory
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/results/$STAMP}
-[[ -e $OUT/raw ]] && die "$OUT/raw already exists; choose another --out"
+[[ -e $OUT/raw || -e $OUT/raw.jsonl ]] && die "$OUT already holds results; choose another --out"
 mkdir -p "$OUT/raw"
 RAW=$OUT/raw
 printf 'server\tmode\tconnections\tsize\treason\n' >"$RAW/skipped.tsv"
@@ -322,49 +334,54 @@ server_ticks() {
 }
 
 # ---------------------------------------------------------------- conformance
-# conformance NAME ADDR [peer]: run `echoloop-bench check --quick` against ADDR (with --udp
-# when the sweep measures UDP), keep its output in raw/check-NAME.txt, and return non-zero if
-# the server fails and is not to be measured: its figures would be those of a wrong echo.
-# --measure-anyway measures it regardless. The --compare peer (`peer`) is measured with a
-# warning: it is the script's own reference, known to fail deadlock-10m (read, then
-# write_all), which the generator's modes (always reading) do not exercise.
+# conformance NAME ADDR [peer]: run `echoloop-bench check --quick --json` against ADDR (with
+# --udp when the sweep measures UDP), keep its report as raw/check-NAME.json (packed into
+# raw.jsonl as a "check" record), and return non-zero if the server fails and is not to be
+# measured: its figures would be those of a wrong echo. --measure-anyway measures it
+# regardless. The --compare peer (`peer`) is measured with a warning: it is the script's own
+# reference, known to fail deadlock-10m (read, then write_all), which the generator's modes
+# (always reading) do not exercise.
 conformance() {
 	local name=$1 addr=$2 policy=${3:-} rc=0
-	local cmd=("$BENCH_BIN" check --quick --target "$addr")
+	local cmd=("$BENCH_BIN" check --quick --json --target "$addr")
 	[[ " $MODES " == *" udp "* ]] && cmd+=(--udp)
 	{
 		printf 'check %s: ' "$name"
 		printf '%q ' timeout -k 5 120 "${cmd[@]}"
 		echo
 	} >>"$OUT/machine.txt"
-	timeout -k 5 120 "${cmd[@]}" >"$RAW/check-$name.txt" 2>&1 </dev/null || rc=$?
+	timeout -k 5 120 "${cmd[@]}" >"$RAW/check-$name.json" 2>"$RAW/check-$name.stderr" </dev/null || rc=$?
 	echo "check $name exit status: $rc" >>"$OUT/machine.txt"
 	if [[ $rc -eq 0 ]]; then
 		log "$name passes echoloop-bench check --quick"
 		return 0
 	fi
-	# The failing checks with their diagnoses, and the verdict line.
-	awk '/^FAIL/ { print; f = 1; next } f && /^      ->/ { print } { f = 0 }' \
-		"$RAW/check-$name.txt" >&2
+	# The failing checks with their diagnoses.
+	python3 -c 'import json, sys
+for c in json.load(open(sys.argv[1]))["checks"]:
+    if c["verdict"] == "FAIL":
+        print("FAIL  %s  %s\n      -> %s" % (c["name"], c["figure"], c["detail"]))' \
+		"$RAW/check-$name.json" >&2 2>/dev/null || cat "$RAW/check-$name.stderr" >&2
 	if [[ $policy == peer ]]; then
-		log "comparison peer $name FAILS echoloop-bench check (exit $rc, see $RAW/check-$name.txt); measuring it as the reference anyway"
+		log "comparison peer $name FAILS echoloop-bench check (exit $rc); measuring it as the reference anyway"
 		return 0
 	fi
 	if [[ $MEASURE_ANYWAY -eq 1 ]]; then
 		log "$name FAILS echoloop-bench check (exit $rc); measuring anyway (--measure-anyway)"
 		return 0
 	fi
-	log "$name FAILS echoloop-bench check (exit $rc, see $RAW/check-$name.txt): refusing to benchmark a server that is not a correct echo (--measure-anyway to measure it regardless)"
+	log "$name FAILS echoloop-bench check (exit $rc): refusing to benchmark a server that is not a correct echo (--measure-anyway to measure it regardless)"
 	return 1
 }
 
-# conformance_fresh NAME BINARY [peer]: conformance against a separate instance of BINARY on port 0
-# (so the check's traffic stays out of the measured server's counters), stopped afterwards.
+# conformance_fresh NAME BINARY [peer]: conformance against a separate instance of BINARY on
+# port 0 (so the check's traffic stays out of the measured server's counters), stopped
+# afterwards.
 conformance_fresh() {
 	local name=$1 bin=$2 policy=${3:-} pid line="" i rc=0
 	local out="$RAW/check-$name.server.stdout"
 	: >"$out"
-	"$bin" --port 0 --bind 127.0.0.1 >"$out" 2>"$RAW/check-$name.server.stderr" </dev/null &
+	"$bin" --port 0 --bind 127.0.0.1 >"$out" 2>/dev/null </dev/null &
 	pid=$!
 	CHECK_PID=$pid
 	for ((i = 0; i < 100; i++)); do
@@ -382,6 +399,46 @@ conformance_fresh() {
 	wait "$pid" 2>/dev/null || true
 	CHECK_PID=""
 	return $rc
+}
+
+# run_generators NAME LIMIT CONNS GEN...: GENERATORS processes at once, each with its share
+# of the connections (and seed), then `echoloop-bench merge` of their reports into NAME.json.
+# This is how one goes past one generator core; on several machines, run the same command
+# over ssh and merge the files (see the README).
+run_generators() {
+	local name=$1 limit=$2 conns=$3 i j share rc=0
+	shift 3
+	local -a pids=() files=() args
+	for ((i = 0; i < GENERATORS; i++)); do
+		share=$(((conns + GENERATORS - 1 - i) / GENERATORS))
+		((share > 0)) || share=1
+		# The same command with this process's share of the connections.
+		args=("$@")
+		for ((j = 0; j < ${#args[@]}; j++)); do
+			[[ ${args[j]} == --connections ]] && args[j + 1]=$share
+		done
+		"${PIN_GEN[@]}" timeout -k 5 "$limit" "${args[@]}" --seed $((0x5eed + i)) \
+			>"$RAW/$name.g$i.part" 2>"$RAW/$name.g$i.stderr" </dev/null &
+		pids+=($!)
+		files+=("$RAW/$name.g$i.part")
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+	"$BENCH_BIN" merge --json "${files[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" || rc=$?
+	return "$rc"
+}
+
+# knee SERVER ADDR: the highest rate with p99 <= $KNEE, 64 B, 50 connections, TCP.
+knee() {
+	local server=$1 addr=$2 rc=0
+	local -a cmd=("${PIN_GEN[@]}" timeout -k 5 600 "$BENCH_BIN" knee --p99 "$KNEE" --target "$addr"
+		--connections 50 --size 64 --json)
+	{
+		printf 'knee %s: ' "$server"
+		printf '%q ' "${cmd[@]}"
+		echo
+	} >>"$OUT/machine.txt"
+	"${cmd[@]}" >"$RAW/knee-$server.json" 2>"$RAW/knee-$server.stderr" </dev/null || rc=$?
+	log "$server knee at p99 <= $KNEE: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("knee_rate"))' "$RAW/knee-$server.json" 2>/dev/null || echo '?') /s (exit $rc)"
 }
 
 # ---------------------------------------------------------------- the sweep
@@ -440,7 +497,11 @@ sweep() {
 					fi
 					before=$(server_ticks)
 					rc=0
-					"${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" </dev/null || rc=$?
+					if ((GENERATORS == 1)); then
+						"${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" </dev/null || rc=$?
+					else
+						run_generators "$name" "$limit" "$conns" "${gen[@]}" || rc=$?
+					fi
 					after=$(server_ticks)
 					[[ $rc -eq 124 || $rc -eq 137 ]] && log "$name: generator timed out after ${limit}s"
 					printf '{"server": "%s", "mode": "%s", "connections": %d, "size": "%s", "repeat": %d, "gen_exit": %d, "clk_tck": %d, "server_ticks_before": %s, "server_ticks_after": %s, "server_pid": %s, "target": "%s"}\n' \
@@ -463,6 +524,7 @@ if [[ -n $TARGET ]]; then
 	echo "server external: $TARGET (not started by this script; no server CPU, no cross-check)" >>"$OUT/machine.txt"
 	conformance external "$TARGET" || exit 1
 	sweep external "$TARGET"
+	[[ -z $KNEE ]] || knee external "$TARGET"
 else
 	conformance_fresh echoloop "$ECHOLOOP_BIN" || exit 1
 	start_server echoloop "$ECHOLOOP_BIN" true
@@ -474,9 +536,22 @@ else
 		sweep tokio "$SERVER_ADDR"
 		stop_server
 	fi
+	# The knee runs against fresh servers, so its traffic stays out of the sweep's byte
+	# cross-check (these servers are marked as having no summary to check).
+	if [[ -n $KNEE ]]; then
+		start_server echoloop-knee "$ECHOLOOP_BIN" false
+		knee echoloop "$SERVER_ADDR"
+		stop_server
+		if [[ $COMPARE -eq 1 ]]; then
+			start_server tokio-knee "$TOKIO_BIN" false
+			knee tokio "$SERVER_ADDR"
+			stop_server
+		fi
+	fi
 fi
 
 # ---------------------------------------------------------------- report
+# report.py first packs raw/ (one file per run, written as the sweep went) into raw.jsonl.
 report_rc=0
 python3 "$ROOT/scripts/report.py" "$OUT" --tolerance "$TOLERANCE" || report_rc=$?
 echo
@@ -485,7 +560,7 @@ if [[ -f $OUT/summary.md ]]; then
 fi
 echo
 echo "results: $OUT"
-echo "  summary.md  runs.csv  report.html  machine.txt  raw/ ($RUNS runs, $GEN_FAILED with generator failures)"
+echo "  summary.md  runs.csv  report.html  machine.txt  raw.jsonl ($RUNS runs, $GEN_FAILED with generator failures)"
 if [[ $report_rc -ne 0 ]]; then
 	echo "loadtest: FAILED (run failures or cross-check disagreement; see summary.md)" >&2
 	exit 1
