@@ -6,17 +6,12 @@
 //! Blocking std sockets on 127.0.0.1:0, a thread per connection; every loop is bounded in
 //! time, and dropping a server stops and joins its threads.
 
+use super::{accept_each, listener, Background, LIFETIME, TICK};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// No broken server lives longer than this.
-const LIFETIME: Duration = Duration::from_secs(60);
-/// Read timeout, so that threads notice the stop flag.
-const TICK: Duration = Duration::from_millis(20);
 
 /// How a TCP server is broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,61 +39,34 @@ type Registry = Arc<Mutex<Vec<(u64, TcpStream)>>>;
 /// A running broken TCP server.
 pub struct BrokenTcp {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl BrokenTcp {
     #[track_caller]
     pub fn start(broken: Broken) -> BrokenTcp {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind broken server");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("local addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let born = Instant::now();
+        let (listener, addr) = listener();
+        let server = Background::spawn(move |stop| {
+            if broken == Broken::Hangs {
+                // Connections complete in the kernel's backlog and are never accepted.
+                let born = Instant::now();
+                while !stop.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
+                    std::thread::sleep(TICK);
+                }
+                return drop(listener);
+            }
             let registry: Registry = Arc::default();
             let mixed = Arc::new(AtomicU64::new(0));
-            let mut conns: Vec<JoinHandle<()>> = Vec::new();
             let mut id = 0u64;
-            while !s.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
-                if broken == Broken::Hangs {
-                    std::thread::sleep(TICK);
-                    continue;
-                }
-                match listener.accept() {
-                    Ok((sock, _)) => {
-                        id += 1;
-                        let (s, r, m) = (s.clone(), registry.clone(), mixed.clone());
-                        conns.push(std::thread::spawn(move || {
-                            serve(sock, broken, id, &r, &m, &s, born)
-                        }));
-                        conns.retain(|h| !h.is_finished());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                }
-            }
-            s.store(true, Ordering::Relaxed);
-            for h in conns {
-                let _ = h.join();
-            }
+            accept_each(listener, &stop, |sock, born| {
+                id += 1;
+                let (s, r, m, id) = (stop.clone(), registry.clone(), mixed.clone(), id);
+                std::thread::spawn(move || serve(sock, broken, id, &r, &m, &s, born))
+            })
         });
         BrokenTcp {
             addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for BrokenTcp {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _server: server,
         }
     }
 }
@@ -191,8 +159,7 @@ fn mix(id: u64, chunk: &[u8], registry: &Registry, chunks: &AtomicU64) {
 /// receive buffer sized for one Ethernet frame).
 pub struct TruncatingUdp {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl TruncatingUdp {
@@ -201,12 +168,10 @@ impl TruncatingUdp {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp server");
         sock.set_read_timeout(Some(TICK)).expect("udp timeout");
         let addr = sock.local_addr().expect("local addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
+        let server = Background::spawn(move |stop| {
             let born = Instant::now();
             let mut buf = [0u8; 1472];
-            while !s.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
+            while !stop.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
                 if let Ok((n, from)) = sock.recv_from(&mut buf) {
                     let _ = sock.send_to(&buf[..n], from);
                 }
@@ -214,17 +179,7 @@ impl TruncatingUdp {
         });
         TruncatingUdp {
             addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TruncatingUdp {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _server: server,
         }
     }
 }
