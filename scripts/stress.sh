@@ -8,12 +8,18 @@
 #   2. cargo test --release -- --ignored --nocapture --test-threads=1
 #      (tests/many_clients.rs: 1,000 clients x 1 MiB; tests/fd_exhaustion.rs: EMFILE with 800
 #      clients; tests/naive_writers.rs: 32 naive writers; tests/fairness.rs: the long fairness
-#      run with its budgets-off negative control; one at a time, since they measure CPU and
-#      latency)
+#      run with its budgets-off negative control; tests/mass_ingest.rs: 100 writers x 64 MiB
+#      with default flags beside a ping-pong probe, whose p99 must stay under 5 ms and max
+#      under 20 ms (a loaded machine shows in the max); one at a time, since they measure CPU
+#      and latency)
 #   3. the measuring tests' default set in release mode, for their figures (fd_exhaustion,
-#      naive_writers, fairness, slow_readers)
-#   4. the connection property tests with PROPTEST_CASES=N (default 20000)
-#   5. the cargo-fuzz target for N seconds (default 60), if nightly and cargo-fuzz are
+#      naive_writers, fairness, slow_readers, mass_ingest)
+#   4. the UDP loop and batch tests in release mode, for their figures: forged sources inside a
+#      private network namespace (tests/udp_loops.rs: a mapped self-source, another local
+#      address, loops between two servers and how long one lives on the wire); skipped, with
+#      the reason, where `unshare -n` is not allowed (not root)
+#   5. the connection property tests with PROPTEST_CASES=N (default 20000)
+#   6. the cargo-fuzz target for N seconds (default 60), if nightly and cargo-fuzz are
 #      installed; the first build of the fuzz crate adds 2-3 minutes
 #
 # Runtime on the development machine (2 shared cores, load average 60-130 from other builds):
@@ -108,7 +114,13 @@ step "ignored tests (release)" \
 	cargo test --release -- --ignored --nocapture --test-threads=1
 step "resource tests, default set (release)" \
 	cargo test --release --test fd_exhaustion --test naive_writers --test fairness \
-	--test slow_readers -- --nocapture
+	--test slow_readers --test mass_ingest -- --nocapture
+if unshare -n true 2>/dev/null; then
+	step "UDP loops in a network namespace (release)" \
+		cargo test --release --test udp_loops --test udp_batch -- --nocapture --test-threads=1
+else
+	skip "UDP loops in a network namespace" "unshare -n not allowed (needs root)"
+fi
 step "connection proptests ($cases cases)" \
 	env PROPTEST_CASES="$cases" cargo test --release --lib connection::tests::properties
 

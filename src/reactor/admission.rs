@@ -170,7 +170,10 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer, now),
+                // Stamped when accepted, not with the turn's `now`: the turn's earlier work would
+                // otherwise count against a new connection's idle timeout. One vDSO clock read
+                // beside an `accept` syscall costs next to nothing.
+                Ok((socket, peer)) => self.admit(socket, peer, Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
@@ -194,7 +197,7 @@ impl Server {
 
     /// Keeps an accepted socket as a connection (registered, its timer armed), or turns it
     /// away at once if admission says no.
-    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, now: Instant) {
+    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, accepted_at: Instant) {
         if !self.admission.admit(peer, &mut self.stats) {
             turn_away(socket, &mut self.scratch);
             return;
@@ -206,7 +209,7 @@ impl Server {
             log::debug!("set_nodelay for {peer}: {e}");
         }
         let entry = self.slots.vacant_entry();
-        let mut slot = Slot::new(socket, self.admission.next_id(), self.started, now);
+        let mut slot = Slot::new(socket, self.admission.next_id(), self.started, accepted_at);
         // Registered once, for both directions; readiness is tracked in `Connection` after.
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) =
@@ -221,7 +224,7 @@ impl Server {
         }
         log::debug!("accepted {peer} as #{}", entry.key());
         self.admission.remember(entry.key(), peer);
-        self.timers.arm(entry.key(), &mut slot, now);
+        self.timers.arm(entry.key(), &mut slot, accepted_at);
         entry.insert(slot);
         self.stats.conn_accepted += 1;
         self.stats.conn_active += 1;

@@ -64,13 +64,7 @@ impl Server {
         let mut udp_addr = None;
         if let Some(udp) = udp.as_mut() {
             udp_addr = Some(udp.local_addr());
-            registry
-                .register(
-                    udp.socket_mut(),
-                    UDP,
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .map_err(ServerError::Poll)?;
+            udp.register(registry, UDP).map_err(ServerError::Poll)?;
         }
         let limits = Limits {
             high_water: config.max_pending,

@@ -25,6 +25,7 @@ mod shared;
 mod shutdown;
 mod slot;
 mod timers;
+mod turn;
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,11 +45,12 @@ use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
 use self::slot::{Slot, Stamp};
 use self::timers::Timers;
+use self::turn::Turn;
 use crate::connection::Readiness;
 use crate::error::ServerError;
 use crate::group::Reporter;
 use crate::stats::{CloseReason, Stats};
-use crate::udp::{UdpEcho, MAX_DATAGRAM};
+use crate::udp::UdpEcho;
 
 impl Server {
     /// The event loop. Returns the final counters after a graceful shutdown.
@@ -67,7 +69,8 @@ impl Server {
                     _ => return Err(ServerError::Poll(e)),
                 }
             }
-            // The turn's one clock read: every decision below sees this `now`.
+            // The turn's clock: decisions below see this `now` (only the turn's own length and
+            // an accepted connection's stamp read the clock again; see `turn`, `admission`).
             let now = Instant::now();
             for event in events.iter() {
                 self.dispatch(event, now);
@@ -85,10 +88,9 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const UDP: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 
-/// The shared read buffer. Larger reads amortise syscalls on bulk streams; it costs nothing per
-/// connection, and it must hold any datagram whole.
+/// The shared TCP read buffer. Larger reads amortise syscalls on bulk streams; it costs nothing
+/// per connection. (UDP reads into its own batch of slots, see `udp`.)
 const SCRATCH_SIZE: usize = 256 * 1024;
-const _: () = assert!(SCRATCH_SIZE >= MAX_DATAGRAM);
 /// Datagrams echoed per wakeup before TCP gets a turn.
 const UDP_BUDGET: usize = 256;
 
@@ -124,7 +126,10 @@ pub struct Server {
 /// teardown deferred to the end of the batch.
 #[derive(Debug, Default)]
 struct Queues {
-    /// Connections whose budget ran out with work left; they run again next turn.
+    /// Connections with new readiness and nothing queued before it; they run first next turn.
+    fresh: Vec<usize>,
+    /// Connections with work left (their budget or the turn's ran out); they run next turn
+    /// after `fresh`, oldest first.
     ready: Vec<usize>,
     /// Connections that finished during this batch; removed at its end.
     finished: Vec<usize>,
@@ -141,8 +146,7 @@ impl Server {
         self.timers.start(now);
     }
 
-    /// Routes one event to its source. Connections run at once; the listener and the UDP
-    /// socket only note their readiness and run in `run_ready_work`.
+    /// Routes one event to its source: each notes its readiness, and runs in `run_ready_work`.
     fn dispatch(&mut self, event: &Event, now: Instant) {
         match event.token() {
             LISTENER => self.queues.accept_ready = true,
@@ -164,46 +168,69 @@ impl Server {
                         writable: event.is_writable() || event.is_write_closed(),
                         read_closed: event.is_read_closed() || event.is_error(),
                     });
-                    self.drive_connection(key, now);
+                    // It runs in `run_ready_work`, before the work carried over (see `turn`);
+                    // one already queued has work left and keeps its place.
+                    if !slot.queued {
+                        slot.queued = true;
+                        self.queues.fresh.push(key);
+                    }
                 }
             }
         }
     }
 
-    /// Runs work that no new event will announce: accepts and datagrams past their budget,
-    /// connections that yielded.
+    /// Runs the turn's work: accepts and datagrams, then connections with new readiness, then
+    /// the work carried over (at least one connection of it), until the turn has moved
+    /// `turn::TURN_BYTES` or lasted `turn::TURN_TIME`. Connections not reached stay queued,
+    /// in order, for the next turn.
     fn run_ready_work(&mut self, now: Instant) {
         if self.queues.accept_ready {
             self.accept_batch(now);
         }
         if self.queues.udp_ready {
             self.queues.udp_ready = match self.udp.as_mut() {
-                Some(udp) => udp.drive(&mut self.scratch, UDP_BUDGET, &mut self.stats),
+                Some(udp) => udp.drive(UDP_BUDGET, now, &mut self.stats),
                 None => false,
             };
         }
-        let queued = std::mem::take(&mut self.queues.ready);
-        for &key in &queued {
+        let mut turn = Turn::begin(now);
+        let mut fresh = std::mem::take(&mut self.queues.fresh);
+        let mut carried = std::mem::take(&mut self.queues.ready);
+        let fresh_reached = self.drive_queued(&fresh, &mut turn, 0);
+        let carried_reached = self.drive_queued(&carried, &mut turn, 1);
+        // Next turn: new readiness not reached keeps its priority; the carried-over work not
+        // reached goes before the connections that yielded in this turn.
+        fresh.drain(..fresh_reached);
+        self.queues.fresh = fresh;
+        carried.drain(..carried_reached);
+        carried.append(&mut self.queues.ready);
+        self.queues.ready = carried;
+    }
+
+    /// Drives `keys` in order until `turn` is spent, but at least `at_least` of them; returns
+    /// how many it drove.
+    fn drive_queued(&mut self, keys: &[usize], turn: &mut Turn, at_least: usize) -> usize {
+        for (reached, &key) in keys.iter().enumerate() {
+            if reached >= at_least && turn.is_spent() {
+                return reached;
+            }
             if let Some(slot) = self.slots.get_mut(key) {
                 slot.queued = false;
             }
-            self.drive_connection(key, now);
+            turn.record(self.drive_connection(key, turn.now()));
         }
-        // Keep the allocation of whichever queue is larger, for the next turn.
-        if self.queues.ready.is_empty() {
-            self.queues.ready = queued;
-            self.queues.ready.clear();
-        }
+        keys.len()
     }
 
-    /// Drives one connection's I/O, accounts for what it did, and files it.
-    fn drive_connection(&mut self, key: usize, now: Instant) {
+    /// Drives one connection's I/O, accounts for what it did, and files it. Returns the bytes
+    /// it moved (read plus written).
+    fn drive_connection(&mut self, key: usize, now: Instant) -> usize {
         let limits = self.memory.limits();
         let Some(slot) = self.slots.get_mut(key) else {
-            return;
+            return 0;
         };
         if slot.conn.close_reason().is_some() {
-            return; // already in `finished`
+            return 0; // already in `finished`
         }
         let before = slot.conn.pending();
         let outcome = slot
@@ -215,10 +242,11 @@ impl Server {
         self.memory
             .record(before, after, outcome.pauses, &limits, &mut self.stats);
         slot.record_progress(&outcome, before, Stamp::at(self.started, now));
+        let moved = outcome.bytes_read + outcome.bytes_written;
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
             self.queues.finished.push(key);
-            return;
+            return moved;
         }
         if outcome.yielded && !slot.queued {
             slot.queued = true;
@@ -228,6 +256,7 @@ impl Server {
         if self.pipes.wants(&outcome, slot) {
             self.pipes.offer(key, slot, now, &mut self.stats);
         }
+        moved
     }
 
     /// The peer of the connection in slab entry `key`, for a debug line (kept aside only
@@ -249,6 +278,7 @@ impl Server {
                 continue;
             };
             if slot.queued {
+                self.queues.fresh.retain(|&queued| queued != key);
                 self.queues.ready.retain(|&queued| queued != key);
             }
             self.memory.release(slot.conn.pending());
