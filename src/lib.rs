@@ -25,6 +25,7 @@
 //! - [`net`]: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
 //! - [`config`]: [`Config`], plain data with defaults and validation.
 //! - [`stats`]: [`Stats`] counters and [`CloseReason`].
+//! - `metrics` (feature `metrics`): the Prometheus `/metrics` endpoint on the same loop.
 //! - [`error`]: [`ServerError`], for setup and fatal failures.
 //! - [`units`]: sizes and durations as typed on a command line.
 //!
@@ -51,6 +52,8 @@ pub mod connection;
 pub mod connection_script;
 pub mod deadlines;
 pub mod error;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod net;
 pub mod reactor;
 pub mod stats;
