@@ -25,6 +25,7 @@
 //! - [`net`]: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
 //! - [`config`]: [`Config`], plain data with defaults and validation.
 //! - [`stats`]: [`Stats`] counters and [`CloseReason`].
+//! - [`report`]: the periodic stats line: totals and per-second rates over the interval.
 //! - `metrics` (feature `metrics`): the Prometheus `/metrics` endpoint on the same loop.
 //! - [`error`]: [`ServerError`], for setup and fatal failures.
 //! - [`units`]: sizes and durations as typed on a command line.
@@ -56,6 +57,7 @@ pub mod error;
 pub mod metrics;
 pub mod net;
 pub mod reactor;
+pub mod report;
 pub mod stats;
 pub mod udp;
 pub mod units;
