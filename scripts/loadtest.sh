@@ -36,6 +36,10 @@ options:
   --tolerance F         cross-check slack as a fraction of bytes (default 0.01): bytes still
                         in flight when the generator closes may be echoed but never read
   --max-buffer-bytes B  skip points where connections*size exceeds B (default 268435456)
+  --generators K        run K generator processes at once per point (connections split
+                        between them) and merge their reports exactly (echoloop-bench merge)
+  --knee P99            also find each server's knee: the highest rate with p99 <= P99
+                        (e.g. 1ms; 64 B, 50 connections, TCP), curve in report.html
   --no-build            do not run cargo build (use the binaries already built)
   -h, --help            print this help
 
@@ -69,6 +73,8 @@ TARGET=""
 TOLERANCE=0.01
 MAX_BUFFER_BYTES=$((256 * 1024 * 1024))
 BUILD=1
+GENERATORS=1
+KNEE=""
 ORIG_ARGS=("$@")
 
 need_value() { [[ $# -ge 2 ]] || die "$1 needs a value (see --help)"; }
@@ -91,6 +97,8 @@ while [[ $# -gt 0 ]]; do
 		REPEATS=1; DURATION=1s; WARMUP=0.3s; shift ;;
 	--compare) COMPARE=1; shift ;;
 	--no-build) BUILD=0; shift ;;
+	--generators) need_value "$@"; GENERATORS=$2; shift 2 ;;
+	--knee) need_value "$@"; KNEE=$2; shift 2 ;;
 	*) die "unknown option '$1' (see --help)" ;;
 	esac
 done
@@ -103,6 +111,8 @@ for m in $MODES; do
 done
 [[ -n $CONNECTIONS && -n $SIZES && -n $MODES ]] || die "empty --connections, --sizes or --modes"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "invalid --repeats '$REPEATS'"
+[[ $GENERATORS =~ ^[1-9][0-9]*$ ]] || die "invalid --generators '$GENERATORS'"
+[[ -z $KNEE || $KNEE =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "invalid --knee '$KNEE' (e.g. 1ms, 500us)"
 [[ -z $THREADS || $THREADS =~ ^[1-9][0-9]*$ ]] || die "invalid --threads '$THREADS'"
 [[ $MAX_BUFFER_BYTES =~ ^[1-9][0-9]*$ ]] || die "invalid --max-buffer-bytes '$MAX_BUFFER_BYTES'"
 [[ $TOLERANCE =~ ^[0-9]*\.?[0-9]+$ ]] || die "invalid --tolerance '$TOLERANCE'"
@@ -311,6 +321,46 @@ server_ticks() {
 	echo $((f[11] + f[12]))
 }
 
+# run_generators NAME LIMIT CONNS GEN...: GENERATORS processes at once, each with its share
+# of the connections (and seed), then `echoloop-bench merge` of their reports into NAME.json.
+# This is how one goes past one generator core; on several machines, run the same command
+# over ssh and merge the files (see the README).
+run_generators() {
+	local name=$1 limit=$2 conns=$3 i j share rc=0
+	shift 3
+	local -a pids=() files=() args
+	for ((i = 0; i < GENERATORS; i++)); do
+		share=$(((conns + GENERATORS - 1 - i) / GENERATORS))
+		((share > 0)) || share=1
+		# The same command with this process's share of the connections.
+		args=("$@")
+		for ((j = 0; j < ${#args[@]}; j++)); do
+			[[ ${args[j]} == --connections ]] && args[j + 1]=$share
+		done
+		"${PIN_GEN[@]}" timeout -k 5 "$limit" "${args[@]}" --seed $((0x5eed + i)) \
+			>"$RAW/$name.g$i.part" 2>"$RAW/$name.g$i.stderr" </dev/null &
+		pids+=($!)
+		files+=("$RAW/$name.g$i.part")
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+	"$BENCH_BIN" merge --json "${files[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" || rc=$?
+	return "$rc"
+}
+
+# knee SERVER ADDR: the highest rate with p99 <= $KNEE, 64 B, 50 connections, TCP.
+knee() {
+	local server=$1 addr=$2 rc=0
+	local -a cmd=("${PIN_GEN[@]}" timeout -k 5 600 "$BENCH_BIN" knee --p99 "$KNEE" --target "$addr"
+		--connections 50 --size 64 --json)
+	{
+		printf 'knee %s: ' "$server"
+		printf '%q ' "${cmd[@]}"
+		echo
+	} >>"$OUT/machine.txt"
+	"${cmd[@]}" >"$RAW/knee-$server.json" 2>"$RAW/knee-$server.stderr" </dev/null || rc=$?
+	log "$server knee at p99 <= $KNEE: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("knee_rate"))' "$RAW/knee-$server.json" 2>/dev/null || echo '?') /s (exit $rc)"
+}
+
 # ---------------------------------------------------------------- the sweep
 RUNS=0
 GEN_FAILED=0
@@ -367,7 +417,11 @@ sweep() {
 					fi
 					before=$(server_ticks)
 					rc=0
-					"${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" </dev/null || rc=$?
+					if ((GENERATORS == 1)); then
+						"${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" </dev/null || rc=$?
+					else
+						run_generators "$name" "$limit" "$conns" "${gen[@]}" || rc=$?
+					fi
 					after=$(server_ticks)
 					[[ $rc -eq 124 || $rc -eq 137 ]] && log "$name: generator timed out after ${limit}s"
 					printf '{"server": "%s", "mode": "%s", "connections": %d, "size": "%s", "repeat": %d, "gen_exit": %d, "clk_tck": %d, "server_ticks_before": %s, "server_ticks_after": %s, "server_pid": %s, "target": "%s"}\n' \
@@ -389,6 +443,7 @@ if [[ -n $TARGET ]]; then
 	log "external target $TARGET: no server started, so no server CPU and no cross-check"
 	echo "server external: $TARGET (not started by this script; no server CPU, no cross-check)" >>"$OUT/machine.txt"
 	sweep external "$TARGET"
+	[[ -z $KNEE ]] || knee external "$TARGET"
 else
 	start_server echoloop "$ECHOLOOP_BIN" true
 	sweep echoloop "$SERVER_ADDR"
@@ -397,6 +452,18 @@ else
 		start_server tokio "$TOKIO_BIN" false
 		sweep tokio "$SERVER_ADDR"
 		stop_server
+	fi
+	# The knee runs against fresh servers, so its traffic stays out of the sweep's byte
+	# cross-check (these servers are marked as having no summary to check).
+	if [[ -n $KNEE ]]; then
+		start_server echoloop-knee "$ECHOLOOP_BIN" false
+		knee echoloop "$SERVER_ADDR"
+		stop_server
+		if [[ $COMPARE -eq 1 ]]; then
+			start_server tokio-knee "$TOKIO_BIN" false
+			knee tokio "$SERVER_ADDR"
+			stop_server
+		fi
 	fi
 fi
 

@@ -15,18 +15,18 @@ use crate::error::ServerError;
 
 /// The sockets a server listens on, already non-blocking.
 #[derive(Debug)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// The TCP listener, unless TCP is off.
-    pub tcp: Option<TcpListener>,
+    pub(crate) tcp: Option<TcpListener>,
     /// The UDP socket, unless UDP is off.
-    pub udp: Option<UdpSocket>,
+    pub(crate) udp: Option<UdpSocket>,
 }
 
 /// How many fresh ports to try when `--port 0` finds the UDP twin of a TCP port taken.
 const PORT_ZERO_ATTEMPTS: usize = 16;
 
 /// Binds what `config` asks for, TCP and UDP on the same port.
-pub fn bind(config: &Config) -> Result<Bound, ServerError> {
+pub(crate) fn bind(config: &Config) -> Result<Bound, ServerError> {
     let wanted = SocketAddr::new(config.bind, config.port);
     let attempts = if config.port == 0 && config.tcp && config.udp {
         PORT_ZERO_ATTEMPTS
@@ -61,6 +61,7 @@ pub fn bind(config: &Config) -> Result<Bound, ServerError> {
     Err(last_error.unwrap_or_else(|| bind_error("UDP", wanted, io::ErrorKind::AddrInUse.into())))
 }
 
+/// A non-blocking TCP listener on `addr`, with `SO_REUSEADDR` and the given backlog.
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
     let setup = || -> io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -74,6 +75,7 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
     setup().map_err(|e| bind_error("TCP", addr, e))
 }
 
+/// A non-blocking UDP socket on `addr` (without `SO_REUSEADDR`: see inside).
 fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     let setup = || -> io::Result<UdpSocket> {
         // No SO_REUSEADDR for UDP: on Linux it would let a second process share the port.
@@ -85,6 +87,7 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     setup().map_err(|e| bind_error("UDP", addr, e))
 }
 
+/// The `ServerError` for a failed bind of `protocol` on `addr`.
 fn bind_error(protocol: &'static str, addr: SocketAddr, source: io::Error) -> ServerError {
     ServerError::Bind {
         protocol,

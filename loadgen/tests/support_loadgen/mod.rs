@@ -230,6 +230,16 @@ impl Drop for UdpEcho {
     }
 }
 
+/// Runs the real binary with `args`; bounded by the run's own duration and drain.
+#[track_caller]
+pub fn bench(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_echoloop-bench"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run echoloop-bench")
+}
+
 /// A loopback port with nothing listening (bound, then released).
 pub fn closed_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");

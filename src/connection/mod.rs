@@ -1,0 +1,706 @@
+//! One TCP connection's echo state machine: its lifecycle, the readiness seen for it, and the
+//! output it still owes the peer.
+//!
+//! What it is, honestly: socket-free, not I/O-free. A [`Connection`] is generic over the
+//! [`Stream`] it is driven with and calls `read`, `write` (and, with a pipe, `splice`) on it
+//! itself, so the same code runs on a TCP socket in the reactor and on a scripted stream in the
+//! tests, the property tests and the fuzz target (see `script`). The decisions are made in one
+//! pure function, `Connection::next_step` (phase, readiness and budget in, the next step out);
+//! the step functions below it carry them out, and are the only place that calls the stream
+//! and interprets `WouldBlock` and `Interrupted`. It keeps no counters and reads no clock: a
+//! [`drive`](Connection::drive) call returns an [`Outcome`] that the caller accounts for.
+//!
+//! ```text
+//!             read 0 (FIN)                    pending empty: shutdown(Write)
+//!   Open ------------------> PeerClosed ----------------------------------> Closed
+//!     |                                                                      ^
+//!     | server shutdown                                                      |
+//!     v        pending empty: shutdown(Write)          read 0 (peer's FIN)   |
+//!   Draining --------------------------------> Lingering --------------------+
+//!   (any phase) -- reset / I/O error ----------------------------------------^
+//! ```
+//!
+//! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
+//! write straight back, keep only the unsent rest). A bulk connection may also be given a
+//! kernel pipe ([`Connection::use_pipe`], see `zero_copy`): input is then spliced into the
+//! pipe and out again, never copied. Everything about the pipe (the pipe itself, how many bytes
+//! it holds, whether it may be full, whether one can be had at all) lives in one field,
+//! `Pending::pipe`. The pipe is small (256 KiB), so when it is full and the peer is not
+//! reading, input goes to the buffer as before, behind the pipe's older bytes: the pending
+//! limit, and with it the guarantee that a client may write megabytes before it reads, stays
+//! the same.
+//!
+//! Readiness is tracked here, in user space: mio is edge-triggered, so after an event the
+//! connection stays `readable` until a read says `WouldBlock` (or a short read shows the socket
+//! was drained), and `writable` until a write says `WouldBlock`. That lets the reactor register
+//! each socket once and never call `epoll_ctl` again, and lets a connection cut short by its
+//! per-wakeup budget resume later without waiting for an edge that will not come.
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod script;
+
+use std::io::{self, Read, Write};
+use std::ops::BitOr;
+
+use bytes::{Buf, BytesMut};
+
+use crate::stats::CloseReason;
+
+/// A non-blocking byte stream: a TCP socket in production, a script in tests.
+pub trait Stream: Read + Write {
+    /// Sends FIN: the peer reads EOF after every byte written so far.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Stream for mio::net::TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// A kernel pipe that moves a connection's bytes between itself and stream `S` without
+/// copying them into user space (`splice(2)`; see `zero_copy`). Attached with
+/// [`Connection::use_pipe`]; the connection calls these only while it has one.
+pub trait Splice<S> {
+    /// Moves up to `max` input bytes from `stream` into the pipe. `Ok(0)` is the peer's FIN;
+    /// `WouldBlock` means no input *or* a full pipe (the kernel does not say which).
+    fn splice_in(&mut self, stream: &mut S, max: usize) -> io::Result<usize>;
+
+    /// Moves up to `max` bytes from the pipe to `stream` (the peer).
+    fn splice_out(&mut self, stream: &mut S, max: usize) -> io::Result<usize>;
+}
+
+/// The pipe type of a connection that never gets one: it has no values, so a
+/// `Connection<NoPipe>` provably always copies.
+#[derive(Debug)]
+pub enum NoPipe {}
+
+impl<S> Splice<S> for NoPipe {
+    fn splice_in(&mut self, _: &mut S, _: usize) -> io::Result<usize> {
+        match *self {}
+    }
+
+    fn splice_out(&mut self, _: &mut S, _: usize) -> io::Result<usize> {
+        match *self {}
+    }
+}
+
+/// What the poller reported for a connection's socket. Events may be spurious; a wrong `true`
+/// costs one `WouldBlock`, never correctness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// Input may be waiting (`EPOLLIN`).
+    pub readable: bool,
+    /// The send buffer may have room (`EPOLLOUT`), or the write side is closed (then the
+    /// next write reports the error).
+    pub writable: bool,
+    /// The peer's FIN or an error came with the event (`EPOLLRDHUP`, `EPOLLERR`): no new edge
+    /// will follow, so reading goes on until a read returns 0 instead of stopping at a short
+    /// read. Implies `readable`.
+    pub read_closed: bool,
+}
+
+impl Readiness {
+    /// Readable only.
+    pub const READABLE: Readiness = Readiness {
+        readable: true,
+        writable: false,
+        read_closed: false,
+    };
+    /// Writable only.
+    pub const WRITABLE: Readiness = Readiness {
+        readable: false,
+        writable: true,
+        read_closed: false,
+    };
+    /// The read side closed (which makes it readable too: the read returns 0).
+    pub const READ_CLOSED: Readiness = Readiness {
+        readable: true,
+        writable: false,
+        read_closed: true,
+    };
+}
+
+impl BitOr for Readiness {
+    type Output = Readiness;
+
+    fn bitor(self, other: Readiness) -> Readiness {
+        Readiness {
+            readable: self.readable || other.readable,
+            writable: self.writable || other.writable,
+            read_closed: self.read_closed || other.read_closed,
+        }
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading and echoing.
+    Open,
+    /// The peer sent FIN: flush what is pending, then send ours and close.
+    PeerClosed,
+    /// The server is shutting down: stop echoing, flush what is pending, then send FIN.
+    Draining,
+    /// Our FIN is sent during shutdown; read and discard until the peer's FIN, so that closing
+    /// never finds unread input (which would make the kernel send RST).
+    Lingering,
+    /// Finished; the reactor removes it at the end of the batch.
+    Closed(CloseReason),
+}
+
+/// Per-connection limits, copied from `Config` once (and lowered by the memory budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Stop reading when this many bytes are pending.
+    pub high_water: usize,
+    /// Resume reading when pending falls to this many bytes.
+    pub low_water: usize,
+    /// Bytes read per `drive` call.
+    pub read_budget: usize,
+    /// Bytes flushed from pending output per `drive` call. Soft: the fast path still writes
+    /// back what it has just read, so one call writes at most `read_budget + write_budget`.
+    pub write_budget: usize,
+}
+
+/// What one `drive` call did: for the caller's ready queue, timers and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// The budget ran out with work left: run again next turn, no new event will come.
+    pub yielded: bool,
+    /// Bytes read from the peer (and echoed or pending).
+    pub bytes_read: usize,
+    /// Bytes written to the peer.
+    pub bytes_written: usize,
+    /// Bytes read and thrown away while lingering after shutdown (not echoed, by design).
+    pub bytes_discarded: usize,
+    /// Times reading paused at the high-water mark during this call (backpressure).
+    pub pauses: usize,
+}
+
+/// The next thing a connection can do with the readiness and budget it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Flush,
+    ReadAndEcho,
+    ReadIntoPipe,
+    FinishWriting,
+    Discard,
+}
+
+/// Output owed to the peer, oldest first: what waits in the pipe, then the buffer.
+#[derive(Debug)]
+struct Pending<P> {
+    /// The zero-copy side: all the pipe state there is.
+    pipe: PipeState<P>,
+    /// Bytes in this connection's heap buffer. Empty, with no allocation, while the fast path
+    /// keeps up. New input goes here, never into the pipe, while it holds anything.
+    buffer: BytesMut,
+}
+
+/// A connection's zero-copy pipe, from "none yet" to "attached".
+#[derive(Debug)]
+enum PipeState<P> {
+    /// Copying; a pipe may still be attached.
+    None,
+    /// Copying for good: making a pipe failed (out of descriptors), so none is offered again.
+    Unavailable,
+    /// Input goes through this pipe, moved by `splice`.
+    Attached {
+        pipe: P,
+        /// Bytes in the pipe, never copied into user space.
+        queued: usize,
+        /// A splice into the pipe said `WouldBlock` while it held bytes. It may be full (the
+        /// kernel does not say which side blocked), so input goes to the buffer until a flush
+        /// makes room in the pipe.
+        maybe_full: bool,
+    },
+}
+
+impl<P> Pending<P> {
+    /// Bytes waiting in the pipe (0 without one).
+    fn in_pipe(&self) -> usize {
+        match self.pipe {
+            PipeState::Attached { queued, .. } => queued,
+            _ => 0,
+        }
+    }
+
+    /// All bytes owed: the pipe's, then the buffer's.
+    fn len(&self) -> usize {
+        self.in_pipe() + self.buffer.len()
+    }
+}
+
+/// What is left of one `drive` call's budgets, in bytes.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    read: usize,
+    write: usize,
+}
+
+impl Budget {
+    /// Counts `n` bytes written. The write budget is soft (the fast path writes back what it
+    /// has just read even when it is spent), so it stops at zero instead of underflowing.
+    fn spend_write(&mut self, n: usize, outcome: &mut Outcome) {
+        self.write = self.write.saturating_sub(n);
+        outcome.bytes_written += n;
+    }
+}
+
+/// One echo connection: lifecycle, readiness and pending output, with the zero-copy pipe of
+/// type `P` once it has one (`NoPipe`: never). No socket inside; it is lent to
+/// [`Connection::drive`].
+#[derive(Debug)]
+pub struct Connection<P = NoPipe> {
+    phase: Phase,
+    /// Bytes read but not yet written back.
+    pending: Pending<P>,
+    /// Backpressure: pending output reached the high-water mark, so reading waits.
+    paused: bool,
+    /// What the poller reported, kept until a call says `WouldBlock` (edge-triggered).
+    ready: Readiness,
+}
+
+impl<P> Default for Connection<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P> Connection<P> {
+    /// A fresh, open connection that has seen no readiness yet.
+    pub fn new() -> Self {
+        Connection {
+            phase: Phase::Open,
+            pending: Pending {
+                pipe: PipeState::None,
+                buffer: BytesMut::new(),
+            },
+            paused: false,
+            ready: Readiness::default(),
+        }
+    }
+
+    /// Where the connection is in its life.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// How it ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match self.phase {
+            Phase::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Bytes owed to the peer.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Of the bytes owed, those waiting in the pipe (0 without one).
+    pub fn pending_in_pipe(&self) -> usize {
+        self.pending.in_pipe()
+    }
+
+    /// Heap bytes held for pending output (zero for an idle connection; bytes in the pipe are
+    /// kernel memory, not counted here).
+    pub fn buffer_capacity(&self) -> usize {
+        self.pending.buffer.capacity()
+    }
+
+    /// True while the connection could take a pipe: it has none, none was refused, and nothing
+    /// is pending (a pipe attached now would let new bytes overtake older ones).
+    pub fn can_use_pipe(&self) -> bool {
+        matches!(self.pending.pipe, PipeState::None) && self.pending.len() == 0
+    }
+
+    /// From now on, input goes through `pipe`, moved by `splice` (zero-copy echo). Takes it only
+    /// when [`Connection::can_use_pipe`]; otherwise hands it back.
+    pub fn use_pipe(&mut self, pipe: P) -> Result<(), P> {
+        if !self.can_use_pipe() {
+            return Err(pipe);
+        }
+        self.pending.pipe = PipeState::Attached {
+            pipe,
+            queued: 0,
+            maybe_full: false,
+        };
+        Ok(())
+    }
+
+    /// No pipe could be made for this connection: it copies for good, and
+    /// [`Connection::can_use_pipe`] says no from now on.
+    pub fn pipe_unavailable(&mut self) {
+        if matches!(self.pending.pipe, PipeState::None) {
+            self.pending.pipe = PipeState::Unavailable;
+        }
+    }
+
+    /// The attached pipe, if any.
+    pub fn pipe(&self) -> Option<&P> {
+        match &self.pending.pipe {
+            PipeState::Attached { pipe, .. } => Some(pipe),
+            _ => None,
+        }
+    }
+
+    /// True once [`Connection::use_pipe`] switched this connection to zero-copy echo.
+    pub fn uses_pipe(&self) -> bool {
+        self.pipe().is_some()
+    }
+
+    /// True while backpressure stops reading.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Records readiness reported by the poller, until a call says `WouldBlock`.
+    pub fn on_readiness(&mut self, ready: Readiness) {
+        self.ready = self.ready | ready;
+        self.ready.readable |= ready.read_closed;
+    }
+
+    /// Server shutdown: stop echoing new input; flush, send FIN, then linger.
+    pub fn begin_drain(&mut self) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::Draining;
+        }
+    }
+
+    /// Closes without further I/O (an error, a timeout, the drain deadline). Pending output
+    /// stays counted until the reactor drops the connection.
+    pub fn abort(&mut self, reason: CloseReason) {
+        if !matches!(self.phase, Phase::Closed(_)) {
+            self.phase = Phase::Closed(reason);
+        }
+    }
+
+    /// Does as much I/O on `io` as readiness and the per-call budget allow, and says what it
+    /// did.
+    ///
+    /// `scratch` is the reactor's shared read buffer: input is read there and written straight
+    /// back; only what the socket will not take is copied into this connection's own buffer.
+    pub fn drive<S: Stream>(&mut self, io: &mut S, scratch: &mut [u8], limits: &Limits) -> Outcome
+    where
+        P: Splice<S>,
+    {
+        let mut budget = Budget {
+            read: limits.read_budget,
+            write: limits.write_budget,
+        };
+        let mut outcome = Outcome::default();
+        // The limits can be lower than on the last call (the memory budget lowers them), so
+        // pending output may already be at or above the high-water mark: pause first. Reading
+        // with no room would ask for zero bytes, and a zero-byte read looks like the peer's FIN.
+        self.update_backpressure(limits, &mut outcome);
+        while let Some(step) = self.next_step(budget) {
+            let result = match step {
+                Step::Flush => self.flush(io, &mut budget, &mut outcome),
+                Step::ReadAndEcho => {
+                    self.read_and_echo(io, scratch, limits, &mut budget, &mut outcome)
+                }
+                Step::ReadIntoPipe => self.read_into_pipe(io, limits, &mut budget, &mut outcome),
+                Step::FinishWriting => self.finish_writing(io),
+                Step::Discard => self.discard(io, scratch, &mut budget, &mut outcome),
+            };
+            if let Err(reason) = result {
+                self.abort(reason);
+            }
+            self.update_backpressure(limits, &mut outcome);
+        }
+        // Out of steps: either readiness is used up (wait for the next edge) or the budget is
+        // (yield: with a fresh budget there would still be a step to take).
+        let unlimited = Budget {
+            read: usize::MAX,
+            write: usize::MAX,
+        };
+        outcome.yielded = self.next_step(unlimited).is_some();
+        outcome
+    }
+
+    /// The state machine proper, and pure: what to do next, given phase, readiness and budget.
+    /// Pending output always goes first: it is older than anything still to be read.
+    fn next_step(&self, budget: Budget) -> Option<Step> {
+        let can_write = self.ready.writable && budget.write > 0;
+        let can_read = self.ready.readable && budget.read > 0;
+        let pending = self.pending();
+        match self.phase {
+            Phase::Closed(_) => None,
+            _ if pending > 0 && can_write => Some(Step::Flush),
+            Phase::Open if can_read && !self.paused => {
+                let pipe_takes_input = self.pending.buffer.is_empty()
+                    && matches!(
+                        self.pending.pipe,
+                        PipeState::Attached {
+                            maybe_full: false,
+                            ..
+                        }
+                    );
+                Some(if pipe_takes_input {
+                    Step::ReadIntoPipe
+                } else {
+                    Step::ReadAndEcho
+                })
+            }
+            Phase::PeerClosed | Phase::Draining if pending == 0 => Some(Step::FinishWriting),
+            Phase::Lingering if can_read => Some(Step::Discard),
+            _ => None,
+        }
+    }
+
+    /// Step `Flush`: writes up to the write budget of pending output, the pipe's bytes first.
+    fn flush<S: Stream>(
+        &mut self,
+        io: &mut S,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason>
+    where
+        P: Splice<S>,
+    {
+        // The pipe's bytes are the older ones: they go first.
+        let in_pipe = self.pending.in_pipe();
+        if in_pipe > 0 {
+            return self.send_from_pipe(io, in_pipe.min(budget.write), budget, outcome);
+        }
+        let buffer = &mut self.pending.buffer;
+        let chunk = buffer.len().min(budget.write);
+        match write_nonblocking(io, &buffer[..chunk])? {
+            Some(n) => {
+                buffer.advance(n);
+                if buffer.is_empty() {
+                    // Give the memory back: an idle connection holds no heap buffer.
+                    *buffer = BytesMut::new();
+                }
+                budget.spend_write(n, outcome);
+            }
+            None => self.ready.writable = false,
+        }
+        Ok(())
+    }
+
+    /// Splices up to `max` bytes from the pipe to the peer. Called only with bytes in the pipe.
+    fn send_from_pipe<S: Stream>(
+        &mut self,
+        io: &mut S,
+        max: usize,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason>
+    where
+        P: Splice<S>,
+    {
+        let PipeState::Attached {
+            pipe,
+            queued,
+            maybe_full,
+        } = &mut self.pending.pipe
+        else {
+            return Ok(()); // unreachable: `flush` and `read_into_pipe` check for a pipe
+        };
+        match write_nonblocking_with(max, || pipe.splice_out(io, max))? {
+            Some(n) => {
+                *queued -= n;
+                *maybe_full = false; // there is room again
+                budget.spend_write(n, outcome);
+            }
+            None => self.ready.writable = false,
+        }
+        Ok(())
+    }
+
+    /// Step `ReadAndEcho`: one read into `scratch`, written straight back if the socket takes
+    /// it (the fast path); the rest is copied into the buffer.
+    fn read_and_echo<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        limits: &Limits,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason> {
+        // Never read more than pending output may still grow: the limit is a hard bound.
+        let room = limits.high_water.saturating_sub(self.pending.len());
+        let want = scratch.len().min(budget.read).min(room);
+        // `next_step` reads only when not paused (so room > 0) and with budget left. A zero-byte
+        // read would return 0, indistinguishable from the peer's FIN.
+        debug_assert!(want > 0, "read with no room");
+        let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
+            self.ready.readable = false;
+            return Ok(());
+        };
+        if n == 0 {
+            self.phase = Phase::PeerClosed;
+            self.ready.readable = false;
+            return Ok(());
+        }
+        budget.read -= n;
+        outcome.bytes_read += n;
+        if n < want && !self.ready.read_closed {
+            // A short read drained the socket; new data raises a new edge. Skipping the read
+            // that would only say WouldBlock saves a syscall per message (tokio does the same).
+            self.ready.readable = false;
+        }
+        let data = &scratch[..n];
+        let mut sent = 0;
+        if self.pending.len() == 0 && self.ready.writable {
+            // The fast path: straight from the shared scratch buffer back to the socket.
+            match write_nonblocking(io, data)? {
+                Some(written) => sent = written,
+                None => self.ready.writable = false,
+            }
+            budget.spend_write(sent, outcome);
+        }
+        self.pending.buffer.extend_from_slice(&data[sent..]);
+        Ok(())
+    }
+
+    /// Step `ReadIntoPipe`, the zero-copy counterpart of `read_and_echo`, taken while the
+    /// buffer is empty: input goes into the pipe and straight back out if the socket takes it;
+    /// what it does not take waits in the pipe for `Flush`. There is no short-read shortcut
+    /// here: a short splice may mean a full pipe, not a drained socket.
+    fn read_into_pipe<S: Stream>(
+        &mut self,
+        io: &mut S,
+        limits: &Limits,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason>
+    where
+        P: Splice<S>,
+    {
+        let room = limits.high_water.saturating_sub(self.pending.len());
+        let want = room.min(budget.read);
+        debug_assert!(want > 0, "splice with no room");
+        let PipeState::Attached {
+            pipe,
+            queued,
+            maybe_full,
+        } = &mut self.pending.pipe
+        else {
+            return Ok(()); // unreachable: `next_step` splices only with a pipe attached
+        };
+        let was_empty = *queued == 0;
+        let n = match nonblocking(|| pipe.splice_in(io, want))? {
+            // An empty pipe has room, so the socket is what blocked.
+            None if was_empty => {
+                self.ready.readable = false;
+                return Ok(());
+            }
+            None => {
+                *maybe_full = true;
+                return Ok(());
+            }
+            Some(0) => {
+                self.phase = Phase::PeerClosed;
+                self.ready.readable = false;
+                return Ok(());
+            }
+            Some(n) => n,
+        };
+        *queued += n;
+        budget.read -= n;
+        outcome.bytes_read += n;
+        if was_empty && self.ready.writable {
+            // The fast path, as in `read_and_echo`: send back what just came in, outside the
+            // write budget, which bounds flushing older output.
+            self.send_from_pipe(io, n, budget, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Step `FinishWriting`: nothing is pending, so send our FIN.
+    fn finish_writing<S: Stream>(&mut self, io: &mut S) -> Result<(), CloseReason> {
+        io.shutdown_write().map_err(|e| classify(&e))?;
+        self.phase = match self.phase {
+            // We read to EOF, so nothing unread remains: closing now sends no RST.
+            Phase::PeerClosed => Phase::Closed(CloseReason::PeerClosed),
+            _ => Phase::Lingering,
+        };
+        Ok(())
+    }
+
+    /// Step `Discard`: while lingering, read and throw away input until the peer's FIN.
+    fn discard<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason> {
+        let want = scratch.len().min(budget.read);
+        match read_nonblocking(io, &mut scratch[..want])? {
+            Some(0) => self.phase = Phase::Closed(CloseReason::Shutdown),
+            Some(n) => {
+                budget.read -= n;
+                outcome.bytes_discarded += n;
+            }
+            None => self.ready.readable = false,
+        }
+        Ok(())
+    }
+
+    /// Pauses reading at the high-water mark (counting the pause in `outcome`) and resumes at
+    /// the low-water mark.
+    fn update_backpressure(&mut self, limits: &Limits, outcome: &mut Outcome) {
+        let pending = self.pending();
+        if !self.paused && pending >= limits.high_water {
+            self.paused = true;
+            outcome.pauses += 1;
+        } else if self.paused && pending <= limits.low_water {
+            // Still `readable` if we stopped before WouldBlock: the next step reads again.
+            self.paused = false;
+        }
+    }
+}
+
+/// One non-blocking I/O call: `Some(n)` bytes moved, `None` on `WouldBlock`, retried on
+/// `EINTR`; any other error becomes the reason the connection closes.
+fn nonblocking(mut op: impl FnMut() -> io::Result<usize>) -> Result<Option<usize>, CloseReason> {
+    loop {
+        match op() {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(classify(&e)),
+        }
+    }
+}
+
+/// One `read`: `Some(n)` with `n == 0` at EOF, `None` on `WouldBlock`.
+fn read_nonblocking<S: Read>(io: &mut S, buf: &mut [u8]) -> Result<Option<usize>, CloseReason> {
+    nonblocking(|| io.read(buf))
+}
+
+/// One `write`: `Some(n)` bytes taken (never 0), `None` on `WouldBlock`.
+fn write_nonblocking<S: Write>(io: &mut S, data: &[u8]) -> Result<Option<usize>, CloseReason> {
+    write_nonblocking_with(data.len(), || io.write(data))
+}
+
+/// A write-like call offered `len` bytes (a `write` or a `splice` out of the pipe): a socket
+/// never takes zero of them, so that is an error, not progress.
+fn write_nonblocking_with(
+    len: usize,
+    op: impl FnMut() -> io::Result<usize>,
+) -> Result<Option<usize>, CloseReason> {
+    match nonblocking(op)? {
+        Some(0) if len > 0 => Err(CloseReason::IoError),
+        result => Ok(result),
+    }
+}
+
+/// Maps a socket error to how the connection ended: the peer going away (reset, `EPIPE`) is
+/// `Reset`; anything else is `IoError`.
+fn classify(error: &io::Error) -> CloseReason {
+    use io::ErrorKind::*;
+    match error.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected => CloseReason::Reset,
+        _ => CloseReason::IoError,
+    }
+}
+
+#[cfg(test)]
+mod tests;
