@@ -100,5 +100,5 @@ mod zero_copy;
 
 pub use config::{Config, ConfigError};
 pub use error::ServerError;
-pub use reactor::{Server, ShutdownHandle};
+pub use reactor::{ReportHandle, Server, ShutdownHandle};
 pub use stats::{CloseReason, Stats};

@@ -12,13 +12,13 @@ use crate::stats::Stats;
 
 /// Remembers the previous report so the next one can show rates.
 #[derive(Debug, Clone, Default)]
-pub struct Reporter {
+pub(crate) struct Reporter {
     previous: Stats,
 }
 
 /// One report: totals now, and rates since the previous report.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     /// The counters now.
     pub totals: Stats,
     /// The time since the previous report (or since the start, for the first).
@@ -29,7 +29,7 @@ pub struct Report {
 
 /// Per-second rates of the counters that move with traffic.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// TCP connections accepted per second.
     pub conn_accepted: f64,
     /// TCP connections closed per second.
@@ -46,7 +46,7 @@ pub struct Rates {
 
 impl Reporter {
     /// The report for `now`, which becomes the base of the next one's rates.
-    pub fn report(&mut self, now: Stats) -> Report {
+    pub(crate) fn report(&mut self, now: Stats) -> Report {
         let interval = now.uptime.saturating_sub(self.previous.uptime);
         let secs = interval.as_secs_f64();
         let rate = |later: u64, earlier: u64| {
@@ -140,7 +140,10 @@ mod tests {
             "tcp_bytes_in_per_s=1024",
             "conn_accepted_per_s=0.5",
         ] {
-            assert!(line.split(' ').any(|kv| kv == expected), "{expected} in {line}");
+            assert!(
+                line.split(' ').any(|kv| kv == expected),
+                "{expected} in {line}"
+            );
         }
         assert!(line.split(' ').all(|kv| kv.contains('=')), "{line}");
     }

@@ -4,8 +4,6 @@
 //! bounds: wrong requests get their status, an endless head is cut off, silent scrapers cannot
 //! take more than their slots, and echo keeps working meanwhile. Loopback, port 0, bounded.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use echoloop::metrics::MAX_SCRAPES;
 use echoloop::Config;
-use support::{connect, echo_with_half_close, pattern, TestServer};
+use echoloop_testkit::{connect, echo_with_half_close, pattern, TestServer};
 
 fn metrics_server() -> TestServer {
     TestServer::with_config(Config {
@@ -31,6 +29,18 @@ fn http(addr: SocketAddr, request: &[u8]) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     response
+}
+
+/// Like [`http`], but `None` when the connection fails (refused, reset) instead of failing.
+fn try_http(addr: SocketAddr, request: &[u8]) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream.write_all(request).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
 }
 
 #[track_caller]
@@ -50,8 +60,11 @@ fn samples(page: &str) -> HashMap<String, f64> {
         .samples
         .into_iter()
         .map(|sample| {
-            let mut labels: Vec<String> =
-                sample.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut labels: Vec<String> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             labels.sort();
             let value = match sample.value {
                 prometheus_parse::Value::Counter(v)
@@ -77,7 +90,12 @@ fn promtool_check(page: &str) {
         eprintln!("promtool not installed: skipping its check (apt-get install prometheus)");
         return;
     };
-    child.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().expect("promtool runs");
     assert!(
         output.status.success(),
@@ -113,11 +131,21 @@ fn the_page_counts_the_traffic_and_parses() {
     };
     drop(open);
     promtool_check(&page);
-    let get = |key: &str| *values.get(key).unwrap_or_else(|| panic!("{key} in\n{page}"));
-    assert_eq!(get("echoloop_tcp_received_bytes_total{reactor=0}"), 100_000.0);
+    let get = |key: &str| {
+        *values
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} in\n{page}"))
+    };
+    assert_eq!(
+        get("echoloop_tcp_received_bytes_total{reactor=0}"),
+        100_000.0
+    );
     assert_eq!(get("echoloop_tcp_sent_bytes_total{reactor=0}"), 100_000.0);
     assert_eq!(get("echoloop_connections_accepted_total{reactor=0}"), 2.0);
-    assert_eq!(get("echoloop_connections_closed_total{reactor=0,reason=peer}"), 1.0);
+    assert_eq!(
+        get("echoloop_connections_closed_total{reactor=0,reason=peer}"),
+        1.0
+    );
     assert_eq!(get("echoloop_connections_open{reactor=0}"), 1.0);
     assert_eq!(get("echoloop_udp_received_datagrams_total{reactor=0}"), 1.0);
     assert_eq!(get("echoloop_reactors{}"), 1.0);
@@ -132,7 +160,11 @@ fn the_page_counts_the_traffic_and_parses() {
             + get("echoloop_pending_bytes{reactor=0}")
             + discarded
     );
-    for gauge in ["pending_bytes", "zero_copy_pipes_open", "udp_queued_datagrams"] {
+    for gauge in [
+        "pending_bytes",
+        "zero_copy_pipes_open",
+        "udp_queued_datagrams",
+    ] {
         get(&format!("echoloop_{gauge}{{reactor=0}}"));
     }
 }
@@ -144,14 +176,23 @@ fn wrong_requests_get_their_status() {
     let metrics = server.metrics.unwrap();
     for (request, status) in [
         (&b"GET / HTTP/1.1\r\n\r\n"[..], "404"),
-        (b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "405"),
+        (
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "405",
+        ),
         (b"hello\r\n\r\n", "400"),
     ] {
         let response = http(metrics, request);
-        assert!(response.starts_with(&format!("HTTP/1.1 {status} ")), "{response}");
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{response}"
+        );
     }
     let head = http(metrics, b"HEAD /metrics HTTP/1.0\r\n\r\n");
-    assert!(head.starts_with("HTTP/1.1 200 OK") && head.ends_with("\r\n\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
 }
 
 /// A client that sends header lines forever is answered 431 and closed, not buffered.
@@ -183,16 +224,26 @@ fn silent_scrapers_are_bounded_and_time_out() {
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = connect(metrics);
     let mut buf = [0u8; 16];
-    assert_eq!(extra.read(&mut buf).expect("closed, not reset"), 0, "refused at once");
+    assert_eq!(
+        extra.read(&mut buf).expect("closed, not reset"),
+        0,
+        "refused at once"
+    );
     echo_with_half_close(server.tcp(), b"echo is not blocked");
     // SCRAPE_TIMEOUT (5 s) later the silent ones are gone and scraping works again.
     let started = Instant::now();
     let page = loop {
-        let response = http(metrics, b"GET /metrics HTTP/1.1\r\n\r\n");
-        if response.starts_with("HTTP/1.1 200") {
-            break response;
+        // While all slots are taken, a scrape is accepted and closed at once (a reset, as
+        // our request is unread): not an answer yet.
+        if let Some(response) = try_http(metrics, b"GET /metrics HTTP/1.1\r\n\r\n") {
+            if response.starts_with("HTTP/1.1 200") {
+                break response;
+            }
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "slots never freed");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "slots never freed"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(page.contains("echoloop_connections_accepted_total"));

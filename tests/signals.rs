@@ -2,21 +2,17 @@
 //! script that read the address line, SIGHUP from a closing terminal, SIGUSR1 for a report,
 //! and the human summary. Loopback and port 0 only; every wait is bounded.
 
-#[path = "support/process.rs"]
-mod process;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::Duration;
 
-use process::{field, Echoloop};
+use echoloop_testkit::child::{ChildProcess, Listening, Signal, Summary};
 
-fn tcp_addr(listening: &str) -> SocketAddr {
-    let tcp = listening
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("tcp="))
-        .unwrap_or_else(|| panic!("tcp= in {listening:?}"));
-    tcp.parse().expect("a socket address")
+fn echoloop(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    command.args(args).env("RUST_LOG", "info");
+    command
 }
 
 /// One echo round trip, so the counters have something to count.
@@ -32,55 +28,90 @@ fn echo_once(addr: SocketAddr, message: &[u8]) {
 }
 
 /// `echoloop --port 0 | head -1`, then SIGTERM: the summary cannot be printed (EPIPE), yet
-/// the server neither panics (101) nor dies of SIGPIPE: it exits 0 as documented.
+/// the server neither panics (101) nor dies of SIGPIPE: it exits 0 as documented, and it kept
+/// serving after its stdout went away.
 #[test]
 fn closed_stdout_then_sigterm_exits_zero() {
-    let mut server = Echoloop::start(&["--port", "0"]);
-    let listening = server.first_line_then_close_stdout();
-    // The server keeps serving after its stdout is gone.
-    echo_once(tcp_addr(&listening), b"still here");
-    server.signal(libc::SIGTERM);
-    assert_eq!(server.exit_code(), 0);
-}
-
-/// A closed stdout even before the summary block is asked for, with `--summary human`.
-#[test]
-fn closed_stdout_with_human_summary_exits_zero() {
-    let mut server = Echoloop::start(&["--port", "0", "--summary", "human"]);
-    server.first_line_then_close_stdout();
-    server.signal(libc::SIGINT);
-    assert_eq!(server.exit_code(), 0);
+    for summary in ["kv", "human"] {
+        let mut server = ChildProcess::spawn_reading_one_line(&mut echoloop(&[
+            "--port",
+            "0",
+            "--summary",
+            summary,
+        ]));
+        let tcp = server.listening().tcp();
+        // Give the reader thread a moment to drop the pipe's read end.
+        std::thread::sleep(Duration::from_millis(100));
+        echo_once(tcp, b"still here");
+        server.signal(Signal::TERM);
+        assert_eq!(
+            server.wait_exit(),
+            0,
+            "--summary {summary}: {}",
+            server.stderr()
+        );
+        assert!(!server.stderr().contains("panicked"));
+    }
 }
 
 /// SIGHUP (the terminal closed) is a graceful shutdown like SIGTERM: summary, exit 0.
 #[test]
 fn sighup_shuts_down_gracefully_with_summary() {
-    let mut server = Echoloop::start(&["--port", "0", "--summary", "kv"]);
-    let addr = tcp_addr(&server.stdout_line());
-    echo_once(addr, b"before the hangup");
-    server.signal(libc::SIGHUP);
-    let summary = server.stdout_line();
-    assert!(summary.starts_with("summary "), "{summary}");
-    assert_eq!(field(&summary, "conn_accepted"), 1);
-    assert_eq!(field(&summary, "tcp_bytes_out"), 17);
-    server.stderr_line_with("signal 1: shutting down");
-    assert_eq!(server.exit_code(), 0);
+    let mut server = ChildProcess::spawn(&mut echoloop(&["--port", "0", "--summary", "kv"]));
+    echo_once(server.listening().tcp(), b"before the hangup");
+    server.signal(Signal::HUP);
+    let summary = Summary::parse(&server.next_line());
+    assert_eq!(summary.get("conn_accepted"), 1);
+    assert_eq!(summary.get("tcp_bytes_out"), 17);
+    assert_eq!(server.wait_exit(), 0);
+    assert!(server.stderr().contains("signal 1: shutting down"));
+}
+
+/// SIGUSR1 logs the counters and rates now and the server keeps serving; a second SIGUSR1
+/// reports again (it is not the "second signal" that exits at once).
+#[test]
+fn sigusr1_reports_and_keeps_serving() {
+    let mut server = ChildProcess::spawn(&mut echoloop(&["--port", "0", "--summary", "kv"]));
+    let tcp = server.listening().tcp();
+    echo_once(tcp, b"count me");
+    server.signal(Signal::USR1);
+    let report = server.log_line_with(" stats ");
+    let fields = Summary::from_pairs(&report);
+    assert_eq!(fields.get("tcp_bytes_in"), 8, "{report}");
+    assert!(
+        report.contains(" tcp_bytes_in_per_s="),
+        "rates beside totals: {report}"
+    );
+    assert!(server.is_running());
+    echo_once(tcp, b"and me");
+    server.signal(Signal::USR1);
+    let again = Summary::from_pairs(&server.log_line_with(" stats "));
+    assert_eq!(again.get("tcp_bytes_in"), 14);
+    assert!(server.is_running());
+    let summary = server.stop();
+    assert_eq!(summary.get("conn_accepted"), 2);
 }
 
 /// `--summary human` prints the aligned block instead of the key=value line.
 #[test]
 fn human_summary_is_a_block() {
-    let mut server = Echoloop::start(&["--port", "0", "--summary", "human"]);
-    let addr = tcp_addr(&server.stdout_line());
-    echo_once(addr, b"hello");
-    server.signal(libc::SIGTERM);
-    assert_eq!(server.stdout_line(), "echoloop summary");
-    let mut rows = Vec::new();
-    for _ in 0..4 {
-        rows.push(server.stdout_line());
-    }
+    let mut server = ChildProcess::spawn(&mut echoloop(&["--port", "0", "--summary", "human"]));
+    echo_once(server.listening().tcp(), b"hello");
+    server.signal(Signal::TERM);
+    assert_eq!(server.next_line(), "echoloop summary");
+    let rows: Vec<String> = (0..4).map(|_| server.next_line()).collect();
     assert!(rows[0].trim_start().starts_with("uptime"), "{rows:?}");
     assert!(rows[1].contains("1 accepted"), "{rows:?}");
     assert!(rows[3].contains("5 B in, 5 B out"), "{rows:?}");
-    assert_eq!(server.exit_code(), 0);
+    assert_eq!(server.wait_exit(), 0);
+}
+
+/// With `--metrics`, the `listening` line names the metrics address too.
+#[test]
+fn listening_line_names_the_metrics_address() {
+    let server = ChildProcess::spawn(&mut echoloop(&["--port", "0", "--metrics", "127.0.0.1:0"]));
+    let listening: Listening = server.listening();
+    let metrics = listening.metrics.expect("metrics= in the listening line");
+    assert!(metrics.ip().is_loopback() && metrics.port() != 0);
+    server.stop();
 }

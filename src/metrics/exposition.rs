@@ -100,7 +100,11 @@ fn split(
 /// Every counter and gauge of one reactor, in page order.
 fn families(s: &Stats) -> Vec<Family> {
     vec![
-        counter("connections_accepted", "TCP connections accepted.", s.conn_accepted),
+        counter(
+            "connections_accepted",
+            "TCP connections accepted.",
+            s.conn_accepted,
+        ),
         split(
             "connections_closed",
             "TCP connections closed, by reason.",
@@ -130,15 +134,34 @@ fn families(s: &Stats) -> Vec<Family> {
             "kind",
             vec![
                 ("fd_exhausted", s.accept_fd_exhausted),
-                ("other", s.accept_errors.saturating_sub(s.accept_fd_exhausted)),
+                (
+                    "other",
+                    s.accept_errors.saturating_sub(s.accept_fd_exhausted),
+                ),
             ],
         ),
-        counter("tcp_received_bytes", "Bytes read from TCP clients.", s.tcp_bytes_in),
-        counter("tcp_sent_bytes", "Bytes echoed to TCP clients.", s.tcp_bytes_out),
         counter(
+            "tcp_received_bytes",
+            "Bytes read from TCP clients.",
+            s.tcp_bytes_in,
+        ),
+        counter(
+            "tcp_sent_bytes",
+            "Bytes echoed to TCP clients.",
+            s.tcp_bytes_out,
+        ),
+        split(
             "tcp_discarded_bytes",
-            "Bytes read from TCP clients and never echoed.",
-            s.tcp_bytes_discarded,
+            "Bytes read from TCP clients and never echoed, by reason.",
+            "reason",
+            vec![
+                ("drain_timeout", s.tcp_discarded_drain_timeout),
+                ("stall_timeout", s.tcp_discarded_stall_timeout),
+                ("idle_timeout", s.tcp_discarded_idle_timeout),
+                ("reset", s.tcp_discarded_reset),
+                ("io_error", s.tcp_discarded_io_error),
+                ("linger", s.tcp_discarded_linger),
+            ],
         ),
         counter(
             "backpressure_pauses",
@@ -160,10 +183,26 @@ fn families(s: &Stats) -> Vec<Family> {
             "Bulk connections left on the copying path because no pipe could be made.",
             s.zero_copy_unavailable,
         ),
-        counter("udp_received_datagrams", "UDP datagrams received.", s.udp_datagrams_in),
-        counter("udp_sent_datagrams", "UDP datagrams echoed.", s.udp_datagrams_out),
-        counter("udp_received_bytes", "UDP payload bytes received.", s.udp_bytes_in),
-        counter("udp_sent_bytes", "UDP payload bytes echoed.", s.udp_bytes_out),
+        counter(
+            "udp_received_datagrams",
+            "UDP datagrams received.",
+            s.udp_datagrams_in,
+        ),
+        counter(
+            "udp_sent_datagrams",
+            "UDP datagrams echoed.",
+            s.udp_datagrams_out,
+        ),
+        counter(
+            "udp_received_bytes",
+            "UDP payload bytes received.",
+            s.udp_bytes_in,
+        ),
+        counter(
+            "udp_sent_bytes",
+            "UDP payload bytes echoed.",
+            s.udp_bytes_out,
+        ),
         split(
             "udp_dropped_datagrams",
             "UDP datagrams received and not echoed, by reason.",
@@ -173,13 +212,28 @@ fn families(s: &Stats) -> Vec<Family> {
                 ("send_error", s.udp_dropped_send_error),
                 ("privileged_port", s.udp_dropped_privileged_port),
                 ("own_address", s.udp_dropped_own_address),
+                ("shutdown", s.udp_dropped_shutdown),
             ],
         ),
-        gauge("connections_open", "TCP connections open now.", s.conn_active),
+        gauge(
+            "connections_open",
+            "TCP connections open now.",
+            s.conn_active,
+        ),
         gauge(
             "pending_bytes",
             "Output waiting to be echoed, summed over connections, now.",
             s.pending_bytes,
+        ),
+        gauge(
+            "zero_copy_pipes_open",
+            "Zero-copy pipes held by connections now.",
+            s.zero_copy_pipes_open,
+        ),
+        gauge(
+            "udp_queued_datagrams",
+            "UDP replies waiting for the socket now.",
+            s.udp_queued_datagrams,
         ),
     ]
 }

@@ -13,6 +13,8 @@ use echoloop::{Config, ServerError, ShutdownHandle, Stats};
 pub struct TestServer {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
+    /// The `/metrics` endpoint, when `Config::metrics` asked for one.
+    pub metrics: Option<SocketAddr>,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Result<Stats, ServerError>>>,
 }
@@ -27,16 +29,26 @@ impl TestServer {
     /// Starts a server with `config`, forced onto loopback and port 0, with a 3 s drain.
     #[track_caller]
     pub fn with_config(config: Config) -> TestServer {
+        TestServer::with_drain(Config {
+            drain_timeout: Duration::from_secs(3),
+            ..config
+        })
+    }
+
+    /// Starts a server with `config` as given (its drain timeout included), forced onto
+    /// loopback and port 0: for tests of what the drain deadline does.
+    #[track_caller]
+    pub fn with_drain(config: Config) -> TestServer {
         let config = Config {
             bind: "127.0.0.1".parse().expect("a literal address"),
             port: 0,
-            drain_timeout: Duration::from_secs(3),
             ..config
         };
         let server = echoloop::Server::bind(config).expect("bind test server");
-        let (tcp, udp, handle) = (
+        let (tcp, udp, metrics, handle) = (
             server.tcp_addr(),
             server.udp_addr(),
+            server.metrics_addr(),
             server.shutdown_handle(),
         );
         let thread = std::thread::Builder::new()
@@ -46,6 +58,7 @@ impl TestServer {
         TestServer {
             tcp,
             udp,
+            metrics,
             handle,
             thread: Some(thread),
         }

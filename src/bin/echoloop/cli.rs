@@ -3,7 +3,7 @@
 //!
 //! This is the only place that knows about clap; embedders build a `Config` directly.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -158,6 +158,11 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
     pub stall_timeout: Timeout,
 
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default), e.g.
+    /// 127.0.0.1:9107; a non-loopback address exposes the counters (logged as a warning).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
     /// Log level (overrides RUST_LOG; default info).
     #[arg(long, value_name = "LEVEL", value_enum)]
     pub log_level: Option<LogLevel>,
@@ -193,6 +198,7 @@ impl Cli {
             memory_budget: self.memory_budget,
             idle_timeout: self.idle_timeout.0,
             stall_timeout: self.stall_timeout.0,
+            metrics: self.metrics,
             ..defaults
         }
     }
@@ -375,6 +381,18 @@ mod tests {
             assert!(help.contains(signal), "{signal} in {help}");
         }
         assert!(!help.contains("--generate"), "the generator flag is hidden");
+    }
+
+    #[test]
+    fn metrics_takes_an_address_with_port() {
+        assert_eq!(run(&[]).to_config().metrics, None);
+        let config = run(&["--metrics", "127.0.0.1:9107"]).to_config();
+        assert_eq!(config.metrics, Some("127.0.0.1:9107".parse().unwrap()));
+        assert!(!config.metrics_exposed());
+        assert!(run(&["--metrics", "0.0.0.0:0"])
+            .to_config()
+            .metrics_exposed());
+        assert!(invalid(&["--metrics", "127.0.0.1"]).contains("invalid value"));
     }
 
     #[test]

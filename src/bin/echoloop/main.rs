@@ -20,8 +20,8 @@ mod generate;
 mod summary;
 
 use cli::{Parsed, SummaryFormat};
-use echoloop::{Server, ShutdownHandle, Stats};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use echoloop::{ReportHandle, Server, ShutdownHandle, Stats};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
@@ -45,12 +45,15 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.to_string(), 2),
     };
     // Handlers first: a script may signal us as soon as it has read the address line.
-    if let Err(e) = forward_signals(server.shutdown_handle()) {
+    if let Err(e) = forward_signals(server.shutdown_handle(), server.report_handle()) {
         return fail(&format!("cannot install signal handlers: {e}"), 1);
     }
     // One line a script can read to learn the ports (use with --port 0).
+    let metrics = server
+        .metrics_addr()
+        .map_or_else(String::new, |addr| format!(" metrics={addr}"));
     emit(&format!(
-        "listening tcp={} udp={}",
+        "listening tcp={} udp={}{metrics}",
         show(server.tcp_addr()),
         show(server.udp_addr())
     ));
@@ -107,18 +110,22 @@ fn init_logging(level: Option<log::LevelFilter>) {
 }
 
 /// SIGINT, SIGTERM and SIGHUP (the terminal went away) start a graceful shutdown; a second one
-/// exits at once.
-fn forward_signals(handle: ShutdownHandle) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+/// exits at once. SIGUSR1 asks for a report and changes nothing else.
+fn forward_signals(shutdown: ShutdownHandle, report: ReportHandle) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut received = 0;
+            let mut stops = 0;
             for signal in signals.forever() {
-                received += 1;
-                if received == 1 {
+                if signal == SIGUSR1 {
+                    report.request();
+                    continue;
+                }
+                stops += 1;
+                if stops == 1 {
                     log::info!("signal {signal}: shutting down (send it again to exit at once)");
-                    handle.shutdown();
+                    shutdown.shutdown();
                 } else {
                     let _ = writeln!(
                         std::io::stderr(),
