@@ -115,3 +115,24 @@ fn listening_line_names_the_metrics_address() {
     assert!(metrics.ip().is_loopback() && metrics.port() != 0);
     server.stop();
 }
+
+/// On a terminal (a pty from `script(1)`) the default summary is the block, not the key=value
+/// line. `timeout(1)` delivers its SIGTERM twice (to the child and to its process group) at
+/// once: that is one shutdown request, so the drain runs and the exit code stays 0.
+#[test]
+fn terminal_gets_the_block_and_timeout_exits_zero() {
+    let has_script = Command::new("script").arg("--version").output().is_ok();
+    if !has_script {
+        eprintln!("script(1) not installed: skipping the terminal check");
+        return;
+    }
+    let inner = format!(
+        "timeout --preserve-status -s TERM 1 {} --port 0 --log-level warn",
+        env!("CARGO_BIN_EXE_echoloop")
+    );
+    let mut child = ChildProcess::spawn(Command::new("script").args(["-qec", &inner, "/dev/null"]));
+    assert!(child.next_line().starts_with("listening "));
+    let first_summary_line = child.next_line();
+    assert_eq!(first_summary_line.trim_end(), "echoloop summary");
+    assert_eq!(child.wait_exit(), 0, "{}", child.stderr());
+}

@@ -14,6 +14,7 @@
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 mod cli;
 mod generate;
@@ -111,27 +112,40 @@ fn init_logging(level: Option<log::LevelFilter>) {
 
 /// SIGINT, SIGTERM and SIGHUP (the terminal went away) start a graceful shutdown; a second one
 /// exits at once. SIGUSR1 asks for a report and changes nothing else.
+///
+/// A stop signal within [`SAME_REQUEST`] of the first counts as the same request: `timeout(1)`
+/// signals both its child and the child's process group, so one timeout delivers SIGTERM
+/// twice within microseconds, and that must not cut the drain short.
 fn forward_signals(shutdown: ShutdownHandle, report: ReportHandle) -> std::io::Result<()> {
+    const SAME_REQUEST: Duration = Duration::from_millis(100);
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut stops = 0;
+            let mut first_stop: Option<Instant> = None;
             for signal in signals.forever() {
                 if signal == SIGUSR1 {
                     report.request();
                     continue;
                 }
-                stops += 1;
-                if stops == 1 {
-                    log::info!("signal {signal}: shutting down (send it again to exit at once)");
-                    shutdown.shutdown();
-                } else {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "echoloop: second signal, exiting without draining"
-                    );
-                    std::process::exit(130);
+                match first_stop {
+                    None => {
+                        first_stop = Some(Instant::now());
+                        log::info!(
+                            "signal {signal}: shutting down (send it again to exit at once)"
+                        );
+                        shutdown.shutdown();
+                    }
+                    Some(at) if at.elapsed() < SAME_REQUEST => {
+                        log::debug!("signal {signal} again at once: same shutdown request");
+                    }
+                    Some(_) => {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "echoloop: second signal, exiting without draining"
+                        );
+                        std::process::exit(130);
+                    }
                 }
             }
         })?;

@@ -1,5 +1,5 @@
 //! The exit summary for a person: a short aligned block (connections, bytes, rates, closes by
-//! reason, drops). Scripts get `summary key=value ...` instead (the `Display` of [`Stats`]);
+//! reason, drops, bytes discarded by reason). Scripts get `summary key=value ...` instead (the `Display` of [`Stats`]);
 //! `main` picks one by `--summary` and whether stdout is a terminal.
 
 use std::fmt::Write as _;
@@ -56,11 +56,12 @@ pub fn human(stats: &Stats) -> String {
         (
             "udp",
             format!(
-                "{} datagrams in ({}), {} out ({}), {} dropped",
+                "{} datagrams in ({}), {} out ({}), {} queued, {} dropped",
                 stats.udp_datagrams_in,
                 bytes(stats.udp_bytes_in),
                 stats.udp_datagrams_out,
                 bytes(stats.udp_bytes_out),
+                stats.udp_queued_datagrams,
                 stats.udp_dropped(),
             ),
         ),
@@ -76,7 +77,20 @@ pub fn human(stats: &Stats) -> String {
         ("udp send error", stats.udp_dropped_send_error),
         ("udp privileged port", stats.udp_dropped_privileged_port),
         ("udp own address", stats.udp_dropped_own_address),
+        ("udp at shutdown", stats.udp_dropped_shutdown),
     ]);
+    let discarded = join_nonzero(&[
+        ("drain timeout", stats.tcp_discarded_drain_timeout),
+        ("stall timeout", stats.tcp_discarded_stall_timeout),
+        ("idle timeout", stats.tcp_discarded_idle_timeout),
+        ("reset", stats.tcp_discarded_reset),
+        ("io error", stats.tcp_discarded_io_error),
+        ("linger", stats.tcp_discarded_linger),
+    ]);
+    rows.push((
+        "discarded",
+        format!("{discarded} (bytes read, never echoed)"),
+    ));
     rows.push(("dropped", dropped));
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     let mut block = String::from("echoloop summary\n");
@@ -141,6 +155,7 @@ mod tests {
             tcp_bytes_in: 4096,
             tcp_bytes_out: 2048,
             tcp_bytes_discarded: 2048,
+            tcp_discarded_stall_timeout: 2048,
             udp_dropped_queue_full: 5,
             ..Stats::default()
         };
@@ -157,6 +172,7 @@ mod tests {
             "4.0 KiB in, 2.0 KiB out, 0 B pending, 2.0 KiB discarded",
             "2.0 KiB/s in, 1.0 KiB/s out",
             "udp queue full 5",
+            "stall timeout 2048 (bytes read, never echoed)",
         ] {
             assert!(block.contains(expected), "{expected:?} in\n{block}");
         }
