@@ -8,7 +8,7 @@
 //! Labels: every per-reactor series carries `reactor="N"` (one reactor today; `--threads`
 //! will add more, and a scrape then passes one snapshot per reactor). Per-reason counters use
 //! a `reason` label. A per-service label belongs beside `reactor` once services keep counters
-//! of their own; [`SeriesLabels`] is the one place to add it.
+//! of their own; `SeriesLabels` is the one place to add it.
 
 use std::fmt;
 
