@@ -19,6 +19,8 @@ results, one JSON object per line, told apart by "kind":
         a matrix point loadtest.sh did not run, and why
     {"kind": "knee", "server": S, "knee": {...}, "stderr": "..."}
         `echoloop-bench knee --json` against server S (loadtest.sh --knee): the curve
+    {"kind": "check", "server": S, "check": {...}, "stderr": "..."}
+        `echoloop-bench check --quick --json` against server S, run before measuring it
 
 machine.txt (the machine, commit and command lines) sits beside it and is copied into the
 HTML. While a sweep runs, loadtest.sh writes one file per run under RESULTS_DIR/raw/; the
@@ -155,6 +157,13 @@ def pack_raw_dir(results):
             knee = None  # the search was killed before printing its JSON
         records.append({"kind": "knee", "server": os.path.basename(path)[len("knee-"):-len(".json")],
                         "knee": knee, "stderr": read_text(path.removesuffix(".json") + ".stderr")})
+    for path in sorted(glob.glob(os.path.join(raw, "check-*.json"))):
+        try:
+            check = json.loads(read_text(path))
+        except ValueError:
+            check = None  # killed before printing its JSON
+        records.append({"kind": "check", "server": os.path.basename(path)[len("check-"):-len(".json")],
+                        "check": check, "stderr": read_text(path.removesuffix(".json") + ".stderr")})
     for line in read_text(os.path.join(raw, "skipped.tsv")).splitlines():
         parts = line.split("\t")
         if len(parts) >= 5 and parts[0] != "server":

@@ -25,6 +25,7 @@
 //! - [`merge`]: several runs' JSON reports combined into one, exactly.
 //! - [`knee`]: the search for the highest rate that meets a p99 target.
 //! - [`sysinfo`]: CPU model, kernel, process CPU time, the start time.
+//! - [`check`]: `echoloop-bench check`, the conformance battery (not load: correctness).
 //!
 //! Timing of a run: connections open at `start`; traffic before `start + warmup` is sent and
 //! verified but not measured; at `start + warmup + duration` (or when the stop flag is
@@ -32,6 +33,7 @@
 //! (bounded by `drain_timeout`, and by [`INTERRUPTED_DRAIN`] after a stop), then
 //! connections close.
 
+pub mod check;
 pub mod conn;
 pub mod histogram;
 pub mod interval;

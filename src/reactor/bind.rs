@@ -58,13 +58,7 @@ impl Server {
         let mut udp_addr = None;
         if let Some(udp) = udp.as_mut() {
             udp_addr = Some(udp.local_addr());
-            registry
-                .register(
-                    udp.socket_mut(),
-                    UDP,
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .map_err(ServerError::Poll)?;
+            udp.register(registry, UDP).map_err(ServerError::Poll)?;
         }
         if config.is_exposed() {
             log::warn!(

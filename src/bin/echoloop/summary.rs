@@ -77,6 +77,8 @@ pub fn human(stats: &Stats) -> String {
         ("udp send error", stats.udp_dropped_send_error),
         ("udp privileged port", stats.udp_dropped_privileged_port),
         ("udp own address", stats.udp_dropped_own_address),
+        ("udp echo loop", stats.udp_dropped_loop),
+        ("udp truncated", stats.udp_dropped_truncated),
         ("udp at shutdown", stats.udp_dropped_shutdown),
     ]);
     let discarded = join_nonzero(&[
