@@ -25,6 +25,7 @@ mod scrape;
 mod shutdown;
 mod slot;
 mod timers;
+mod turn;
 
 use std::io;
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
 use self::slot::Slot;
 use self::timers::Timers;
+use self::turn::Turn;
 use crate::connection::Readiness;
 use crate::error::ServerError;
 #[cfg(feature = "metrics")]
@@ -72,7 +74,8 @@ impl Server {
                     _ => return Err(ServerError::Poll(e)),
                 }
             }
-            // The turn's one clock read: every decision below sees this `now`.
+            // The turn's clock: decisions below see this `now` (only the turn's own length and
+            // an accepted connection's stamp read the clock again; see `turn`, `admission`).
             let now = Instant::now();
             for event in events.iter() {
                 self.dispatch(event, now);
@@ -133,7 +136,10 @@ pub struct Server {
 /// teardown deferred to the end of the batch.
 #[derive(Debug, Default)]
 struct Queues {
-    /// Connections whose budget ran out with work left; they run again next turn.
+    /// Connections with new readiness and nothing queued before it; they run first next turn.
+    fresh: Vec<usize>,
+    /// Connections with work left (their budget or the turn's ran out); they run next turn
+    /// after `fresh`, oldest first.
     ready: Vec<usize>,
     /// Connections that finished during this batch; removed at its end.
     finished: Vec<usize>,
@@ -150,8 +156,7 @@ impl Server {
         self.timers.start(now);
     }
 
-    /// Routes one event to its source. Connections run at once; the listener and the UDP
-    /// socket only note their readiness and run in `run_ready_work`.
+    /// Routes one event to its source: each notes its readiness, and runs in `run_ready_work`.
     fn dispatch(&mut self, event: &Event, now: Instant) {
         match event.token() {
             LISTENER => self.queues.accept_ready = true,
@@ -174,14 +179,21 @@ impl Server {
                         writable: event.is_writable() || event.is_write_closed(),
                         read_closed: event.is_read_closed() || event.is_error(),
                     });
-                    self.drive_connection(key, now);
+                    // It runs in `run_ready_work`, before the work carried over (see `turn`);
+                    // one already queued has work left and keeps its place.
+                    if !slot.queued {
+                        slot.queued = true;
+                        self.queues.fresh.push(key);
+                    }
                 }
             }
         }
     }
 
-    /// Runs work that no new event will announce: accepts and datagrams past their budget,
-    /// connections that yielded.
+    /// Runs the turn's work: accepts and datagrams, then connections with new readiness, then
+    /// the work carried over (at least one connection of it), until the turn has moved
+    /// `turn::TURN_BYTES` or lasted `turn::TURN_TIME`. Connections not reached stay queued,
+    /// in order, for the next turn.
     fn run_ready_work(&mut self, now: Instant) {
         if self.queues.accept_ready {
             self.accept_batch(now);
@@ -192,28 +204,44 @@ impl Server {
                 None => false,
             };
         }
-        let queued = std::mem::take(&mut self.queues.ready);
-        for &key in &queued {
+        let mut turn = Turn::begin(now);
+        let mut fresh = std::mem::take(&mut self.queues.fresh);
+        let mut carried = std::mem::take(&mut self.queues.ready);
+        let fresh_reached = self.drive_queued(&fresh, &mut turn, 0);
+        let carried_reached = self.drive_queued(&carried, &mut turn, 1);
+        // Next turn: new readiness not reached keeps its priority; the carried-over work not
+        // reached goes before the connections that yielded in this turn.
+        fresh.drain(..fresh_reached);
+        self.queues.fresh = fresh;
+        carried.drain(..carried_reached);
+        carried.append(&mut self.queues.ready);
+        self.queues.ready = carried;
+    }
+
+    /// Drives `keys` in order until `turn` is spent, but at least `at_least` of them; returns
+    /// how many it drove.
+    fn drive_queued(&mut self, keys: &[usize], turn: &mut Turn, at_least: usize) -> usize {
+        for (reached, &key) in keys.iter().enumerate() {
+            if reached >= at_least && turn.is_spent() {
+                return reached;
+            }
             if let Some(slot) = self.slots.get_mut(key) {
                 slot.queued = false;
             }
-            self.drive_connection(key, now);
+            turn.record(self.drive_connection(key, turn.now()));
         }
-        // Keep the allocation of whichever queue is larger, for the next turn.
-        if self.queues.ready.is_empty() {
-            self.queues.ready = queued;
-            self.queues.ready.clear();
-        }
+        keys.len()
     }
 
-    /// Drives one connection's I/O, accounts for what it did, and files it.
-    fn drive_connection(&mut self, key: usize, now: Instant) {
+    /// Drives one connection's I/O, accounts for what it did, and files it. Returns the bytes
+    /// it moved (read plus written).
+    fn drive_connection(&mut self, key: usize, now: Instant) -> usize {
         let limits = self.memory.limits();
         let Some(slot) = self.slots.get_mut(key) else {
-            return;
+            return 0;
         };
         if slot.conn.close_reason().is_some() {
-            return; // already in `finished`
+            return 0; // already in `finished`
         }
         let before = slot.conn.pending();
         let outcome = slot
@@ -225,10 +253,11 @@ impl Server {
         self.memory
             .record(before, after, outcome.pauses, &limits, &mut self.stats);
         slot.record_progress(&outcome, now);
+        let moved = outcome.bytes_read + outcome.bytes_written;
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
             self.queues.finished.push(key);
-            return;
+            return moved;
         }
         if outcome.yielded && !slot.queued {
             slot.queued = true;
@@ -238,6 +267,7 @@ impl Server {
         if self.pipes.wants(&outcome, slot) {
             self.pipes.offer(key, slot, &mut self.stats);
         }
+        moved
     }
 
     /// Teardown at the batch boundary: drops the sockets of connections that finished and
@@ -251,6 +281,7 @@ impl Server {
                 continue;
             };
             if slot.queued {
+                self.queues.fresh.retain(|&queued| queued != key);
                 self.queues.ready.retain(|&queued| queued != key);
             }
             self.memory.release(slot.conn.pending());

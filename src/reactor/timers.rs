@@ -2,8 +2,11 @@
 //! the poll timeout that wakes the loop for whichever comes first (or for the accept retry and
 //! the drain deadline, which their own policies keep).
 //!
-//! Every check here uses the turn's `now`, read once after `poll` returns. The one other
-//! clock read is in `poll_timeout`, before `poll`: see there why.
+//! Every check here uses the turn's `now`, read once after `poll` returns, and so do the
+//! activity clocks of the connections a turn drives: a timeout can fire up to one turn early,
+//! and a turn's work is bounded (`turn`: 2 ms, plus whatever time the machine takes the CPU
+//! away). A new connection is stamped when accepted (`admission`). The other clock read here
+//! is in `poll_timeout`, before `poll`: see there why.
 
 use std::time::{Duration, Instant};
 
@@ -137,7 +140,8 @@ impl Server {
     /// forever.
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
         let queues = &self.queues;
-        if queues.accept_ready || queues.udp_ready || !queues.ready.is_empty() {
+        let work_queued = !queues.fresh.is_empty() || !queues.ready.is_empty();
+        if queues.accept_ready || queues.udp_ready || work_queued {
             return Some(Duration::ZERO);
         }
         let next = [

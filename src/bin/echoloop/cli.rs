@@ -11,16 +11,17 @@ use clap::{Parser, ValueEnum};
 use log::LevelFilter;
 
 use echoloop::config::{default_max_connections, Config, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS};
-use echoloop::units::{parse_duration, parse_size};
+use echoloop::units::{parse_duration, parse_size, MAX_DURATION};
 
-/// A timeout that can be turned off: a duration, or `off` (also `0`).
+/// A timeout that can be turned off: a duration, or `off` (also `0`). A timeout of
+/// [`MAX_DURATION`] or more (`forever`, or a number that long) never fires, so it is off too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeout(pub Option<Duration>);
 
 fn parse_timeout(text: &str) -> Result<Timeout, String> {
     match text.trim() {
         "off" | "0" => Ok(Timeout(None)),
-        other => parse_duration(other).map(|d| Timeout(Some(d))),
+        other => parse_duration(other).map(|d| Timeout(Some(d).filter(|&d| d < MAX_DURATION))),
     }
 }
 
@@ -334,6 +335,47 @@ mod tests {
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.stall_timeout, None);
         assert!(invalid(&["--stall-timeout", "soon"]).contains("not a duration"));
+    }
+
+    #[test]
+    fn durations_at_any_size_are_capped_or_off() {
+        let huge = "10000000000000000000";
+        let config = run(&[
+            "--idle-timeout",
+            huge,
+            "--stall-timeout",
+            "forever",
+            "--drain-timeout",
+            huge,
+            "--stats-interval",
+            huge,
+        ])
+        .to_config();
+        assert_eq!(
+            config.idle_timeout, None,
+            "a timeout that never fires is off"
+        );
+        assert_eq!(config.stall_timeout, None);
+        assert_eq!(config.drain_timeout, MAX_DURATION);
+        assert_eq!(config.stats_interval, Some(MAX_DURATION));
+        assert_eq!(config.validate(), Ok(()));
+        let long = run(&["--idle-timeout", "36524d"]).to_config();
+        assert_eq!(
+            long.idle_timeout,
+            Some(Duration::from_secs(36_524 * 86_400))
+        );
+    }
+
+    #[test]
+    fn sizes_too_large_for_memory_are_refused_in_one_line() {
+        for flag in ["--max-pending", "--memory-budget"] {
+            let message = invalid(&[flag, "99999999999999999999G"]);
+            assert!(message.contains("too large"), "{message}");
+            assert!(!message.contains('\n'));
+        }
+        let config = run(&["--max-pending", &usize::MAX.to_string()]).to_config();
+        assert_eq!(config.low_water, usize::MAX / 4);
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]
