@@ -20,6 +20,8 @@ mod bind;
 mod deadlines;
 mod memory;
 mod pipes;
+mod report;
+mod scrape;
 mod shutdown;
 mod slot;
 mod timers;
@@ -27,6 +29,8 @@ mod turn;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::event::Event;
@@ -37,6 +41,9 @@ use slab::Slab;
 use self::admission::Admission;
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
+pub use self::report::ReportHandle;
+#[cfg(feature = "metrics")]
+use self::scrape::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
 use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
 use self::slot::Slot;
@@ -44,6 +51,9 @@ use self::timers::Timers;
 use self::turn::Turn;
 use crate::connection::Readiness;
 use crate::error::ServerError;
+#[cfg(feature = "metrics")]
+use crate::metrics::MetricsEndpoint;
+use crate::report::Reporter;
 use crate::stats::{CloseReason, Stats};
 use crate::udp::UdpEcho;
 
@@ -113,6 +123,13 @@ pub struct Server {
     udp_addr: Option<SocketAddr>,
     started: Instant,
     stats: Stats,
+    /// The previous report, so the next stats line can show rates.
+    reporter: Reporter,
+    /// Set by a [`ReportHandle`]; checked when the waker fires.
+    report_requested: Arc<AtomicBool>,
+    /// The `/metrics` endpoint, when configured.
+    #[cfg(feature = "metrics")]
+    metrics: Option<MetricsEndpoint>,
 }
 
 /// Work that no new event will announce (edge-triggered readiness is reported once), and
@@ -154,6 +171,7 @@ impl Server {
                 }
             }
             WAKER => self.on_wake(now),
+            token if self.is_metrics_token(token) => self.on_metrics_ready(token, now),
             Token(key) => {
                 if let Some(slot) = self.slots.get_mut(key) {
                     slot.conn.on_readiness(Readiness {
@@ -272,6 +290,9 @@ impl Server {
             let reason = slot.conn.close_reason().unwrap_or(CloseReason::IoError);
             log::debug!("closed {} (#{key}): {reason:?}", slot.peer);
             self.stats.record_close(reason);
+            // Whatever it still owed its peer was read and will never be echoed.
+            self.stats
+                .record_discard(reason, slot.conn.pending() as u64);
         }
         self.timers.sweep(&self.slots);
         // A descriptor was freed: if accepting paused for lack of one, try again now.

@@ -98,7 +98,11 @@ impl Server {
             self.queues.accept_ready = true;
         }
         if self.timers.stats_due(now) {
-            log::info!("stats {}", self.stats());
+            self.log_report();
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.expire(now);
         }
         if self.shutdown.deadline_passed(now) {
             self.abort_remaining();
@@ -145,6 +149,7 @@ impl Server {
             self.timers.next_stats_at,
             self.shutdown.deadline(),
             self.timers.deadlines.next(),
+            self.metrics_deadline(),
         ]
         .into_iter()
         .flatten()
