@@ -6,7 +6,7 @@
 //! load-test peer, and a safe default on a developer's machine (loopback only).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// The default port for both TCP and UDP. Echo's well-known port is 7 (RFC 862), which needs
@@ -77,6 +77,9 @@ pub struct Config {
     /// Close a connection whose pending output made no write progress for this long (a client
     /// that writes but never reads). Default 60 s.
     pub stall_timeout: Option<Duration>,
+    /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` from the event loop itself.
+    /// Default off. Port 0 picks a free one. Needs the `metrics` feature (on by default).
+    pub metrics: Option<SocketAddr>,
 }
 
 pub use crate::descriptors::RESERVED_FDS;
@@ -114,6 +117,7 @@ impl Default for Config {
             memory_budget: 1 << 30,
             idle_timeout: None,
             stall_timeout: Some(Duration::from_secs(60)),
+            metrics: None,
         }
     }
 }
@@ -139,6 +143,8 @@ pub enum ConfigError {
     MemoryBudgetTooSmall,
     /// `idle_timeout` or `stall_timeout` is zero (use `None` to turn it off).
     ZeroTimeout,
+    /// `metrics` is set, but the library was built without its `metrics` feature.
+    MetricsNotBuilt,
 }
 
 /// The smallest `max_pending`: one read's worth of echo.
@@ -165,6 +171,9 @@ impl fmt::Display for ConfigError {
             ConfigError::MemoryBudgetTooSmall => "memory-budget must be at least 1M",
             ConfigError::ZeroTimeout => {
                 "timeouts must be longer than zero (leave them off instead)"
+            }
+            ConfigError::MetricsNotBuilt => {
+                "metrics were asked for, but echoloop was built without its `metrics` feature"
             }
         })
     }
@@ -207,6 +216,10 @@ impl Config {
                     || self.stall_timeout == Some(Duration::ZERO),
                 ConfigError::ZeroTimeout,
             ),
+            (
+                self.metrics.is_some() && !cfg!(feature = "metrics"),
+                ConfigError::MetricsNotBuilt,
+            ),
         ];
         match checks.into_iter().find(|(failed, _)| *failed) {
             Some((_, error)) => Err(error),
@@ -217,6 +230,11 @@ impl Config {
     /// True when the bind address reaches beyond this machine.
     pub fn is_exposed(&self) -> bool {
         !self.bind.is_loopback()
+    }
+
+    /// True when the metrics endpoint reaches beyond this machine.
+    pub fn metrics_exposed(&self) -> bool {
+        self.metrics.is_some_and(|addr| !addr.ip().is_loopback())
     }
 }
 

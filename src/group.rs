@@ -17,9 +17,10 @@
 //!   `zero_copy_conns` are totals over the group, counted in one place, so they hold exactly
 //!   however unevenly connections land; `memory_budget` is split evenly (it is checked on every
 //!   drive, where a shared count would cost an atomic per echo).
-//! - the stats board: at each stats tick a reactor posts a copy of its counters; reactor 0
-//!   logs the sum (and each reactor's line at debug level). The summary is the sum of the
-//!   reactors' final counters.
+//! - the stats board: at each stats tick (and report request) a reactor posts a copy of its
+//!   counters; reactor 0 logs the sum with rates (and each reactor's line at debug level), and
+//!   alone serves `/metrics`, from the board (reactors post every second while it is on). The
+//!   summary is the sum of the reactors' final counters.
 //! - one [`ShutdownHandle`] wakes them all; each drains for the same `drain_timeout`.
 //!
 //! With one reactor, [`ServerGroup::run`] runs it on the calling thread: exactly
@@ -27,12 +28,13 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::descriptors;
 use crate::error::ServerError;
 use crate::net::{self, Sharing};
-use crate::reactor::{log_start, Server, SharedLimits, ShutdownHandle};
+use crate::reactor::{log_start, ReportHandle, Server, SharedLimits, ShutdownHandle};
 use crate::stats::Stats;
 
 /// N reactors serving one address. Create with [`ServerGroup::bind`], run with
@@ -84,10 +86,14 @@ impl ServerGroup {
             servers.push(Server::with_sockets(&others, bound, Arc::clone(&shared))?);
         }
         if reactors > 1 {
+            // With a `/metrics` page, reactors post their counters every second for it.
+            let post_every = config.metrics.map(|_| Duration::from_secs(1));
             for (index, server) in servers.iter_mut().enumerate() {
-                server.report_to(Reporter {
+                server.join_group(GroupMember {
                     board: Arc::clone(&board),
                     index,
+                    post_every,
+                    next_post: None,
                 });
             }
         }
@@ -122,6 +128,18 @@ impl ServerGroup {
     /// One handle that stops every reactor from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle::join(self.servers.iter().map(Server::shutdown_handle))
+    }
+
+    /// One handle that asks every reactor for a report; reactor 0 logs the sum.
+    pub fn report_handle(&self) -> ReportHandle {
+        ReportHandle::join(self.servers.iter().map(Server::report_handle))
+    }
+
+    /// The bound `/metrics` address (served by reactor 0), when `Config::metrics` asked for
+    /// one.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.servers.first().and_then(Server::metrics_addr)
     }
 
     /// Runs every reactor, each on its own thread (one alone runs on the calling thread), and
@@ -221,31 +239,70 @@ impl StatsBoard {
     }
 }
 
-/// A reactor's place on the board: where its stats line goes instead of the log.
+/// A reactor's place in the group: where its counters are posted.
 #[derive(Debug)]
-pub(crate) struct Reporter {
+pub(crate) struct GroupMember {
     board: Arc<StatsBoard>,
     index: usize,
+    /// How often to post unasked (for the `/metrics` page reactor 0 serves); `None`: only at
+    /// stats ticks and report requests.
+    post_every: Option<Duration>,
+    next_post: Option<Instant>,
 }
 
-impl Reporter {
-    /// Posts this reactor's counters at its stats tick. Reactor 0 logs the group's sum: the
-    /// others' posts are at most one interval old (their ticks run on their own clocks).
-    pub(crate) fn report(&self, stats: Stats) {
+impl GroupMember {
+    /// Posts this reactor's counters (at a stats tick or a report request). Reactor 0 gets the
+    /// group's sum back, to log: the others' posts are at most one interval old (their ticks
+    /// run on their own clocks, and a report request reaches each in its own turn).
+    pub(crate) fn post(&self, stats: Stats) -> Option<Stats> {
         log::debug!("reactor {}: stats {stats}", self.index);
-        {
-            let mut posted = self
-                .board
-                .posted
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(slot) = posted.get_mut(self.index) {
-                *slot = stats;
+        self.store(stats);
+        (self.index == 0).then(|| self.board.sum())
+    }
+
+    /// Puts this reactor's counters on the board.
+    pub(crate) fn store(&self, stats: Stats) {
+        let mut posted = self
+            .board
+            .posted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = posted.get_mut(self.index) {
+            *slot = stats;
+        }
+    }
+
+    /// Every reactor's counters: `own` (fresh) for this one, the others as last posted.
+    pub(crate) fn snapshots(&self, own: Stats) -> Vec<Stats> {
+        let mut all = self
+            .board
+            .posted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(slot) = all.get_mut(self.index) {
+            *slot = own;
+        }
+        all
+    }
+
+    /// True when an unasked post is due at `now`; schedules the next.
+    pub(crate) fn post_due(&mut self, now: Instant) -> bool {
+        let Some(every) = self.post_every else {
+            return false;
+        };
+        match self.next_post {
+            Some(at) if now < at => false,
+            _ => {
+                self.next_post = now.checked_add(every);
+                true
             }
         }
-        if self.index == 0 {
-            log::info!("stats {}", self.board.sum());
-        }
+    }
+
+    /// When the next unasked post is due, if any.
+    pub(crate) fn next_post(&self) -> Option<Instant> {
+        self.post_every.and(self.next_post)
     }
 }
 

@@ -50,6 +50,8 @@
 //! - `reactor/timers.rs`: idle and stall deadlines, the stats line, the poll timeout.
 //! - `reactor/deadlines.rs`: the min-heap of deadlines with lazy re-arming.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
+//! - `reactor/report.rs`: [`ReportHandle`] and the stats line (totals and rates).
+//! - `reactor/scrape.rs`: the metrics endpoint's tokens and hooks in the loop.
 //! - `reactor/bind.rs`: [`Server::bind`]: sockets, poller, policies from the config.
 //! - [`connection`]: one TCP connection's state machine, [`Readiness`](connection::Readiness)
 //!   in, an [`Outcome`](connection::Outcome) out; `connection/script.rs` holds its test
@@ -61,14 +63,17 @@
 //!   destination), the reflection and loop guards, and the bounded reply queue.
 //! - `net.rs`: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
-//! - `stats.rs`: [`Stats`] counters and [`CloseReason`].
+//! - `stats.rs`: [`Stats`] counters and [`CloseReason`]; the byte and datagram accounting.
+//! - `report.rs`: the periodic stats line: totals and per-second rates over the interval.
+//! - [`metrics`] (feature `metrics`): the Prometheus `/metrics` endpoint on the same loop.
 //! - `error.rs`: [`ServerError`], for setup and fatal failures.
 //! - [`units`]: sizes and durations as typed on a command line.
 //!
 //! The public API is what an embedder needs: [`Server`], [`ServerGroup`], [`ShutdownHandle`],
-//! [`descriptors`], [`Config`] (with
-//! [`config`]'s defaults), [`Stats`], [`CloseReason`], the errors, and [`connection`], the
-//! reusable state machine (also what the benches and the fuzz target drive).
+//! [`ReportHandle`], [`descriptors`], [`Config`] (with [`config`]'s defaults), [`Stats`],
+//! [`CloseReason`], the errors, and [`connection`], the reusable state machine (also what the
+//! benches and the fuzz target drive); with the `metrics` feature, [`metrics`] (the endpoint
+//! and the page renderer).
 //!
 //! The `echoloop` binary (`src/bin/echoloop/`, feature `cli`) maps its flags onto [`Config`].
 //! The load generator, `echoloop-bench`, is a crate of its own in `loadgen/`: it shares no code
@@ -94,8 +99,11 @@ pub mod connection;
 pub mod descriptors;
 mod error;
 mod group;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod net;
 mod reactor;
+mod report;
 mod stats;
 mod udp;
 pub mod units;
@@ -104,5 +112,5 @@ mod zero_copy;
 pub use config::{Config, ConfigError};
 pub use error::ServerError;
 pub use group::ServerGroup;
-pub use reactor::{Server, ShutdownHandle};
+pub use reactor::{ReportHandle, Server, ShutdownHandle};
 pub use stats::{CloseReason, Stats};

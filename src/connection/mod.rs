@@ -598,9 +598,15 @@ impl<P> Connection<P> {
         let mut sent = 0;
         if self.pending() == 0 && self.ready.writable {
             // The fast path: straight from the shared scratch buffer back to the socket.
-            match write_nonblocking(io, data)? {
-                Some(written) => sent = written,
-                None => self.ready.writable = false,
+            match write_nonblocking(io, data) {
+                Ok(Some(written)) => sent = written,
+                Ok(None) => self.ready.writable = false,
+                Err(reason) => {
+                    // Read but never echoed: keep it as pending so the reactor counts it as
+                    // discarded under this close reason (every byte read is accounted for).
+                    self.owed_mut().buffer.extend_from_slice(data);
+                    return Err(reason);
+                }
             }
             budget.spend_write(sent, outcome);
         }

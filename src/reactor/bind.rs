@@ -3,6 +3,7 @@
 //! server: its addresses, a shutdown handle, the counters so far.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,16 +14,24 @@ use slab::Slab;
 use super::admission::Admission;
 use super::memory::MemoryBudget;
 use super::pipes::PipeBudget;
+use super::report::ReportHandle;
 use super::shared::SharedLimits;
 use super::shutdown::{Shutdown, ShutdownHandle};
 use super::timers::Timers;
 use super::{Queues, Server, LISTENER, SCRATCH_SIZE, UDP, WAKER};
+#[cfg(feature = "metrics")]
+use super::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
 use crate::config::Config;
 use crate::connection::Limits;
 use crate::descriptors::{self, reserve};
 use crate::error::ServerError;
-use crate::group::Reporter;
+#[cfg(feature = "metrics")]
+use crate::error::METRICS;
+use crate::group::GroupMember;
+#[cfg(feature = "metrics")]
+use crate::metrics::MetricsEndpoint;
 use crate::net::{self, Bound, Sharing};
+use crate::report::Reporter;
 use crate::stats::Stats;
 use crate::udp::UdpEcho;
 
@@ -66,6 +75,18 @@ impl Server {
             udp_addr = Some(udp.local_addr());
             udp.register(registry, UDP).map_err(ServerError::Poll)?;
         }
+        #[cfg(feature = "metrics")]
+        let metrics = config
+            .metrics
+            .map(|addr| {
+                MetricsEndpoint::bind(addr, registry, METRICS_LISTENER, METRICS_FIRST_SCRAPE)
+                    .map_err(|source| ServerError::Bind {
+                        protocol: METRICS,
+                        addr,
+                        source,
+                    })
+            })
+            .transpose()?;
         let limits = Limits {
             high_water: config.max_pending,
             low_water: config.low_water,
@@ -90,13 +111,17 @@ impl Server {
             // something sensible.
             started: Instant::now(),
             stats: Stats::default(),
-            reporter: None,
+            reporter: Reporter::default(),
+            report_requested: Arc::new(AtomicBool::new(false)),
+            #[cfg(feature = "metrics")]
+            metrics,
+            group: None,
         })
     }
 
-    /// Makes this server one reactor of a group: its stats line goes to `reporter`.
-    pub(crate) fn report_to(&mut self, reporter: Reporter) {
-        self.reporter = Some(reporter);
+    /// Makes this server one reactor of a group: its reports go to the group's board.
+    pub(crate) fn join_group(&mut self, member: GroupMember) {
+        self.group = Some(member);
     }
 
     /// The bound TCP address, unless TCP is off.
@@ -114,14 +139,29 @@ impl Server {
         self.shutdown.handle()
     }
 
-    /// The counters so far (an embedder running the loop elsewhere gets them from `run`).
+    /// The counters so far (an embedder running the loop elsewhere gets them from `run`),
+    /// with the gauges (pending bytes, pipes, queued datagrams) read now.
     pub fn stats(&self) -> Stats {
         Stats {
             // Not the turn's `now`: this is also called from outside the loop.
             uptime: self.started.elapsed(),
             pending_bytes: self.memory.pending_total() as u64,
+            zero_copy_pipes_open: self.pipes.open() as u64,
+            udp_queued_datagrams: self.udp.as_ref().map_or(0, |udp| udp.queued() as u64),
             ..self.stats.clone()
         }
+    }
+
+    /// The bound `/metrics` address, when [`Config::metrics`] asked for one.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|endpoint| endpoint.local_addr())
+    }
+
+    /// A handle that asks this server, from another thread, to log its counters and rates now
+    /// (the binary sends one on SIGUSR1).
+    pub fn report_handle(&self) -> ReportHandle {
+        ReportHandle::new(&self.report_requested, self.shutdown.waker())
     }
 }
 
@@ -135,6 +175,14 @@ pub(crate) fn log_start(config: &Config, reactors: usize) {
             "listening on {}: the echo service is exposed beyond this machine \
              (a public UDP echo can be abused as a reflection amplifier)",
             config.bind
+        );
+    }
+    if config.metrics_exposed() {
+        log::warn!(
+            "metrics on {}: the counters are readable beyond this machine",
+            config
+                .metrics
+                .map_or_else(String::new, |addr| addr.to_string())
         );
     }
     let Some(files) = descriptors::open_file_limit().map(|limit| limit.soft) else {

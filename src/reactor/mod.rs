@@ -21,6 +21,8 @@ mod bind;
 mod deadlines;
 mod memory;
 mod pipes;
+mod report;
+mod scrape;
 mod shared;
 mod shutdown;
 mod slot;
@@ -29,6 +31,8 @@ mod turn;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::event::Event;
@@ -40,6 +44,9 @@ use self::admission::Admission;
 pub(crate) use self::bind::log_start;
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
+pub use self::report::ReportHandle;
+#[cfg(feature = "metrics")]
+use self::scrape::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
 pub(crate) use self::shared::SharedLimits;
 use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
@@ -48,7 +55,10 @@ use self::timers::Timers;
 use self::turn::Turn;
 use crate::connection::Readiness;
 use crate::error::ServerError;
-use crate::group::Reporter;
+use crate::group::GroupMember;
+#[cfg(feature = "metrics")]
+use crate::metrics::MetricsEndpoint;
+use crate::report::Reporter;
 use crate::stats::{CloseReason, Stats};
 use crate::udp::UdpEcho;
 
@@ -118,8 +128,16 @@ pub struct Server {
     udp_addr: Option<SocketAddr>,
     started: Instant,
     stats: Stats,
-    /// Where the stats line goes when this is one reactor of a `ServerGroup` (else the log).
-    reporter: Option<Reporter>,
+    /// The previous report, so the next stats line can show rates.
+    reporter: Reporter,
+    /// Set by a [`ReportHandle`]; checked when the waker fires.
+    report_requested: Arc<AtomicBool>,
+    /// The `/metrics` endpoint, when configured.
+    #[cfg(feature = "metrics")]
+    metrics: Option<MetricsEndpoint>,
+    /// This reactor's place in a `ServerGroup`, if it is one of several: its reports are
+    /// posted there and reactor 0 logs (and serves) the sum.
+    group: Option<GroupMember>,
 }
 
 /// Work that no new event will announce (edge-triggered readiness is reported once), and
@@ -161,6 +179,7 @@ impl Server {
                 }
             }
             WAKER => self.on_wake(now),
+            token if self.is_metrics_token(token) => self.on_metrics_ready(token, now),
             Token(key) => {
                 if let Some(slot) = self.slots.get_mut(key) {
                     slot.conn.on_readiness(Readiness {
@@ -287,6 +306,9 @@ impl Server {
             log::debug!("closed {} (#{key}): {reason:?}", self.peer(key));
             self.admission.forget(key);
             self.stats.record_close(reason);
+            // Whatever it still owed its peer was read and will never be echoed.
+            self.stats
+                .record_discard(reason, slot.conn.pending() as u64);
         }
         self.timers.sweep(&self.slots);
         // A descriptor was freed: if accepting paused for lack of one, try again now.

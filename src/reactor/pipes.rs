@@ -44,6 +44,11 @@ pub(super) struct PipeBudget {
 }
 
 impl PipeBudget {
+    /// Pipes held by this reactor's connections now.
+    pub(super) fn open(&self) -> usize {
+        self.holders.len()
+    }
+
     /// No pipe held yet; the limits are counted in `shared`.
     pub(super) fn new(shared: Arc<SharedLimits>) -> PipeBudget {
         PipeBudget {

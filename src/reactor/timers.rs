@@ -104,11 +104,13 @@ impl Server {
             self.queues.accept_ready = true;
         }
         self.sweep_idle_pipes(now);
+        self.post_if_due(now);
         if self.timers.stats_due(now) {
-            match &self.reporter {
-                None => log::info!("stats {}", self.stats()),
-                Some(group) => group.report(self.stats()),
-            }
+            self.log_report();
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.expire(now);
         }
         if self.shutdown.deadline_passed(now) {
             self.abort_remaining();
@@ -157,6 +159,8 @@ impl Server {
             self.shutdown.deadline(),
             self.timers.deadlines.next(),
             self.pipes.next_sweep(),
+            self.group.as_ref().and_then(|member| member.next_post()),
+            self.metrics_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -13,6 +13,8 @@ use echoloop::{Config, ServerError, ShutdownHandle, Stats};
 pub struct TestServer {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
+    /// The `/metrics` endpoint, when `Config::metrics` asked for one.
+    pub metrics: Option<SocketAddr>,
     running: Running<Stats>,
 }
 
@@ -29,21 +31,40 @@ impl TestServer {
         TestServer::bound_to(IpAddr::from([127, 0, 0, 1]), config)
     }
 
+    /// Starts a server with `config` as given (its drain timeout included), forced onto
+    /// loopback and port 0: for tests of what the drain deadline does.
+    #[track_caller]
+    pub fn with_drain(config: Config) -> TestServer {
+        TestServer::start_on(IpAddr::from([127, 0, 0, 1]), config)
+    }
+
     /// Starts a server with `config` bound to `bind` (a wildcard, or another loopback
     /// address), port 0, with a 3 s drain. The test must still send only loopback traffic;
     /// a wildcard bind lasts as long as the test.
     #[track_caller]
     pub fn bound_to(bind: IpAddr, config: Config) -> TestServer {
+        TestServer::start_on(
+            bind,
+            Config {
+                drain_timeout: Duration::from_secs(3),
+                ..config
+            },
+        )
+    }
+
+    /// Binds `config` on `bind`, port 0, and runs it on its own thread.
+    #[track_caller]
+    fn start_on(bind: IpAddr, config: Config) -> TestServer {
         let config = Config {
             bind,
             port: 0,
-            drain_timeout: Duration::from_secs(3),
             ..config
         };
         let server = echoloop::Server::bind(config).expect("bind test server");
         TestServer {
             tcp: server.tcp_addr(),
             udp: server.udp_addr(),
+            metrics: server.metrics_addr(),
             running: Running::spawn(
                 "echoloop-test-server",
                 server.shutdown_handle(),
