@@ -8,7 +8,7 @@
 #
 # Defaults: reactors 1, 2, 4, ... up to the number of cores; generator threads = cores;
 # pingpong, 200 connections, 64 B, 5 s after 1 s of warm-up, 3 repeats (a fresh server per
-# run). --pin passes --pin to the server (reactor i on core i); the generator is not pinned.
+# run), interleaved. --pin passes --pin to the server (reactor i on core i); the generator is not pinned.
 # --server PATH measures another build (e.g. an older commit's; --threads is passed only
 # above 1, so a build without the flag can be measured at 1).
 #
@@ -93,8 +93,9 @@ ticks() {
 
 status=0
 printf '%-8s %-4s %12s %14s %10s\n' reactors run "msgs/s" "srv µs/msg" "srv cores" | tee "$out/table.txt"
-for r in $reactors; do
-	for ((i = 1; i <= repeats; i++)); do
+# Interleaved (1, 2, 4, 1, 2, 4, ...), so a change in the machine's load hits every count.
+for ((i = 1; i <= repeats; i++)); do
+	for r in $reactors; do
 		: >"$out/server-$r-$i.stdout"
 		threads=()
 		((r > 1)) && threads=(--threads "$r")
@@ -139,14 +140,20 @@ python3 - "$out/table.txt" <<-'EOF' | tee -a "$out/summary.txt"
 	for line in open(sys.argv[1]):
 	    parts = line.split()
 	    if len(parts) == 5 and parts[0].isdigit():
-	        rows.setdefault(int(parts[0]), []).append((float(parts[2]), float(parts[3])))
-	base = None
-	for r in sorted(rows):
-	    rate = statistics.median(x for x, _ in rows[r])
-	    cpu = statistics.median(y for _, y in rows[r])
-	    base = base or (rate, cpu)
-	    print(f"reactors {r}: {rate:,.0f} msgs/s ({rate / base[0]:.2f}x), "
-	          f"server CPU {cpu:.3f} µs/msg ({cpu / base[1]:.2f}x)")
+	        rows[(int(parts[0]), int(parts[1]))] = (float(parts[2]), float(parts[3]))
+	counts = sorted({r for r, _ in rows})
+	base = counts[0]
+	for r in counts:
+	    runs = sorted(i for rr, i in rows if rr == r)
+	    rate = statistics.median(rows[(r, i)][0] for i in runs)
+	    cpu = statistics.median(rows[(r, i)][1] for i in runs)
+	    # Ratios within each repeat (the runs were interleaved), then their median: robust to
+	    # the machine's load drifting between repeats.
+	    pairs = [i for i in runs if (base, i) in rows]
+	    rate_ratio = statistics.median(rows[(r, i)][0] / rows[(base, i)][0] for i in pairs)
+	    cpu_ratio = statistics.median(rows[(r, i)][1] / rows[(base, i)][1] for i in pairs)
+	    print(f"reactors {r}: {rate:,.0f} msgs/s, server CPU {cpu:.3f} µs/msg; "
+	          f"per repeat vs {base}: {rate_ratio:.2f}x msgs/s, {cpu_ratio:.2f}x CPU/msg")
 EOF
 echo "raw results: $out"
 exit $status
