@@ -53,6 +53,7 @@ pub mod deadlines;
 pub mod error;
 pub mod net;
 pub mod reactor;
+pub mod service;
 pub mod stats;
 pub mod udp;
 pub mod units;
