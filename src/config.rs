@@ -9,6 +9,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::listen::{Listener, Protocol};
+use crate::service::ServiceKind;
+
 /// The default port for both TCP and UDP. Echo's well-known port is 7 (RFC 862), which needs
 /// privileges; 7007 keeps the 7 and is unprivileged.
 pub const DEFAULT_PORT: u16 = 7007;
@@ -73,6 +76,13 @@ pub struct Config {
     /// Close a connection whose pending output made no write progress for this long (a client
     /// that writes but never reads). Default 60 s.
     pub stall_timeout: Option<Duration>,
+    /// More listeners, beside the echo listener that `bind`, `port`, `tcp` and `udp`
+    /// describe (turn both of those off to serve only these). Each carries its service.
+    pub listeners: Vec<Listener>,
+    /// Replies per second per source address for a UDP service that can amplify (all but
+    /// echo and discard) on a listener bound beyond loopback; bursts of twice that, and 100
+    /// times that from all sources together. See `service::reply_limit`. Default 10.
+    pub udp_reply_rate: u32,
 }
 
 /// Descriptors kept back from `max_connections` for the listener, UDP, the poller, logging,
@@ -127,6 +137,8 @@ impl Default for Config {
             memory_budget: 1 << 30,
             idle_timeout: None,
             stall_timeout: Some(Duration::from_secs(60)),
+            listeners: Vec::new(),
+            udp_reply_rate: 10,
         }
     }
 }
@@ -147,8 +159,10 @@ impl Config {
     /// Checks that the values make sense together. `Server::bind` calls this first.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |msg: &str| Err(ConfigError(msg.to_string()));
-        if !self.tcp && !self.udp {
-            return fail("both TCP and UDP are turned off; nothing to serve");
+        if self.all_listeners().is_empty() {
+            return fail(
+                "both TCP and UDP are turned off and no other listener is set; nothing to serve",
+            );
         }
         if self.backlog == 0 {
             return fail("backlog must be at least 1");
@@ -177,9 +191,24 @@ impl Config {
         Ok(())
     }
 
-    /// True when the bind address reaches beyond this machine.
+    /// True when a listener reaches beyond this machine.
     pub fn is_exposed(&self) -> bool {
-        !self.bind.is_loopback()
+        self.all_listeners()
+            .iter()
+            .any(|listener| !listener.addr.ip().is_loopback())
+    }
+
+    /// Every listener to bind: the echo listener on `bind:port` (unless TCP and UDP are both
+    /// off), then `listeners`.
+    pub fn all_listeners(&self) -> Vec<Listener> {
+        let echo = Protocol::from_flags(self.tcp, self.udp).map(|protocol| Listener {
+            service: ServiceKind::Echo,
+            protocol,
+            addr: std::net::SocketAddr::new(self.bind, self.port),
+        });
+        echo.into_iter()
+            .chain(self.listeners.iter().cloned())
+            .collect()
     }
 }
 
@@ -219,6 +248,18 @@ mod tests {
             ..Config::default()
         };
         assert!(off.validate().is_err());
+        let only_time = Config {
+            tcp: false,
+            udp: false,
+            listeners: vec![Listener {
+                service: ServiceKind::Time,
+                protocol: Protocol::Udp,
+                addr: "127.0.0.1:0".parse().unwrap(),
+            }],
+            ..Config::default()
+        };
+        assert_eq!(only_time.validate(), Ok(()));
+        assert_eq!(only_time.all_listeners(), only_time.listeners);
         let water = Config {
             low_water: Config::default().max_pending,
             ..Config::default()
@@ -243,5 +284,12 @@ mod tests {
             ..Config::default()
         };
         assert!(!v6.is_exposed());
+        let mut public_time = Config::default();
+        public_time.listeners.push(Listener {
+            service: ServiceKind::Time,
+            protocol: Protocol::Both,
+            addr: "[::]:37".parse().unwrap(),
+        });
+        assert!(public_time.is_exposed());
     }
 }

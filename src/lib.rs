@@ -51,6 +51,7 @@ pub mod connection;
 pub mod connection_script;
 pub mod deadlines;
 pub mod error;
+pub mod listen;
 pub mod net;
 pub mod reactor;
 pub mod service;

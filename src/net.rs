@@ -1,9 +1,15 @@
 //! Binding the listening sockets: options that must be set before `bind`, and one port for both
-//! protocols.
+//! protocols of a listener.
 //!
-//! `socket2` is used because std and mio cannot set `SO_REUSEADDR` or choose the listen backlog.
-//! With `--port 0` the kernel picks the TCP port, and UDP then binds the same number; if that
-//! number happens to be taken for UDP, we try again with a fresh TCP port.
+//! `socket2` is used because std and mio cannot set `SO_REUSEADDR`, `IPV6_V6ONLY` or choose the
+//! listen backlog. With port 0 the kernel picks the TCP port, and UDP then binds the same
+//! number; if that number happens to be taken for UDP, we try again with a fresh TCP port.
+//!
+//! Every IPv6 socket is `IPV6_V6ONLY`, set explicitly rather than left to the
+//! `net.ipv6.bindv6only` sysctl: `::` then serves IPv6 only, the same on every machine, and
+//! `--bind :: --bind 0.0.0.0` binds both families on one port without the second bind failing
+//! with "address in use". (With the option off, `::` would also take IPv4 as v4-mapped
+//! addresses, and the server's own-address checks would have to unwrap them.)
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -12,6 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::listen::Listener;
 
 /// The sockets a server listens on, already non-blocking.
 #[derive(Debug)]
@@ -25,18 +32,53 @@ pub struct Bound {
 /// How many fresh ports to try when `--port 0` finds the UDP twin of a TCP port taken.
 const PORT_ZERO_ATTEMPTS: usize = 16;
 
+/// A listener with its sockets bound.
+#[derive(Debug)]
+pub struct BoundListener {
+    /// What was asked for (the address may say port 0).
+    pub listener: Listener,
+    /// The sockets.
+    pub sockets: Bound,
+}
+
+/// Binds every listener `config` names, in order.
+pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, ServerError> {
+    config
+        .all_listeners()
+        .into_iter()
+        .map(|listener| {
+            let sockets = bind_pair(
+                listener.addr,
+                listener.protocol.tcp(),
+                listener.protocol.udp(),
+                config.backlog,
+            )?;
+            Ok(BoundListener { listener, sockets })
+        })
+        .collect()
+}
+
 /// Binds what `config` asks for, TCP and UDP on the same port.
 pub fn bind(config: &Config) -> Result<Bound, ServerError> {
-    let wanted = SocketAddr::new(config.bind, config.port);
-    let attempts = if config.port == 0 && config.tcp && config.udp {
+    bind_pair(
+        SocketAddr::new(config.bind, config.port),
+        config.tcp,
+        config.udp,
+        config.backlog,
+    )
+}
+
+/// Binds TCP, UDP or both on `wanted`; with port 0, both sides get the same number.
+fn bind_pair(wanted: SocketAddr, tcp: bool, udp: bool, backlog: u32) -> Result<Bound, ServerError> {
+    let attempts = if wanted.port() == 0 && tcp && udp {
         PORT_ZERO_ATTEMPTS
     } else {
         1
     };
     let mut last_error = None;
     for _ in 0..attempts {
-        let tcp = match config.tcp {
-            true => Some(bind_tcp(wanted, config.backlog)?),
+        let tcp = match tcp {
+            true => Some(bind_tcp(wanted, backlog)?),
             false => None,
         };
         let udp_addr = match &tcp {
@@ -45,7 +87,7 @@ pub fn bind(config: &Config) -> Result<Bound, ServerError> {
                 .map_err(|e| bind_error("TCP", wanted, e))?,
             None => wanted,
         };
-        if !config.udp {
+        if !udp {
             return Ok(Bound { tcp, udp: None });
         }
         match bind_udp(udp_addr) {
@@ -66,6 +108,7 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         // A restarted server can rebind while old connections sit in TIME_WAIT.
         socket.set_reuse_address(true)?;
+        v6_only(&socket, addr)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
@@ -78,6 +121,7 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     let setup = || -> io::Result<UdpSocket> {
         // No SO_REUSEADDR for UDP: on Linux it would let a second process share the port.
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        v6_only(&socket, addr)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         Ok(socket.into())
@@ -85,10 +129,52 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     setup().map_err(|e| bind_error("UDP", addr, e))
 }
 
+/// IPv6 sockets serve IPv6 only, whatever the sysctl says (see the module doc).
+fn v6_only(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    match addr {
+        SocketAddr::V6(_) => socket.set_only_v6(true),
+        SocketAddr::V4(_) => Ok(()),
+    }
+}
+
 fn bind_error(protocol: &'static str, addr: SocketAddr, source: io::Error) -> ServerError {
     ServerError::Bind {
         protocol,
         addr,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listen::Protocol as Proto;
+    use crate::service::ServiceKind;
+
+    #[test]
+    fn port_zero_gives_both_protocols_one_port_and_v6_is_v6_only() {
+        let bound = bind_pair("[::1]:0".parse().unwrap(), true, true, 16).expect("bind ::1");
+        let tcp = bound.tcp.expect("tcp").local_addr().unwrap();
+        let udp = bound.udp.expect("udp");
+        assert_eq!(tcp.port(), udp.local_addr().unwrap().port());
+        assert!(socket2::SockRef::from(&udp).only_v6().unwrap());
+    }
+
+    #[test]
+    fn bind_all_binds_the_echo_listener_then_the_others() {
+        let mut config = Config {
+            port: 0,
+            ..Config::default()
+        };
+        config.listeners.push(Listener {
+            service: ServiceKind::Time,
+            protocol: Proto::Udp,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        });
+        let bound = bind_all(&config).expect("bind");
+        assert_eq!(bound.len(), 2);
+        assert_eq!(bound[0].listener.service, ServiceKind::Echo);
+        assert!(bound[0].sockets.tcp.is_some() && bound[0].sockets.udp.is_some());
+        assert!(bound[1].sockets.tcp.is_none() && bound[1].sockets.udp.is_some());
     }
 }

@@ -26,7 +26,9 @@ use crate::config::{open_file_limit, Config, RESERVED_FDS};
 use crate::connection::{Connection, Limits};
 use crate::deadlines::{Deadlines, Owner};
 use crate::error::ServerError;
+use crate::listen::{Endpoint, Protocol};
 use crate::net;
+use crate::service::ServiceKind;
 use crate::stats::{CloseReason, Stats};
 use crate::udp::{UdpEcho, MAX_DATAGRAM};
 use crate::zero_copy::{Pipe, Spliced};
@@ -244,6 +246,24 @@ impl Server {
     /// The bound UDP address, unless UDP is off.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
+    }
+
+    /// Every bound socket with the service it serves, in the order of the configuration.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let echo = |protocol, addr: Option<SocketAddr>| {
+            addr.map(|addr| Endpoint {
+                service: ServiceKind::Echo,
+                protocol,
+                addr,
+            })
+        };
+        [
+            echo(Protocol::Tcp, self.tcp_addr),
+            echo(Protocol::Udp, self.udp_addr),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// A handle that stops this server from another thread.

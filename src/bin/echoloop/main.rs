@@ -6,10 +6,11 @@
 //! cuts the drain short.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 mod cli;
+mod listening;
+mod logging;
 
 use cli::Parsed;
 use echoloop::{Server, ShutdownHandle};
@@ -25,48 +26,55 @@ fn main() -> ExitCode {
         }
         Parsed::Invalid(message) => return fail(&message, 2),
     };
-    init_logging(cli.log_level);
-    let server = match Server::bind(cli.to_config()) {
+    let sink = cli.log_sink();
+    if let Err(message) = logging::init(cli.log_level, &sink) {
+        return fail(&message, 2);
+    }
+    let to_syslog = sink != logging::Sink::Stderr;
+    let config = match cli.to_config() {
+        Ok(config) => config,
+        Err(message) => return fail_logged(&message, 2, to_syslog),
+    };
+    let server = match Server::bind(config) {
         Ok(server) => server,
-        Err(e) => return fail(&e.to_string(), 2),
+        Err(e) => return fail_logged(&e.to_string(), 2, to_syslog),
     };
     // Handlers first: a script may signal us as soon as it has read the address line.
     if let Err(e) = forward_signals(server.shutdown_handle()) {
-        return fail(&format!("cannot install signal handlers: {e}"), 1);
+        return fail_logged(
+            &format!("cannot install signal handlers: {e}"),
+            1,
+            to_syslog,
+        );
     }
     // One line a script can read to learn the ports (use with --port 0).
-    println!(
-        "listening tcp={} udp={}",
-        show(server.tcp_addr()),
-        show(server.udp_addr())
-    );
+    let listening = listening::line(&server.endpoints());
+    println!("{listening}");
     let _ = std::io::stdout().flush();
+    log::info!("started (pid {}): {listening}", std::process::id());
     match server.run() {
         Ok(stats) => {
             println!("summary {stats}");
+            log::info!("stopped: summary {stats}");
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e.to_string(), 1),
+        Err(e) => fail_logged(&e.to_string(), 1, to_syslog),
     }
 }
 
+/// The one-line failure on stderr, and the exit code.
 fn fail(message: &str, code: u8) -> ExitCode {
     eprintln!("echoloop: {message}");
     ExitCode::from(code)
 }
 
-fn show(addr: Option<SocketAddr>) -> String {
-    addr.map_or_else(|| "off".to_string(), |addr| addr.to_string())
-}
-
-/// `--log-level` wins over `RUST_LOG`, which wins over the default, `info`.
-fn init_logging(level: Option<log::LevelFilter>) {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if let Some(level) = level {
-        builder.filter_level(level);
+/// [`fail`], and the same as an error record when records go to syslog (on stderr the line
+/// is said once).
+fn fail_logged(message: &str, code: u8, to_syslog: bool) -> ExitCode {
+    if to_syslog {
+        log::error!("{message}");
     }
-    builder.init();
+    fail(message, code)
 }
 
 /// The first SIGINT/SIGTERM starts a graceful shutdown; a second one exits at once.
