@@ -20,6 +20,8 @@
 //! - [`udp`]: sequence tracking (sans-IO) and the thread loop for UDP mode.
 //! - [`report`]: the merged result, human and JSON output, exit codes.
 //! - [`sysinfo`]: CPU model, kernel, process CPU time.
+//! - [`ping`], [`time_client`]: the tutorials' clients as tools (`ping`, `time`): one
+//!   blocking socket each, not part of the load machinery.
 //!
 //! Timing of a run: connections open at `start`; traffic before `start + warmup` is sent and
 //! verified but not measured; at `start + warmup + duration` no new message is admitted,
@@ -28,10 +30,12 @@
 pub mod conn;
 pub mod options;
 pub mod payload;
+pub mod ping;
 pub mod report;
 pub mod schedule;
 pub mod stats;
 pub mod sysinfo;
+pub mod time_client;
 pub mod udp;
 mod worker;
 

@@ -15,6 +15,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod tools;
+
 const AFTER_HELP: &str = "\
 Sizes: 64, 1K, 64K, 1M, or a range 64..4K (a random size per message).
 Durations: 10s, 500ms, 2m, or a plain number of seconds.
@@ -122,6 +124,10 @@ enum ModeCmd {
         #[arg(long, default_value = "500ms", value_parser = duration)]
         loss_timeout: Duration,
     },
+    /// Tool: send --count messages at an interval, check each echo, print RTTs as ping does.
+    Ping(tools::PingArgs),
+    /// Tool: ask a time (RFC 868) or unixtime server and print the date.
+    Time(tools::TimeArgs),
 }
 
 fn check_size(s: &str) -> Result<String, String> {
@@ -192,6 +198,11 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(msg) => return usage_error(&msg),
     };
+    match &cli.mode {
+        ModeCmd::Ping(args) => return tools::ping(args, target, &cli.size),
+        ModeCmd::Time(args) => return tools::time(args, target),
+        _ => {}
+    }
     let mode = match cli.mode {
         ModeCmd::Pingpong => Mode::PingPong,
         ModeCmd::Pipeline { depth } => Mode::Pipeline { depth },
@@ -199,6 +210,7 @@ fn main() -> ExitCode {
         ModeCmd::Rate { rate } => Mode::Rate { rate },
         ModeCmd::Churn => Mode::Churn,
         ModeCmd::Udp { rate, window, .. } => Mode::Udp { window, rate },
+        ModeCmd::Ping(_) | ModeCmd::Time(_) => unreachable!("tools returned above"),
     };
     let mut opts = Options::new(mode, target);
     if let ModeCmd::Udp { loss_timeout, .. } = cli.mode {
