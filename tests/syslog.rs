@@ -64,7 +64,10 @@ impl Drop for FakeSyslog {
 #[track_caller]
 fn assert_record(record: &str, severity: u8, pid: u32) {
     let pri = format!("<{}>", 3 * 8 + severity);
-    assert!(record.starts_with(&pri), "priority {pri} expected: {record}");
+    assert!(
+        record.starts_with(&pri),
+        "priority {pri} expected: {record}"
+    );
     assert!(record.contains(&format!("echoloop[{pid}]: ")), "{record}");
 }
 
@@ -111,11 +114,19 @@ fn output_pid(records: &[String]) -> u32 {
 #[test]
 fn a_missing_syslog_socket_is_a_usage_error() {
     let output = Command::new(BIN)
-        .args(["--port", "0", "--syslog-socket", "/nonexistent/echoloop-log"])
+        .args([
+            "--port",
+            "0",
+            "--syslog-socket",
+            "/nonexistent/echoloop-log",
+        ])
         .output()
         .expect("run echoloop");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("echoloop: cannot reach syslog at"), "{stderr}");
+    assert!(
+        stderr.starts_with("echoloop: cannot reach syslog at"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

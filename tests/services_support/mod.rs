@@ -112,9 +112,15 @@ pub fn tcp_read_to_end(addr: SocketAddr, limit: u64) -> Vec<u8> {
 /// Sends one datagram from an unprivileged port and returns the reply.
 #[track_caller]
 pub fn udp_ask(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let local = if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let local = if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
     let socket = UdpSocket::bind(local).expect("bind client");
-    socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     let mut buffer = [0u8; 2048];
     // Loopback does not lose datagrams in practice, but a test must not hang if it does.
     for _ in 0..3 {
