@@ -12,8 +12,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use echoloop::connection::{Connection, Limits, Stream};
-use echoloop::Stats;
+use echoloop::connection::{Connection, Limits, NoPipe, Readiness, Stream};
 
 /// A stream that has `message` ready to read once per `arm`, and whose writes take at most
 /// `accept` bytes before saying `WouldBlock`.
@@ -82,7 +81,6 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500));
     let limits = limits();
     let mut scratch = vec![0u8; 256 << 10];
-    let mut stats = Stats::default();
     for size in [64usize, 65_536] {
         group.throughput(Throughput::Bytes(size as u64));
         let mut io = MemoryStream {
@@ -92,25 +90,25 @@ fn bench(c: &mut Criterion) {
             taken: 0,
         };
 
-        let mut conn = Connection::new();
+        let mut conn = Connection::<NoPipe>::new();
         group.bench_function(BenchmarkId::new("fast_path", size), |b| {
             b.iter(|| {
                 io.arm(usize::MAX);
-                conn.on_event(true, true, false);
-                conn.drive(&mut io, &mut scratch, &limits, &mut stats)
+                conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
+                conn.drive(&mut io, &mut scratch, &limits)
             });
         });
 
-        let mut conn = Connection::new();
+        let mut conn = Connection::<NoPipe>::new();
         group.bench_function(BenchmarkId::new("slow_path", size), |b| {
             b.iter(|| {
                 // Half goes out, half is buffered; then a writable event flushes the rest.
                 io.arm(size / 2);
-                conn.on_event(true, true, false);
-                conn.drive(&mut io, &mut scratch, &limits, &mut stats);
+                conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
+                conn.drive(&mut io, &mut scratch, &limits);
                 io.accept = usize::MAX;
-                conn.on_event(false, true, false);
-                let outcome = conn.drive(&mut io, &mut scratch, &limits, &mut stats);
+                conn.on_readiness(Readiness::WRITABLE);
+                let outcome = conn.drive(&mut io, &mut scratch, &limits);
                 assert_eq!(conn.pending(), 0);
                 outcome
             });

@@ -1,9 +1,9 @@
 //! Server configuration: plain data with defaults and validation.
 //!
 //! `Config` is what an embedder fills in (no clap needed); the `echoloop` binary's CLI only
-//! maps flags onto it (see `cli`). Every knob has a documented default chosen for the three
-//! uses of echoloop: a benchmark target (generous limits, no idle timeout), a load-test peer,
-//! and a safe default on a developer's machine (loopback only).
+//! maps flags onto it (`src/bin/echoloop/cli.rs`). Every knob has a documented default chosen
+//! for the three uses of echoloop: a benchmark target (generous limits, no idle timeout), a
+//! load-test peer, and a safe default on a developer's machine (loopback only).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -89,15 +89,20 @@ pub struct Config {
 /// and for accepting a connection only to close it when the limit is reached.
 pub const RESERVED_FDS: usize = 32;
 
-/// The soft open-file limit of this process (`RLIMIT_NOFILE`), if it can be read.
+/// The soft open-file limit of this process (`RLIMIT_NOFILE`), if it can be read; `u64::MAX`
+/// when it is unlimited.
 pub fn open_file_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit struct, which `limit` is, and reads nothing else.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0).then_some(limit.rlim_cur)
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::process::{getrlimit, Resource};
+        // `None` is RLIM_INFINITY.
+        Some(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
+    }
+    // rustix is a Linux-only dependency here; elsewhere the defaults assume 1024.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        None
+    }
 }
 
 /// Default for [`Config::zero_copy_conns`].
@@ -143,13 +148,57 @@ impl Default for Config {
     }
 }
 
-/// Why a `Config` was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+/// Why a `Config` was refused: which values do not make sense (together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Both `tcp` and `udp` are off.
+    NothingToServe,
+    /// `backlog` is 0.
+    ZeroBacklog,
+    /// `max_pending` is below [`MIN_MAX_PENDING`].
+    MaxPendingTooSmall,
+    /// `low_water` is not below `max_pending`.
+    LowWaterNotBelowMaxPending,
+    /// A per-wakeup budget (`read_budget`, `write_budget`, `accept_budget`) is 0.
+    ZeroBudget,
+    /// `stats_interval` is zero (use `None` to turn periodic stats off).
+    ZeroStatsInterval,
+    /// `max_connections` or `max_per_source` is 0.
+    ZeroConnectionLimit,
+    /// `memory_budget` is below [`MIN_MEMORY_BUDGET`].
+    MemoryBudgetTooSmall,
+    /// `idle_timeout` or `stall_timeout` is zero (use `None` to turn it off).
+    ZeroTimeout,
+}
 
+/// The smallest `max_pending`: one read's worth of echo.
+pub const MIN_MAX_PENDING: usize = 64 * 1024;
+
+/// The smallest `memory_budget`.
+pub const MIN_MEMORY_BUDGET: usize = 1 << 20;
+
+/// One lowercase line, naming the flag that sets the value.
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(match self {
+            ConfigError::NothingToServe => {
+                "nothing to serve: TCP and UDP are both off and no other listener is set"
+            }
+            ConfigError::ZeroBacklog => "backlog must be at least 1",
+            ConfigError::MaxPendingTooSmall => {
+                "max-pending must be at least 64K (one read's worth of echo)"
+            }
+            ConfigError::LowWaterNotBelowMaxPending => {
+                "the low-water mark must be below max-pending"
+            }
+            ConfigError::ZeroBudget => "per-wakeup budgets must be at least 1",
+            ConfigError::ZeroStatsInterval => "stats-interval must be longer than zero",
+            ConfigError::ZeroConnectionLimit => "connection limits must be at least 1",
+            ConfigError::MemoryBudgetTooSmall => "memory-budget must be at least 1M",
+            ConfigError::ZeroTimeout => {
+                "timeouts must be longer than zero (leave them off instead)"
+            }
+        })
     }
 }
 
@@ -158,37 +207,43 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Checks that the values make sense together. `Server::bind` calls this first.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |msg: &str| Err(ConfigError(msg.to_string()));
-        if self.all_listeners().is_empty() {
-            return fail(
-                "both TCP and UDP are turned off and no other listener is set; nothing to serve",
-            );
+        let checks = [
+            (self.all_listeners().is_empty(), ConfigError::NothingToServe),
+            (self.backlog == 0, ConfigError::ZeroBacklog),
+            (
+                self.max_pending < MIN_MAX_PENDING,
+                ConfigError::MaxPendingTooSmall,
+            ),
+            (
+                self.low_water >= self.max_pending,
+                ConfigError::LowWaterNotBelowMaxPending,
+            ),
+            (
+                self.read_budget == 0 || self.write_budget == 0 || self.accept_budget == 0,
+                ConfigError::ZeroBudget,
+            ),
+            (
+                self.stats_interval == Some(Duration::ZERO),
+                ConfigError::ZeroStatsInterval,
+            ),
+            (
+                self.max_connections == 0 || self.max_per_source == Some(0),
+                ConfigError::ZeroConnectionLimit,
+            ),
+            (
+                self.memory_budget < MIN_MEMORY_BUDGET,
+                ConfigError::MemoryBudgetTooSmall,
+            ),
+            (
+                self.idle_timeout == Some(Duration::ZERO)
+                    || self.stall_timeout == Some(Duration::ZERO),
+                ConfigError::ZeroTimeout,
+            ),
+        ];
+        match checks.into_iter().find(|(failed, _)| *failed) {
+            Some((_, error)) => Err(error),
+            None => Ok(()),
         }
-        if self.backlog == 0 {
-            return fail("backlog must be at least 1");
-        }
-        if self.max_pending < 64 * 1024 {
-            return fail("max-pending must be at least 64K (one read's worth of echo)");
-        }
-        if self.low_water >= self.max_pending {
-            return fail("the low-water mark must be below max-pending");
-        }
-        if self.read_budget == 0 || self.write_budget == 0 || self.accept_budget == 0 {
-            return fail("per-wakeup budgets must be at least 1");
-        }
-        if self.stats_interval == Some(Duration::ZERO) {
-            return fail("stats-interval must be longer than zero");
-        }
-        if self.max_connections == 0 || self.max_per_source == Some(0) {
-            return fail("connection limits must be at least 1");
-        }
-        if self.memory_budget < 1 << 20 {
-            return fail("memory-budget must be at least 1M");
-        }
-        if self.idle_timeout == Some(Duration::ZERO) || self.stall_timeout == Some(Duration::ZERO) {
-            return fail("timeouts must be longer than zero (leave them off instead)");
-        }
-        Ok(())
     }
 
     /// True when a listener reaches beyond this machine.
@@ -247,7 +302,7 @@ mod tests {
             udp: false,
             ..Config::default()
         };
-        assert!(off.validate().is_err());
+        assert_eq!(off.validate(), Err(ConfigError::NothingToServe));
         let only_time = Config {
             tcp: false,
             udp: false,
@@ -264,12 +319,19 @@ mod tests {
             low_water: Config::default().max_pending,
             ..Config::default()
         };
-        assert!(water.validate().is_err());
+        assert_eq!(
+            water.validate(),
+            Err(ConfigError::LowWaterNotBelowMaxPending)
+        );
         let backlog = Config {
             backlog: 0,
             ..Config::default()
         };
-        assert!(backlog.validate().is_err());
+        assert_eq!(backlog.validate(), Err(ConfigError::ZeroBacklog));
+        assert_eq!(
+            ConfigError::ZeroBacklog.to_string(),
+            "backlog must be at least 1"
+        );
     }
 
     #[test]

@@ -124,8 +124,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn os_error_suffix_is_dropped() {
-        let error = io::Error::from_raw_os_error(libc::EADDRINUSE);
+        let error = io::Error::from(rustix::io::Errno::ADDRINUSE);
         assert_eq!(describe(&error), "address already in use");
     }
 }

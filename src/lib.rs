@@ -7,26 +7,62 @@
 //!
 //! ```text
 //!           +------------------- one thread, one mio::Poll --------------------+
-//! clients ->| TCP listener --accept--> Slab<Conn> --read/echo--> pending output |
+//! clients ->| TCP listener --accept--> Slab<Slot> --read/echo--> pending output |
 //!           | UDP socket   --recv_from--> send_to (or bounded reply queue)      |
-//!           | Waker (shutdown)              timers: stats, accept retry, drain |
+//!           | Waker (shutdown)      timers: idle/stall, stats, accept retry, drain |
 //!           +------------------------------------------------------------------+
 //!
-//! loop { poll -> dispatch by token -> run ready queue -> remove finished -> timers }
+//! Server::run, one turn:
+//!   poll(timeout: 0 if work is queued, else the next timer)
+//!   now = Instant::now()                       the turn's one clock read
+//!   for each event: dispatch by token
+//!       listener / UDP -> note readiness       (worked off below)
+//!       waker          -> begin shutdown
+//!       connection     -> drive, account, file (finished | ready queue | wait for an edge)
+//!   run ready work: accept batch, UDP batch, connections a budget cut short
+//!   remove finished connections                teardown at the batch boundary
+//!   check timers: idle/stall deadlines, accept retry, stats line, drain deadline
+//! ```
+//!
+//! One connection's states (the state machine in `connection`):
+//!
+//! ```text
+//!             read 0 (FIN)                    pending empty: shutdown(Write)
+//!   Open ------------------> PeerClosed ----------------------------------> Closed
+//!     |                                                                      ^
+//!     | server shutdown                                                      |
+//!     v        pending empty: shutdown(Write)          read 0 (peer's FIN)   |
+//!   Draining --------------------------------> Lingering --------------------+
+//!   (any phase) -- reset / I/O error / timeout / drain deadline -------------^
 //! ```
 //!
 //! # Layout, in reading order
-//! - [`reactor`]: [`Server`]: bind, the event loop, accept, teardown, shutdown.
-//! - [`connection`]: one TCP connection's state machine and its I/O, without sockets.
-//!   (Its test scripts and their invariants live in `connection_script`, compiled for tests
-//!   and with the `fuzzing` feature.)
-//! - [`deadlines`]: idle and stall timeouts in a min-heap with lazy re-arming.
-//! - [`udp`]: UDP echo with a bounded reply queue and reflection hardening.
-//! - [`net`]: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
-//! - [`config`]: [`Config`], plain data with defaults and validation.
-//! - [`stats`]: [`Stats`] counters and [`CloseReason`].
-//! - [`error`]: [`ServerError`], for setup and fatal failures.
+//! - `reactor/mod.rs`: [`Server::run`], the loop, first; then dispatch, the ready queue,
+//!   `drive_connection` (drive, account, file) and teardown.
+//! - `reactor/slot.rs`: a connection as the reactor holds it: socket, state machine, id,
+//!   activity clocks.
+//! - `reactor/admission.rs`: accept batches, connection limits, pausing when out of
+//!   descriptors.
+//! - `reactor/memory.rs`: the global memory budget and the fair share it lowers limits to.
+//! - `reactor/pipes.rs`: which connections get a zero-copy pipe.
+//! - `reactor/timers.rs`: idle and stall deadlines, the stats line, the poll timeout.
+//! - `reactor/deadlines.rs`: the min-heap of deadlines with lazy re-arming.
+//! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
+//! - `reactor/bind.rs`: [`Server::bind`]: sockets, poller, policies from the config.
+//! - [`connection`]: one TCP connection's state machine, [`Readiness`](connection::Readiness)
+//!   in, an [`Outcome`](connection::Outcome) out; `connection/script.rs` holds its test
+//!   scripts and invariants (for tests and, with the `fuzzing` feature, the fuzz crate).
+//! - `zero_copy.rs`: the kernel pipe and `splice(2)` behind zero-copy echo (Linux).
+//! - `udp.rs`: UDP echo with a bounded reply queue and reflection hardening.
+//! - `net.rs`: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
+//! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
+//! - `stats.rs`: [`Stats`] counters and [`CloseReason`].
+//! - `error.rs`: [`ServerError`], for setup and fatal failures.
 //! - [`units`]: sizes and durations as typed on a command line.
+//!
+//! The public API is what an embedder needs: [`Server`], [`ShutdownHandle`], [`Config`] (with
+//! [`config`]'s defaults), [`Stats`], [`CloseReason`], the errors, and [`connection`], the
+//! reusable state machine (also what the benches and the fuzz target drive).
 //!
 //! The `echoloop` binary (`src/bin/echoloop/`, feature `cli`) maps its flags onto [`Config`].
 //! The load generator, `echoloop-bench`, is a crate of its own in `loadgen/`: it shares no code
@@ -44,23 +80,22 @@
 //! # Ok::<(), echoloop::ServerError>(())
 //! ```
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod config;
 pub mod connection;
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod connection_script;
-pub mod deadlines;
-pub mod error;
+mod error;
 pub mod listen;
-pub mod net;
-pub mod reactor;
+mod net;
+mod reactor;
 pub mod service;
-pub mod stats;
-pub mod udp;
+mod stats;
+mod udp;
 pub mod units;
-pub mod zero_copy;
+mod zero_copy;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use error::ServerError;
 pub use reactor::{Server, ShutdownHandle};
 pub use stats::{CloseReason, Stats};

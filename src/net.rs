@@ -22,11 +22,11 @@ use crate::listen::Listener;
 
 /// The sockets a server listens on, already non-blocking.
 #[derive(Debug)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// The TCP listener, unless TCP is off.
-    pub tcp: Option<TcpListener>,
+    pub(crate) tcp: Option<TcpListener>,
     /// The UDP socket, unless UDP is off.
-    pub udp: Option<UdpSocket>,
+    pub(crate) udp: Option<UdpSocket>,
 }
 
 /// How many fresh ports to try when `--port 0` finds the UDP twin of a TCP port taken.
@@ -34,15 +34,15 @@ const PORT_ZERO_ATTEMPTS: usize = 16;
 
 /// A listener with its sockets bound.
 #[derive(Debug)]
-pub struct BoundListener {
+pub(crate) struct BoundListener {
     /// What was asked for (the address may say port 0).
-    pub listener: Listener,
+    pub(crate) listener: Listener,
     /// The sockets.
-    pub sockets: Bound,
+    pub(crate) sockets: Bound,
 }
 
 /// Binds every listener `config` names, in order.
-pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, ServerError> {
+pub(crate) fn bind_all(config: &Config) -> Result<Vec<BoundListener>, ServerError> {
     config
         .all_listeners()
         .into_iter()
@@ -59,7 +59,7 @@ pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, ServerError> {
 }
 
 /// Binds what `config` asks for, TCP and UDP on the same port.
-pub fn bind(config: &Config) -> Result<Bound, ServerError> {
+pub(crate) fn bind(config: &Config) -> Result<Bound, ServerError> {
     bind_pair(
         SocketAddr::new(config.bind, config.port),
         config.tcp,
@@ -103,6 +103,7 @@ fn bind_pair(wanted: SocketAddr, tcp: bool, udp: bool, backlog: u32) -> Result<B
     Err(last_error.unwrap_or_else(|| bind_error("UDP", wanted, io::ErrorKind::AddrInUse.into())))
 }
 
+/// A non-blocking TCP listener on `addr`, with `SO_REUSEADDR` and the given backlog.
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
     let setup = || -> io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -117,6 +118,7 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> 
     setup().map_err(|e| bind_error("TCP", addr, e))
 }
 
+/// A non-blocking UDP socket on `addr` (without `SO_REUSEADDR`: see inside).
 fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     let setup = || -> io::Result<UdpSocket> {
         // No SO_REUSEADDR for UDP: on Linux it would let a second process share the port.
@@ -137,6 +139,7 @@ fn v6_only(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
     }
 }
 
+/// The `ServerError` for a failed bind of `protocol` on `addr`.
 fn bind_error(protocol: &'static str, addr: SocketAddr, source: io::Error) -> ServerError {
     ServerError::Bind {
         protocol,

@@ -7,14 +7,17 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::connection::Outcome;
+
 /// How one connection ended. Counted in [`Stats`]; never an error that escapes the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// The peer half-closed; everything pending was echoed, then we closed our side.
     PeerClosed,
-    /// The peer reset the connection (`ECONNRESET`) or the socket reported an error.
+    /// The peer is gone: the connection was reset or aborted (`ECONNRESET`, `ECONNABORTED`),
+    /// a write found it closed (`EPIPE`), or the socket is no longer connected (`ENOTCONN`).
     Reset,
-    /// A write failed because the peer is gone (`EPIPE`) or another I/O error occurred.
+    /// Any other I/O error, or a write that took none of the bytes offered.
     IoError,
     /// Server shutdown: the connection drained and closed in order.
     Shutdown,
@@ -40,7 +43,7 @@ pub struct Stats {
     pub conn_closed: u64,
     /// ... of which the peer closed in order.
     pub closed_peer: u64,
-    /// ... of which were reset by the peer.
+    /// ... of which the peer reset or abandoned (see [`CloseReason::Reset`]).
     pub closed_reset: u64,
     /// ... of which ended on another I/O error.
     pub closed_io_error: u64,
@@ -97,8 +100,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts what one drive of a connection did: bytes each way, bytes discarded while
+    /// lingering, and backpressure pauses.
+    pub(crate) fn record_drive(&mut self, outcome: &Outcome) {
+        self.tcp_bytes_in += outcome.bytes_read as u64;
+        self.tcp_bytes_out += outcome.bytes_written as u64;
+        self.tcp_bytes_discarded += outcome.bytes_discarded as u64;
+        self.backpressure_pauses += outcome.pauses as u64;
+    }
+
     /// Counts one closed connection under its reason.
-    pub fn record_close(&mut self, reason: CloseReason) {
+    pub(crate) fn record_close(&mut self, reason: CloseReason) {
         self.conn_closed += 1;
         self.conn_active = self.conn_active.saturating_sub(1);
         let counter = match reason {

@@ -1,10 +1,10 @@
 //! UDP echo: each datagram goes back whole to its sender, and UDP never blocks TCP.
 //!
-//! Datagrams are read into the reactor's shared scratch buffer (64 KiB, so no datagram can be
-//! truncated: the largest UDP payload is 65,507 bytes over IPv4 and 65,527 over IPv6) and sent
-//! straight back. When `send_to` would block, the reply waits in a bounded queue; when the
-//! queue is full the reply is dropped and counted. A `send_to` error drops that one reply and
-//! is counted; it never ends the loop.
+//! Datagrams are read into the reactor's shared scratch buffer (256 KiB; it must be at least
+//! [`MAX_DATAGRAM`], so no datagram can be truncated: the largest UDP payload is 65,507 bytes
+//! over IPv4 and 65,527 over IPv6) and sent straight back. When `send_to` would block, the
+//! reply waits in a bounded queue; when the queue is full the reply is dropped and counted. A
+//! `send_to` error drops that one reply and is counted; it never ends the loop.
 //!
 //! Hardening, because echo on UDP is a classic reflection amplifier and loop partner: no reply
 //! to source port 0 or a privileged port (< 1024, where echo, chargen and daytime live: the
@@ -17,14 +17,15 @@ use std::net::SocketAddr;
 
 use mio::net::UdpSocket;
 
+use crate::connection::Readiness;
 use crate::stats::Stats;
 
 /// The smallest scratch buffer that can hold any UDP datagram whole.
-pub const MAX_DATAGRAM: usize = 65_536;
+pub(crate) const MAX_DATAGRAM: usize = 65_536;
 
 /// The UDP side of the server: the socket, its readiness, and replies waiting to be sent.
 #[derive(Debug)]
-pub struct UdpEcho {
+pub(crate) struct UdpEcho {
     socket: UdpSocket,
     local: SocketAddr,
     queue: VecDeque<(SocketAddr, Box<[u8]>)>,
@@ -35,7 +36,7 @@ pub struct UdpEcho {
 
 impl UdpEcho {
     /// Wraps a bound, non-blocking socket. `queue_limit` bounds the waiting replies.
-    pub fn new(socket: UdpSocket, queue_limit: usize) -> io::Result<Self> {
+    pub(crate) fn new(socket: UdpSocket, queue_limit: usize) -> io::Result<Self> {
         Ok(UdpEcho {
             local: socket.local_addr()?,
             socket,
@@ -47,24 +48,24 @@ impl UdpEcho {
     }
 
     /// The socket, for registering with the poller.
-    pub fn socket_mut(&mut self) -> &mut UdpSocket {
+    pub(crate) fn socket_mut(&mut self) -> &mut UdpSocket {
         &mut self.socket
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// Records readiness reported by the poller.
-    pub fn on_event(&mut self, readable: bool, writable: bool) {
-        self.readable |= readable;
-        self.writable |= writable;
+    /// Records readiness reported by the poller, until a call says `WouldBlock`.
+    pub(crate) fn on_readiness(&mut self, ready: Readiness) {
+        self.readable |= ready.readable;
+        self.writable |= ready.writable;
     }
 
     /// Sends queued replies, then echoes up to `budget` datagrams. Returns true when the budget
     /// ran out with work left, so the reactor runs it again next turn.
-    pub fn drive(&mut self, scratch: &mut [u8], budget: usize, stats: &mut Stats) -> bool {
+    pub(crate) fn drive(&mut self, scratch: &mut [u8], budget: usize, stats: &mut Stats) -> bool {
         debug_assert!(scratch.len() >= MAX_DATAGRAM);
         self.flush_queue(stats);
         let mut left = budget;
@@ -89,6 +90,8 @@ impl UdpEcho {
         (self.readable && left == 0) || (self.writable && !self.queue.is_empty())
     }
 
+    /// Echoes one datagram to `peer`: refused (and counted) by the hardening rules, sent at
+    /// once if nothing is queued ahead of it, else queued, else dropped and counted.
     fn reply(&mut self, data: &[u8], peer: SocketAddr, stats: &mut Stats) {
         if let Some(refusal) = refuse_reply(peer, self.local) {
             *refusal.counter(stats) += 1;
@@ -115,6 +118,7 @@ impl UdpEcho {
         }
     }
 
+    /// Sends queued replies, oldest first, until the queue is empty or the socket blocks.
     fn flush_queue(&mut self, stats: &mut Stats) {
         while self.writable {
             let Some((peer, data)) = self.queue.front() else {
@@ -139,7 +143,7 @@ impl UdpEcho {
 
 /// Why a datagram gets no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Source port 0 or below 1024.
     PrivilegedPort,
     /// The datagram came from the server's own address (a loop).
@@ -147,6 +151,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The counter this refusal bumps.
     fn counter(self, stats: &mut Stats) -> &mut u64 {
         match self {
             Refusal::PrivilegedPort => &mut stats.udp_dropped_privileged_port,
@@ -156,7 +161,7 @@ impl Refusal {
 }
 
 /// Decides whether `peer` may get a reply from a server bound to `local`.
-pub fn refuse_reply(peer: SocketAddr, local: SocketAddr) -> Option<Refusal> {
+pub(crate) fn refuse_reply(peer: SocketAddr, local: SocketAddr) -> Option<Refusal> {
     if peer.port() < 1024 {
         return Some(Refusal::PrivilegedPort);
     }

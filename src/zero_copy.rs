@@ -16,41 +16,44 @@
 //! so the reactor gives pipes only to connections that move bulk data, and only up to
 //! `Config::zero_copy_conns` of them.
 //!
-//! [`Spliced`] joins a socket and its pipe into one [`Stream`]; the connection's state machine
-//! decides when to call `splice_in` and `splice_out`, exactly as it decides when to read and
-//! write. Linux only (`splice` is a Linux call); elsewhere [`Pipe::new`] says `Unsupported` and
-//! every connection keeps the copying path.
+//! [`Pipe`] implements the connection's [`Splice`](crate::connection::Splice) trait for a TCP
+//! socket; the connection's state machine holds the pipe and decides when to splice in and
+//! out, exactly as it decides when to read and write. Linux only (`splice` is a Linux call);
+//! elsewhere [`Pipe::new`] says `Unsupported`, no `Pipe` can exist, and every connection keeps
+//! the copying path.
 
-use std::io::{self, Read, Write};
-
-use mio::net::TcpStream;
-
-use crate::connection::Stream;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use {crate::connection::Splice, mio::net::TcpStream, std::io};
 
 /// The pipe size asked for: 64 slots. A pipe holds at most one page fragment per slot, and the
 /// default 16 slots (64 KiB) cannot take one 64 KiB message whole when it arrives in 17
 /// fragments, which then costs two more splices and a second, tiny segment per echo. Measured
 /// with `cargo bench --bench echo_roundtrip` (bulk, 64 KiB x 10): server CPU per message
 /// 9.8-10.1 µs at 64 KiB, 9.6 at 128 KiB, 9.3-9.7 at 256 KiB, no better beyond.
-pub const PIPE_SIZE: usize = 256 * 1024;
+pub(crate) const PIPE_SIZE: usize = 256 * 1024;
 
 /// A non-blocking pipe: the kernel-side buffer of one zero-copy connection.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[derive(Debug)]
-pub struct Pipe {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) struct Pipe {
     read: std::os::fd::OwnedFd,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     write: std::os::fd::OwnedFd,
 }
+
+/// No `splice(2)` here, so no pipe can be made: the type has no values.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[derive(Debug)]
+pub(crate) enum Pipe {}
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod sys {
     use std::io;
-    use std::os::fd::AsFd;
 
+    use mio::net::TcpStream;
     use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
 
     use super::{Pipe, PIPE_SIZE};
+    use crate::connection::Splice;
 
     /// Never block: the socket is non-blocking already, and the pipe must not block either
     /// (a full pipe says `WouldBlock`). `MOVE` is a hint to move pages rather than copy.
@@ -59,7 +62,7 @@ mod sys {
     impl Pipe {
         /// A new pipe, non-blocking and close-on-exec. Fails with `EMFILE` when the process
         /// is out of descriptors; the caller then keeps copying.
-        pub fn new() -> io::Result<Pipe> {
+        pub(crate) fn new() -> io::Result<Pipe> {
             let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
             // Best effort: past the per-user pipe quota (`fs.pipe-user-pages-soft`) the kernel
             // refuses, and the pipe keeps its default size, which only costs more splices.
@@ -68,17 +71,15 @@ mod sys {
             }
             Ok(Pipe { read, write })
         }
+    }
 
-        /// Moves up to `max` bytes from `socket` into the pipe. `Ok(0)` is the peer's FIN.
-        /// `WouldBlock` means the socket is empty *or* the pipe is full: the kernel does not
-        /// say which.
-        pub fn fill_from(&self, socket: impl AsFd, max: usize) -> io::Result<usize> {
-            Ok(splice(socket, None, &self.write, None, max, FLAGS)?)
+    impl Splice<TcpStream> for Pipe {
+        fn splice_in(&mut self, socket: &mut TcpStream, max: usize) -> io::Result<usize> {
+            Ok(splice(&*socket, None, &self.write, None, max, FLAGS)?)
         }
 
-        /// Moves up to `max` bytes from the pipe to `socket`.
-        pub fn drain_to(&self, socket: impl AsFd, max: usize) -> io::Result<usize> {
-            Ok(splice(&self.read, None, socket, None, max, FLAGS)?)
+        fn splice_out(&mut self, socket: &mut TcpStream, max: usize) -> io::Result<usize> {
+            Ok(splice(&self.read, None, &*socket, None, max, FLAGS)?)
         }
     }
 }
@@ -86,62 +87,30 @@ mod sys {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 impl Pipe {
     /// Zero-copy echo needs `splice(2)`, which only Linux has.
-    pub fn new() -> io::Result<Pipe> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-
-    fn fill_from(&self, _socket: &TcpStream, _max: usize) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-
-    fn drain_to(&self, _socket: &TcpStream, _max: usize) -> io::Result<usize> {
+    pub(crate) fn new() -> io::Result<Pipe> {
         Err(io::ErrorKind::Unsupported.into())
     }
 }
 
-/// A connection's socket with its pipe attached: reads and writes go to the socket as usual
-/// (the state machine still reads to discard input while lingering), and `splice_in` /
-/// `splice_out` go through the pipe.
-#[derive(Debug)]
-pub struct Spliced<'a> {
-    /// The connection's socket.
-    pub socket: &'a mut TcpStream,
-    /// Its pipe, holding the output still owed to the peer.
-    pub pipe: &'a Pipe,
-}
-
-impl Read for Spliced<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.read(buf)
-    }
-}
-
-impl Write for Spliced<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.socket.write(data)
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+impl Splice<TcpStream> for Pipe {
+    fn splice_in(&mut self, _: &mut TcpStream, _: usize) -> io::Result<usize> {
+        match *self {}
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.socket.flush()
-    }
-}
-
-impl Stream for Spliced<'_> {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.socket.shutdown_write()
-    }
-
-    fn splice_in(&mut self, max: usize) -> io::Result<usize> {
-        self.pipe.fill_from(&*self.socket, max)
-    }
-
-    fn splice_out(&mut self, max: usize) -> io::Result<usize> {
-        self.pipe.drain_to(&*self.socket, max)
+    fn splice_out(&mut self, _: &mut TcpStream, _: usize) -> io::Result<usize> {
+        match *self {}
     }
 }
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
+    use std::io::{self, Read, Write};
+
+    use mio::net::TcpStream;
+
+    use crate::connection::Splice;
+
     use super::*;
 
     /// A connected loopback pair: (the server's side as a mio stream, the client's side).
@@ -157,12 +126,10 @@ mod tests {
     #[test]
     fn splice_echoes_through_the_pipe_and_reports_eof_and_empty() {
         let (mut server, mut client) = pair();
-        let pipe = Pipe::new().expect("pipe");
-        let mut io = Spliced {
-            socket: &mut server,
-            pipe: &pipe,
-        };
-        let empty = io.splice_in(4096).expect_err("nothing sent yet");
+        let mut pipe = Pipe::new().expect("pipe");
+        let empty = pipe
+            .splice_in(&mut server, 4096)
+            .expect_err("nothing sent yet");
         assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
 
         let message: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
@@ -172,7 +139,7 @@ mod tests {
             .expect("timeout");
         let mut moved = 0;
         for _ in 0..1000 {
-            match io.splice_in(message.len() - moved) {
+            match pipe.splice_in(&mut server, message.len() - moved) {
                 Ok(n) => moved += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
                 Err(e) => panic!("splice in: {e}"),
@@ -184,7 +151,9 @@ mod tests {
         assert_eq!(moved, message.len());
         let mut out = 0;
         while out < moved {
-            out += io.splice_out(moved - out).expect("splice out");
+            out += pipe
+                .splice_out(&mut server, moved - out)
+                .expect("splice out");
         }
         let mut echoed = vec![0u8; message.len()];
         client.read_exact(&mut echoed).expect("read echo");
@@ -193,7 +162,7 @@ mod tests {
         client.shutdown(std::net::Shutdown::Write).expect("fin");
         let mut eof = None;
         for _ in 0..1000 {
-            match io.splice_in(4096) {
+            match pipe.splice_in(&mut server, 4096) {
                 Ok(n) => {
                     eof = Some(n);
                     break;

@@ -15,32 +15,32 @@ use std::time::Instant;
 
 /// Which connection an entry belongs to: its slab key and its unique id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Owner {
+pub(super) struct Owner {
     /// The slab key (and token) at the time the entry was pushed.
-    pub key: usize,
+    pub(super) key: usize,
     /// The connection's unique id, so a reused key is recognised.
-    pub id: u64,
+    pub(super) id: u64,
 }
 
 /// A min-heap of (deadline, owner).
 #[derive(Debug, Default)]
-pub struct Deadlines {
+pub(super) struct Deadlines {
     heap: BinaryHeap<Reverse<(Instant, Owner)>>,
 }
 
 impl Deadlines {
     /// Adds a deadline for `owner`.
-    pub fn push(&mut self, at: Instant, owner: Owner) {
+    pub(super) fn push(&mut self, at: Instant, owner: Owner) {
         self.heap.push(Reverse((at, owner)));
     }
 
     /// The earliest deadline, if any (for the poll timeout).
-    pub fn next(&self) -> Option<Instant> {
+    pub(super) fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Removes and returns one entry whose deadline is at or before `now`.
-    pub fn pop_expired(&mut self, now: Instant) -> Option<Owner> {
+    pub(super) fn pop_expired(&mut self, now: Instant) -> Option<Owner> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, o))| o),
             _ => None,
@@ -48,17 +48,18 @@ impl Deadlines {
     }
 
     /// Entries, stale ones included.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.heap.len()
     }
 
     /// True when no deadline is pending.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 
     /// Drops the entries of connections that are gone, so churn cannot grow the heap.
-    pub fn retain(&mut self, mut alive: impl FnMut(Owner) -> bool) {
+    pub(super) fn retain(&mut self, mut alive: impl FnMut(Owner) -> bool) {
         self.heap.retain(|Reverse((_, owner))| alive(*owner));
     }
 }

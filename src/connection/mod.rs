@@ -1,10 +1,14 @@
-//! One TCP connection's echo state machine, kept apart from sockets.
+//! One TCP connection's echo state machine: its lifecycle, the readiness seen for it, and the
+//! output it still owes the peer.
 //!
-//! A [`Connection`] knows its lifecycle ([`Phase`]), the readiness the reactor has seen for it,
-//! and the output it still owes the peer. It is generic over [`Stream`], so tests drive it with
-//! a scripted in-memory stream: "this much is readable, the write takes k bytes, then EOF".
-//! This is the only place that calls `read`/`write` on a connection and interprets
-//! `WouldBlock` and `Interrupted`.
+//! What it is, honestly: socket-free, not I/O-free. A [`Connection`] is generic over the
+//! [`Stream`] it is driven with and calls `read`, `write` (and, with a pipe, `splice`) on it
+//! itself, so the same code runs on a TCP socket in the reactor and on a scripted stream in the
+//! tests, the property tests and the fuzz target (see `script`). The decisions are made in one
+//! pure function, `Connection::next_step` (phase, readiness and budget in, the next step out);
+//! the step functions below it carry them out, and are the only place that calls the stream
+//! and interprets `WouldBlock` and `Interrupted`. It keeps no counters and reads no clock: a
+//! [`drive`](Connection::drive) call returns an [`Outcome`] that the caller accounts for.
 //!
 //! ```text
 //!             read 0 (FIN)                    pending empty: shutdown(Write)
@@ -17,11 +21,14 @@
 //! ```
 //!
 //! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
-//! write straight back, keep only the unsent rest). A bulk connection may also get a kernel
-//! pipe from the reactor (`zero_copy`): input is then spliced into the pipe and out again,
-//! never copied. The pipe is small (256 KiB), so when it is full and the peer is not reading,
-//! input goes to the buffer as before, behind the pipe's older bytes: the pending limit, and
-//! with it the guarantee that a client may write megabytes before it reads, stays the same.
+//! write straight back, keep only the unsent rest). A bulk connection may also be given a
+//! kernel pipe ([`Connection::use_pipe`], see `zero_copy`): input is then spliced into the
+//! pipe and out again, never copied. Everything about the pipe (the pipe itself, how many bytes
+//! it holds, whether it may be full, whether one can be had at all) lives in one field,
+//! `Pending::pipe`. The pipe is small (256 KiB), so when it is full and the peer is not
+//! reading, input goes to the buffer as before, behind the pipe's older bytes: the pending
+//! limit, and with it the guarantee that a client may write megabytes before it reads, stays
+//! the same.
 //!
 //! Readiness is tracked here, in user space: mio is edge-triggered, so after an event the
 //! connection stays `readable` until a read says `WouldBlock` (or a short read shows the socket
@@ -29,35 +36,100 @@
 //! each socket once and never call `epoll_ctl` again, and lets a connection cut short by its
 //! per-wakeup budget resume later without waiting for an edge that will not come.
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod script;
+
 use std::io::{self, Read, Write};
+use std::ops::BitOr;
 
 use bytes::{Buf, BytesMut};
 
-use crate::stats::{CloseReason, Stats};
+use crate::stats::CloseReason;
 
 /// A non-blocking byte stream: a TCP socket in production, a script in tests.
 pub trait Stream: Read + Write {
     /// Sends FIN: the peer reads EOF after every byte written so far.
     fn shutdown_write(&mut self) -> io::Result<()>;
-
-    /// Zero-copy read: moves up to `max` input bytes into the connection's pipe. `Ok(0)` is
-    /// the peer's FIN; `WouldBlock` means no input *or* a full pipe. Called only on a
-    /// connection switched to a pipe ([`Connection::use_pipe`]); a stream without one keeps
-    /// this default.
-    fn splice_in(&mut self, _max: usize) -> io::Result<usize> {
-        Err(io::Error::other("splice on a stream without a pipe"))
-    }
-
-    /// Zero-copy write: moves up to `max` bytes from the connection's pipe to the peer.
-    fn splice_out(&mut self, _max: usize) -> io::Result<usize> {
-        Err(io::Error::other("splice on a stream without a pipe"))
-    }
 }
 
-/// A plain socket has no pipe: it runs the copying path (see `zero_copy::Spliced`).
 impl Stream for mio::net::TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// A kernel pipe that moves a connection's bytes between itself and stream `S` without
+/// copying them into user space (`splice(2)`; see `zero_copy`). Attached with
+/// [`Connection::use_pipe`]; the connection calls these only while it has one.
+pub trait Splice<S> {
+    /// Moves up to `max` input bytes from `stream` into the pipe. `Ok(0)` is the peer's FIN;
+    /// `WouldBlock` means no input *or* a full pipe (the kernel does not say which).
+    fn splice_in(&mut self, stream: &mut S, max: usize) -> io::Result<usize>;
+
+    /// Moves up to `max` bytes from the pipe to `stream` (the peer).
+    fn splice_out(&mut self, stream: &mut S, max: usize) -> io::Result<usize>;
+}
+
+/// The pipe type of a connection that never gets one: it has no values, so a
+/// `Connection<NoPipe>` provably always copies.
+#[derive(Debug)]
+pub enum NoPipe {}
+
+impl<S> Splice<S> for NoPipe {
+    fn splice_in(&mut self, _: &mut S, _: usize) -> io::Result<usize> {
+        match *self {}
+    }
+
+    fn splice_out(&mut self, _: &mut S, _: usize) -> io::Result<usize> {
+        match *self {}
+    }
+}
+
+/// What the poller reported for a connection's socket. Events may be spurious; a wrong `true`
+/// costs one `WouldBlock`, never correctness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// Input may be waiting (`EPOLLIN`).
+    pub readable: bool,
+    /// The send buffer may have room (`EPOLLOUT`), or the write side is closed (then the
+    /// next write reports the error).
+    pub writable: bool,
+    /// The peer's FIN or an error came with the event (`EPOLLRDHUP`, `EPOLLERR`): no new edge
+    /// will follow, so reading goes on until a read returns 0 instead of stopping at a short
+    /// read. Implies `readable`.
+    pub read_closed: bool,
+}
+
+impl Readiness {
+    /// Readable only.
+    pub const READABLE: Readiness = Readiness {
+        readable: true,
+        writable: false,
+        read_closed: false,
+    };
+    /// Writable only.
+    pub const WRITABLE: Readiness = Readiness {
+        readable: false,
+        writable: true,
+        read_closed: false,
+    };
+    /// The read side closed (which makes it readable too: the read returns 0).
+    pub const READ_CLOSED: Readiness = Readiness {
+        readable: true,
+        writable: false,
+        read_closed: true,
+    };
+}
+
+impl BitOr for Readiness {
+    type Output = Readiness;
+
+    fn bitor(self, other: Readiness) -> Readiness {
+        Readiness {
+            readable: self.readable || other.readable,
+            writable: self.writable || other.writable,
+            read_closed: self.read_closed || other.read_closed,
+        }
     }
 }
 
@@ -77,8 +149,8 @@ pub enum Phase {
     Closed(CloseReason),
 }
 
-/// Per-connection limits, copied from `Config` once.
-#[derive(Debug, Clone, Copy)]
+/// Per-connection limits, copied from `Config` once (and lowered by the memory budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Stop reading when this many bytes are pending.
     pub high_water: usize,
@@ -91,17 +163,19 @@ pub struct Limits {
     pub write_budget: usize,
 }
 
-/// What one `drive` call did; the reactor uses it for its ready queue and timers.
+/// What one `drive` call did: for the caller's ready queue, timers and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Outcome {
     /// The budget ran out with work left: run again next turn, no new event will come.
     pub yielded: bool,
-    /// Bytes read from the peer.
+    /// Bytes read from the peer (and echoed or pending).
     pub bytes_read: usize,
     /// Bytes written to the peer.
     pub bytes_written: usize,
-    /// Reading paused for backpressure during this call.
-    pub paused: bool,
+    /// Bytes read and thrown away while lingering after shutdown (not echoed, by design).
+    pub bytes_discarded: usize,
+    /// Times reading paused at the high-water mark during this call (backpressure).
+    pub pauses: usize,
 }
 
 /// The next thing a connection can do with the readiness and budget it has.
@@ -115,64 +189,87 @@ enum Step {
 }
 
 /// Output owed to the peer, oldest first: what waits in the pipe, then the buffer.
-#[derive(Debug, Default)]
-struct Pending {
-    /// Bytes in the kernel pipe, moved by `splice` and never copied into user space. `None`
-    /// until the reactor attaches a pipe ([`Connection::use_pipe`]).
-    pipe: Option<usize>,
+#[derive(Debug)]
+struct Pending<P> {
+    /// The zero-copy side: all the pipe state there is.
+    pipe: PipeState<P>,
     /// Bytes in this connection's heap buffer. Empty, with no allocation, while the fast path
     /// keeps up. New input goes here, never into the pipe, while it holds anything.
     buffer: BytesMut,
 }
 
-impl Pending {
+/// A connection's zero-copy pipe, from "none yet" to "attached".
+#[derive(Debug)]
+enum PipeState<P> {
+    /// Copying; a pipe may still be attached.
+    None,
+    /// Copying for good: making a pipe failed (out of descriptors), so none is offered again.
+    Unavailable,
+    /// Input goes through this pipe, moved by `splice`.
+    Attached {
+        pipe: P,
+        /// Bytes in the pipe, never copied into user space.
+        queued: usize,
+        /// A splice into the pipe said `WouldBlock` while it held bytes. It may be full (the
+        /// kernel does not say which side blocked), so input goes to the buffer until a flush
+        /// makes room in the pipe.
+        maybe_full: bool,
+    },
+}
+
+impl<P> Pending<P> {
+    /// Bytes waiting in the pipe (0 without one).
+    fn in_pipe(&self) -> usize {
+        match self.pipe {
+            PipeState::Attached { queued, .. } => queued,
+            _ => 0,
+        }
+    }
+
+    /// All bytes owed: the pipe's, then the buffer's.
     fn len(&self) -> usize {
-        self.pipe.unwrap_or(0) + self.buffer.len()
+        self.in_pipe() + self.buffer.len()
     }
 }
 
+/// What is left of one `drive` call's budgets, in bytes.
 #[derive(Debug, Clone, Copy)]
 struct Budget {
     read: usize,
     write: usize,
 }
 
-/// One echo connection: lifecycle, readiness and pending output. No socket inside.
+/// One echo connection: lifecycle, readiness and pending output, with the zero-copy pipe of
+/// type `P` once it has one (`NoPipe`: never). No socket inside; it is lent to
+/// [`Connection::drive`].
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<P = NoPipe> {
     phase: Phase,
     /// Bytes read but not yet written back.
-    pending: Pending,
+    pending: Pending<P>,
     /// Backpressure: pending output reached the high-water mark, so reading waits.
     paused: bool,
-    /// A splice into the pipe said `WouldBlock` while the pipe held bytes. The pipe may be
-    /// full (the kernel does not say which side blocked), so input goes to the buffer until a
-    /// flush makes room in the pipe.
-    pipe_full: bool,
-    readable: bool,
-    writable: bool,
-    /// The event carried the peer's FIN (or an error). No new edge will follow, so read until
-    /// a read returns 0 rather than stopping at a short read.
-    read_closed: bool,
+    /// What the poller reported, kept until a call says `WouldBlock` (edge-triggered).
+    ready: Readiness,
 }
 
-impl Default for Connection {
+impl<P> Default for Connection<P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Connection {
+impl<P> Connection<P> {
     /// A fresh, open connection that has seen no readiness yet.
     pub fn new() -> Self {
         Connection {
             phase: Phase::Open,
-            pending: Pending::default(),
+            pending: Pending {
+                pipe: PipeState::None,
+                buffer: BytesMut::new(),
+            },
             paused: false,
-            pipe_full: false,
-            readable: false,
-            writable: false,
-            read_closed: false,
+            ready: Readiness::default(),
         }
     }
 
@@ -196,7 +293,7 @@ impl Connection {
 
     /// Of the bytes owed, those waiting in the pipe (0 without one).
     pub fn pending_in_pipe(&self) -> usize {
-        self.pending.pipe.unwrap_or(0)
+        self.pending.in_pipe()
     }
 
     /// Heap bytes held for pending output (zero for an idle connection; bytes in the pipe are
@@ -205,21 +302,45 @@ impl Connection {
         self.pending.buffer.capacity()
     }
 
-    /// From now on, input goes through a kernel pipe, moved by `splice` (zero-copy echo).
-    /// Switches only while nothing is pending, so no byte can overtake an older one; returns
-    /// whether it switched. The caller must pass a stream with that pipe to every later
-    /// [`Connection::drive`].
-    pub fn use_pipe(&mut self) -> bool {
-        let switch = self.pending.pipe.is_none() && self.pending.len() == 0;
-        if switch {
-            self.pending.pipe = Some(0);
+    /// True while the connection could take a pipe: it has none, none was refused, and nothing
+    /// is pending (a pipe attached now would let new bytes overtake older ones).
+    pub fn can_use_pipe(&self) -> bool {
+        matches!(self.pending.pipe, PipeState::None) && self.pending.len() == 0
+    }
+
+    /// From now on, input goes through `pipe`, moved by `splice` (zero-copy echo). Takes it only
+    /// when [`Connection::can_use_pipe`]; otherwise hands it back.
+    pub fn use_pipe(&mut self, pipe: P) -> Result<(), P> {
+        if !self.can_use_pipe() {
+            return Err(pipe);
         }
-        switch
+        self.pending.pipe = PipeState::Attached {
+            pipe,
+            queued: 0,
+            maybe_full: false,
+        };
+        Ok(())
+    }
+
+    /// No pipe could be made for this connection: it copies for good, and
+    /// [`Connection::can_use_pipe`] says no from now on.
+    pub fn pipe_unavailable(&mut self) {
+        if matches!(self.pending.pipe, PipeState::None) {
+            self.pending.pipe = PipeState::Unavailable;
+        }
+    }
+
+    /// The attached pipe, if any.
+    pub fn pipe(&self) -> Option<&P> {
+        match &self.pending.pipe {
+            PipeState::Attached { pipe, .. } => Some(pipe),
+            _ => None,
+        }
     }
 
     /// True once [`Connection::use_pipe`] switched this connection to zero-copy echo.
     pub fn uses_pipe(&self) -> bool {
-        self.pending.pipe.is_some()
+        self.pipe().is_some()
     }
 
     /// True while backpressure stops reading.
@@ -227,12 +348,10 @@ impl Connection {
         self.paused
     }
 
-    /// Records readiness reported by the poller. Events may be spurious; a wrong `true` costs
-    /// one `WouldBlock`, never correctness.
-    pub fn on_event(&mut self, readable: bool, writable: bool, read_closed: bool) {
-        self.readable |= readable || read_closed;
-        self.writable |= writable;
-        self.read_closed |= read_closed;
+    /// Records readiness reported by the poller, until a call says `WouldBlock`.
+    pub fn on_readiness(&mut self, ready: Readiness) {
+        self.ready = self.ready | ready;
+        self.ready.readable |= ready.read_closed;
     }
 
     /// Server shutdown: stop echoing new input; flush, send FIN, then linger.
@@ -250,17 +369,15 @@ impl Connection {
         }
     }
 
-    /// Does as much I/O as readiness and the per-call budget allow.
+    /// Does as much I/O on `io` as readiness and the per-call budget allow, and says what it
+    /// did.
     ///
     /// `scratch` is the reactor's shared read buffer: input is read there and written straight
     /// back; only what the socket will not take is copied into this connection's own buffer.
-    pub fn drive<S: Stream>(
-        &mut self,
-        io: &mut S,
-        scratch: &mut [u8],
-        limits: &Limits,
-        stats: &mut Stats,
-    ) -> Outcome {
+    pub fn drive<S: Stream>(&mut self, io: &mut S, scratch: &mut [u8], limits: &Limits) -> Outcome
+    where
+        P: Splice<S>,
+    {
         let mut budget = Budget {
             read: limits.read_budget,
             write: limits.write_budget,
@@ -269,7 +386,7 @@ impl Connection {
         // The limits can be lower than on the last call (the memory budget lowers them), so
         // pending output may already be at or above the high-water mark: pause first. Reading
         // with no room would ask for zero bytes, and a zero-byte read looks like the peer's FIN.
-        outcome.paused |= self.update_backpressure(limits, stats);
+        self.update_backpressure(limits, &mut outcome);
         while let Some(step) = self.next_step(budget) {
             let result = match step {
                 Step::Flush => self.flush(io, &mut budget, &mut outcome),
@@ -278,15 +395,13 @@ impl Connection {
                 }
                 Step::ReadIntoPipe => self.read_into_pipe(io, limits, &mut budget, &mut outcome),
                 Step::FinishWriting => self.finish_writing(io),
-                Step::Discard => self.discard(io, scratch, &mut budget, stats),
+                Step::Discard => self.discard(io, scratch, &mut budget, &mut outcome),
             };
             if let Err(reason) = result {
                 self.abort(reason);
             }
-            outcome.paused |= self.update_backpressure(limits, stats);
+            self.update_backpressure(limits, &mut outcome);
         }
-        stats.tcp_bytes_in += outcome.bytes_read as u64;
-        stats.tcp_bytes_out += outcome.bytes_written as u64;
         // Out of steps: either readiness is used up (wait for the next edge) or the budget is
         // (yield: with a fresh budget there would still be a step to take).
         let unlimited = Budget {
@@ -297,19 +412,24 @@ impl Connection {
         outcome
     }
 
-    /// The state machine proper: what to do next, given phase, readiness and budget.
+    /// The state machine proper, and pure: what to do next, given phase, readiness and budget.
     /// Pending output always goes first: it is older than anything still to be read.
     fn next_step(&self, budget: Budget) -> Option<Step> {
-        let can_write = self.writable && budget.write > 0;
-        let can_read = self.readable && budget.read > 0;
+        let can_write = self.ready.writable && budget.write > 0;
+        let can_read = self.ready.readable && budget.read > 0;
         let pending = self.pending();
         match self.phase {
             Phase::Closed(_) => None,
             _ if pending > 0 && can_write => Some(Step::Flush),
             Phase::Open if can_read && !self.paused => {
-                let pipe_takes_input = self.pending.pipe.is_some()
-                    && self.pending.buffer.is_empty()
-                    && !self.pipe_full;
+                let pipe_takes_input = self.pending.buffer.is_empty()
+                    && matches!(
+                        self.pending.pipe,
+                        PipeState::Attached {
+                            maybe_full: false,
+                            ..
+                        }
+                    );
                 Some(if pipe_takes_input {
                     Step::ReadIntoPipe
                 } else {
@@ -322,14 +442,18 @@ impl Connection {
         }
     }
 
+    /// Step `Flush`: writes up to the write budget of pending output, the pipe's bytes first.
     fn flush<S: Stream>(
         &mut self,
         io: &mut S,
         budget: &mut Budget,
         outcome: &mut Outcome,
-    ) -> Result<(), CloseReason> {
+    ) -> Result<(), CloseReason>
+    where
+        P: Splice<S>,
+    {
         // The pipe's bytes are the older ones: they go first.
-        let in_pipe = self.pending_in_pipe();
+        let in_pipe = self.pending.in_pipe();
         if in_pipe > 0 {
             return self.send_from_pipe(io, in_pipe.min(budget.write), budget, outcome);
         }
@@ -345,31 +469,44 @@ impl Connection {
                 budget.write = budget.write.saturating_sub(n);
                 outcome.bytes_written += n;
             }
-            None => self.writable = false,
+            None => self.ready.writable = false,
         }
         Ok(())
     }
 
-    /// Splices up to `max` bytes from the pipe to the peer.
+    /// Splices up to `max` bytes from the pipe to the peer. Called only with bytes in the pipe.
     fn send_from_pipe<S: Stream>(
         &mut self,
         io: &mut S,
         max: usize,
         budget: &mut Budget,
         outcome: &mut Outcome,
-    ) -> Result<(), CloseReason> {
-        match write_nonblocking_with(max, || io.splice_out(max))? {
+    ) -> Result<(), CloseReason>
+    where
+        P: Splice<S>,
+    {
+        let PipeState::Attached {
+            pipe,
+            queued,
+            maybe_full,
+        } = &mut self.pending.pipe
+        else {
+            return Ok(()); // unreachable: `flush` and `read_into_pipe` check for a pipe
+        };
+        match write_nonblocking_with(max, || pipe.splice_out(io, max))? {
             Some(n) => {
-                self.pending.pipe = Some(self.pending_in_pipe() - n);
-                self.pipe_full = false; // there is room again
+                *queued -= n;
+                *maybe_full = false; // there is room again
                 budget.write = budget.write.saturating_sub(n);
                 outcome.bytes_written += n;
             }
-            None => self.writable = false,
+            None => self.ready.writable = false,
         }
         Ok(())
     }
 
+    /// Step `ReadAndEcho`: one read into `scratch`, written straight back if the socket takes
+    /// it (the fast path); the rest is copied into the buffer.
     fn read_and_echo<S: Stream>(
         &mut self,
         io: &mut S,
@@ -385,28 +522,28 @@ impl Connection {
         // read would return 0, indistinguishable from the peer's FIN.
         debug_assert!(want > 0, "read with no room");
         let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
-            self.readable = false;
+            self.ready.readable = false;
             return Ok(());
         };
         if n == 0 {
             self.phase = Phase::PeerClosed;
-            self.readable = false;
+            self.ready.readable = false;
             return Ok(());
         }
         budget.read -= n;
         outcome.bytes_read += n;
-        if n < want && !self.read_closed {
+        if n < want && !self.ready.read_closed {
             // A short read drained the socket; new data raises a new edge. Skipping the read
             // that would only say WouldBlock saves a syscall per message (tokio does the same).
-            self.readable = false;
+            self.ready.readable = false;
         }
         let data = &scratch[..n];
         let mut sent = 0;
-        if self.pending.len() == 0 && self.writable {
+        if self.pending.len() == 0 && self.ready.writable {
             // The fast path: straight from the shared scratch buffer back to the socket.
             match write_nonblocking(io, data)? {
                 Some(written) => sent = written,
-                None => self.writable = false,
+                None => self.ready.writable = false,
             }
             budget.write = budget.write.saturating_sub(sent);
             outcome.bytes_written += sent;
@@ -415,46 +552,53 @@ impl Connection {
         Ok(())
     }
 
-    /// The zero-copy counterpart of `read_and_echo`, taken while the buffer is empty: input
-    /// goes into the pipe and straight back out if the socket takes it; what it does not take
-    /// waits in the pipe for `Flush`. There is no short-read shortcut here: a short splice
-    /// may mean a full pipe, not a drained socket.
+    /// Step `ReadIntoPipe`, the zero-copy counterpart of `read_and_echo`, taken while the
+    /// buffer is empty: input goes into the pipe and straight back out if the socket takes it;
+    /// what it does not take waits in the pipe for `Flush`. There is no short-read shortcut
+    /// here: a short splice may mean a full pipe, not a drained socket.
     fn read_into_pipe<S: Stream>(
         &mut self,
         io: &mut S,
         limits: &Limits,
         budget: &mut Budget,
         outcome: &mut Outcome,
-    ) -> Result<(), CloseReason> {
-        debug_assert!(
-            self.uses_pipe(),
-            "next_step splices only with a pipe attached"
-        );
+    ) -> Result<(), CloseReason>
+    where
+        P: Splice<S>,
+    {
         let room = limits.high_water.saturating_sub(self.pending.len());
         let want = room.min(budget.read);
         debug_assert!(want > 0, "splice with no room");
-        let was_empty = self.pending_in_pipe() == 0;
-        let n = match nonblocking(|| io.splice_in(want))? {
+        let PipeState::Attached {
+            pipe,
+            queued,
+            maybe_full,
+        } = &mut self.pending.pipe
+        else {
+            return Ok(()); // unreachable: `next_step` splices only with a pipe attached
+        };
+        let was_empty = *queued == 0;
+        let n = match nonblocking(|| pipe.splice_in(io, want))? {
             // An empty pipe has room, so the socket is what blocked.
             None if was_empty => {
-                self.readable = false;
+                self.ready.readable = false;
                 return Ok(());
             }
             None => {
-                self.pipe_full = true;
+                *maybe_full = true;
                 return Ok(());
             }
             Some(0) => {
                 self.phase = Phase::PeerClosed;
-                self.readable = false;
+                self.ready.readable = false;
                 return Ok(());
             }
             Some(n) => n,
         };
-        self.pending.pipe = Some(self.pending_in_pipe() + n);
+        *queued += n;
         budget.read -= n;
         outcome.bytes_read += n;
-        if was_empty && self.writable {
+        if was_empty && self.ready.writable {
             // The fast path, as in `read_and_echo`: send back what just came in, outside the
             // write budget, which bounds flushing older output.
             self.send_from_pipe(io, n, budget, outcome)?;
@@ -462,6 +606,7 @@ impl Connection {
         Ok(())
     }
 
+    /// Step `FinishWriting`: nothing is pending, so send our FIN.
     fn finish_writing<S: Stream>(&mut self, io: &mut S) -> Result<(), CloseReason> {
         io.shutdown_write().map_err(|e| classify(&e))?;
         self.phase = match self.phase {
@@ -472,39 +617,37 @@ impl Connection {
         Ok(())
     }
 
+    /// Step `Discard`: while lingering, read and throw away input until the peer's FIN.
     fn discard<S: Stream>(
         &mut self,
         io: &mut S,
         scratch: &mut [u8],
         budget: &mut Budget,
-        stats: &mut Stats,
+        outcome: &mut Outcome,
     ) -> Result<(), CloseReason> {
         let want = scratch.len().min(budget.read);
         match read_nonblocking(io, &mut scratch[..want])? {
             Some(0) => self.phase = Phase::Closed(CloseReason::Shutdown),
             Some(n) => {
                 budget.read -= n;
-                stats.tcp_bytes_discarded += n as u64;
+                outcome.bytes_discarded += n;
             }
-            None => self.readable = false,
+            None => self.ready.readable = false,
         }
         Ok(())
     }
 
-    /// Pauses reading at the high-water mark and resumes at the low-water mark. Returns true
-    /// when it paused just now.
-    fn update_backpressure(&mut self, limits: &Limits, stats: &mut Stats) -> bool {
+    /// Pauses reading at the high-water mark (counting the pause in `outcome`) and resumes at
+    /// the low-water mark.
+    fn update_backpressure(&mut self, limits: &Limits, outcome: &mut Outcome) {
         let pending = self.pending();
         if !self.paused && pending >= limits.high_water {
             self.paused = true;
-            stats.backpressure_pauses += 1;
-            return true;
-        }
-        if self.paused && pending <= limits.low_water {
+            outcome.pauses += 1;
+        } else if self.paused && pending <= limits.low_water {
             // Still `readable` if we stopped before WouldBlock: the next step reads again.
             self.paused = false;
         }
-        false
     }
 }
 
@@ -543,7 +686,8 @@ fn write_nonblocking_with(
     }
 }
 
-/// Maps a socket error to how the connection ended.
+/// Maps a socket error to how the connection ended: the peer going away (reset, `EPIPE`) is
+/// `Reset`; anything else is `IoError`.
 fn classify(error: &io::Error) -> CloseReason {
     use io::ErrorKind::*;
     match error.kind() {
@@ -553,12 +697,13 @@ fn classify(error: &io::Error) -> CloseReason {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     //! Scripted tests: no sockets, no clock. Each test reads as "this comes in, that goes out".
+    use super::script::{Input, Output, ScriptedConnection, ScriptedPipe, ScriptedStream};
     use super::*;
-    use crate::connection_script::{Input, Output, ScriptedStream};
+    use crate::stats::Stats;
 
-    pub fn limits() -> Limits {
+    fn limits() -> Limits {
         Limits {
             high_water: 1000,
             low_water: 250,
@@ -567,17 +712,20 @@ pub(crate) mod tests {
         }
     }
 
-    fn drive(conn: &mut Connection, io: &mut ScriptedStream, stats: &mut Stats) -> Outcome {
+    /// One drive with the test limits and a 512-byte scratch buffer, counted into `stats`.
+    fn drive(conn: &mut ScriptedConnection, io: &mut ScriptedStream, stats: &mut Stats) -> Outcome {
         let mut scratch = [0u8; 512];
-        conn.drive(io, &mut scratch, &limits(), stats)
+        let outcome = conn.drive(io, &mut scratch, &limits());
+        stats.record_drive(&outcome);
+        outcome
     }
 
     #[test]
     fn fast_path_echoes_from_scratch_without_buffering() {
         let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::Take(100)]);
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, false);
+        conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
         let outcome = drive(&mut conn, &mut io, &mut stats);
         assert_eq!(io.echoed, io.sent_in);
         assert_eq!(outcome.bytes_written, 100);
@@ -592,14 +740,14 @@ pub(crate) mod tests {
             vec![Input::Data(300), Input::Data(200)],
             vec![Output::Take(50), Output::WouldBlock],
         );
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, true);
+        conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(conn.pending(), 450);
         assert_eq!(io.echoed.len(), 50);
         io.writes = vec![Output::Take(1000)].into();
-        conn.on_event(false, true, false);
+        conn.on_readiness(Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(io.echoed, io.sent_in);
         assert_eq!(conn.buffer_capacity(), 0);
@@ -611,14 +759,14 @@ pub(crate) mod tests {
             vec![Input::Data(512), Input::Data(40), Input::Eof],
             vec![Output::WouldBlock],
         );
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, true);
+        conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(conn.phase(), Phase::PeerClosed);
         assert!(!io.fin_sent, "FIN must wait for pending output");
         io.writes = vec![Output::Take(100), Output::Take(1000)].into();
-        conn.on_event(false, true, false);
+        conn.on_readiness(Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(io.echoed, io.sent_in);
         assert!(io.fin_sent);
@@ -631,9 +779,9 @@ pub(crate) mod tests {
     fn backpressure_stops_reading_at_high_water_and_resumes_at_low_water() {
         let reads = (0..10).map(|_| Input::Data(512)).collect();
         let mut io = ScriptedStream::new(reads, vec![]);
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, false);
+        conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(
             conn.pending(),
@@ -644,13 +792,13 @@ pub(crate) mod tests {
         assert_eq!(stats.backpressure_pauses, 1);
         // The client drains 700 bytes: still above low water, so no reading yet.
         io.writes = vec![Output::Take(700), Output::WouldBlock].into();
-        conn.on_event(false, true, false);
+        conn.on_readiness(Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert!(conn.is_paused());
         assert_eq!(conn.pending(), 300);
         // 100 more: below low water, and reading resumes with no new read edge.
         io.writes = vec![Output::Take(100), Output::WouldBlock].into();
-        conn.on_event(false, true, false);
+        conn.on_readiness(Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert!(conn.pending() > 200, "read resumed without a new edge");
         let mut all = io.echoed.clone();
@@ -664,9 +812,9 @@ pub(crate) mod tests {
     #[test]
     fn limit_lowered_below_pending_pauses_instead_of_reading_nothing() {
         let mut io = ScriptedStream::new(vec![Input::Data(512), Input::Data(300)], vec![]);
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, false, false);
+        conn.on_readiness(Readiness::READABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(conn.pending(), 812);
         assert!(!conn.is_paused());
@@ -676,10 +824,11 @@ pub(crate) mod tests {
             low_water: 100,
             ..limits()
         };
-        conn.on_event(true, false, false);
-        let outcome = conn.drive(&mut io, &mut [0u8; 512], &squeezed, &mut stats);
+        conn.on_readiness(Readiness::READABLE);
+        let outcome = conn.drive(&mut io, &mut [0u8; 512], &squeezed);
+        stats.record_drive(&outcome);
         assert_eq!(conn.phase(), Phase::Open, "no FIN was read");
-        assert!(conn.is_paused() && outcome.paused);
+        assert!(conn.is_paused() && outcome.pauses > 0);
         assert_eq!(
             io.reads.len(),
             1,
@@ -692,9 +841,9 @@ pub(crate) mod tests {
         let reads = (0..20).map(|_| Input::Data(512)).collect();
         let writes = (0..20).map(|_| Output::Take(512)).collect();
         let mut io = ScriptedStream::new(reads, writes);
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, false);
+        conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
         let first = drive(&mut conn, &mut io, &mut stats);
         assert!(first.yielded);
         assert_eq!(first.bytes_read, 4096);
@@ -710,9 +859,9 @@ pub(crate) mod tests {
     #[test]
     fn reset_closes_with_reason() {
         let mut io = ScriptedStream::new(vec![Input::Data(200), Input::Reset], vec![]);
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, true);
+        conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(conn.close_reason(), Some(CloseReason::Reset));
     }
@@ -720,19 +869,19 @@ pub(crate) mod tests {
     #[test]
     fn broken_pipe_on_write_closes_as_reset() {
         let mut io = ScriptedStream::new(vec![Input::Data(10)], vec![Output::Broken]);
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, false);
+        conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(conn.close_reason(), Some(CloseReason::Reset));
     }
 
     /// A connection holding 100 bytes of output that the peer would not take.
-    fn with_100_pending() -> (Connection, ScriptedStream, Stats) {
+    fn with_100_pending() -> (ScriptedConnection, ScriptedStream, Stats) {
         let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::WouldBlock]);
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, false);
+        conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(conn.pending(), 100);
         (conn, io, stats)
@@ -744,7 +893,7 @@ pub(crate) mod tests {
         conn.begin_drain();
         io.reads = vec![Input::Data(30), Input::Eof].into();
         io.writes = vec![Output::Take(100)].into();
-        conn.on_event(true, true, true);
+        conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert!(io.fin_sent);
         assert_eq!(
@@ -762,16 +911,16 @@ pub(crate) mod tests {
             vec![Input::Data(512), Input::WouldBlock, Input::Data(512)],
             vec![Output::Take(4096), Output::Take(4096)],
         );
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, false);
+        conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(
             io.echoed.len(),
             512,
             "no read after WouldBlock without a new edge"
         );
-        conn.on_event(true, false, false);
+        conn.on_readiness(Readiness::READABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(io.echoed.len(), 1024);
         assert_eq!(io.echoed, io.sent_in);
@@ -780,19 +929,18 @@ pub(crate) mod tests {
     #[test]
     fn spurious_events_cost_nothing() {
         let mut io = ScriptedStream::new(vec![], vec![]);
-        let mut conn = Connection::new();
+        let mut conn = ScriptedConnection::new();
         let mut stats = Stats::default();
-        conn.on_event(true, true, false);
+        conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
         let outcome = drive(&mut conn, &mut io, &mut stats);
         assert_eq!(outcome, Outcome::default());
         assert_eq!(conn.phase(), Phase::Open);
     }
 
     /// A connection switched to a pipe, as the reactor does for bulk traffic.
-    fn piped(io: &mut ScriptedStream) -> Connection {
-        let mut conn = Connection::new();
-        assert!(conn.use_pipe());
-        io.piped = true;
+    fn piped() -> ScriptedConnection {
+        let mut conn = ScriptedConnection::new();
+        assert!(conn.use_pipe(ScriptedPipe::default()).is_ok());
         conn
     }
 
@@ -803,9 +951,9 @@ pub(crate) mod tests {
             vec![Output::Take(400)],
         );
         io.write_default = Output::Take(usize::MAX);
-        let mut conn = piped(&mut io);
+        let mut conn = piped();
         let mut stats = Stats::default();
-        conn.on_event(true, true, true);
+        conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
         drive(&mut conn, &mut io, &mut stats);
         assert_eq!(io.echoed, io.sent_in);
         assert_eq!(io.sent_in.len(), 1000);
@@ -817,13 +965,13 @@ pub(crate) mod tests {
 
     #[test]
     fn full_pipe_spills_into_the_buffer_and_everything_comes_back_in_order() {
-        use crate::connection_script::PIPE_CAPACITY;
+        use super::script::PIPE_CAPACITY;
         // More input than the pipe holds, and a peer that is not reading yet: the connection
         // must keep reading (into its buffer, behind the pipe) up to the pending limit, as
         // without a pipe, or a client that writes before it reads would deadlock.
         let chunks = vec![Input::Data(PIPE_CAPACITY), Input::Data(2000)];
         let mut io = ScriptedStream::new(chunks, vec![Output::WouldBlock]);
-        let mut conn = piped(&mut io);
+        let mut conn = piped();
         let mut stats = Stats::default();
         // Limits far above the pipe's capacity: only the full pipe stops reading.
         let roomy = Limits {
@@ -832,10 +980,12 @@ pub(crate) mod tests {
             read_budget: 1 << 20,
             write_budget: 1 << 20,
         };
-        let mut drive = |conn: &mut Connection, io: &mut ScriptedStream| {
-            conn.drive(io, &mut [0u8; 4096], &roomy, &mut stats)
+        let mut drive = |conn: &mut ScriptedConnection, io: &mut ScriptedStream| {
+            let outcome = conn.drive(io, &mut [0u8; 4096], &roomy);
+            stats.record_drive(&outcome);
+            outcome
         };
-        conn.on_event(true, true, false);
+        conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
         let outcome = drive(&mut conn, &mut io);
         assert_eq!(conn.pending_in_pipe(), PIPE_CAPACITY, "the pipe filled up");
         assert!(io.sent_in.len() > PIPE_CAPACITY);
@@ -848,14 +998,14 @@ pub(crate) mod tests {
         assert!(!outcome.yielded, "nothing to do until the peer reads");
         // The peer reads: the pipe's bytes first, then the buffer's, in order.
         io.write_default = Output::Take(usize::MAX);
-        conn.on_event(false, true, false);
+        conn.on_readiness(Readiness::WRITABLE);
         drive(&mut conn, &mut io);
         assert_eq!(conn.pending(), 0);
         assert_eq!(conn.buffer_capacity(), 0);
         assert_eq!(io.echoed, io.sent_in);
         // With the buffer empty, new input takes the pipe again.
         io.reads.push_back(Input::Data(500));
-        conn.on_event(true, false, false);
+        conn.on_readiness(Readiness::READABLE);
         drive(&mut conn, &mut io);
         assert_eq!(conn.pending_in_pipe(), 0);
         assert_eq!(io.echoed, io.sent_in);
@@ -864,17 +1014,20 @@ pub(crate) mod tests {
     #[test]
     fn use_pipe_only_switches_with_nothing_pending() {
         let (mut conn, _io, _stats) = with_100_pending();
-        assert!(!conn.use_pipe(), "buffered bytes would be overtaken");
+        assert!(
+            conn.use_pipe(ScriptedPipe::default()).is_err(),
+            "buffered bytes would be overtaken"
+        );
         assert!(!conn.uses_pipe());
     }
 
     mod properties {
-        //! Random event scripts against the invariants in `connection_script::Script`: echo
+        //! Random event scripts against the invariants in `script::Script`: echo
         //! is a prefix of the input, pending stays under the high-water mark, phases move
         //! only along the diagram, budgets hold, no busy loop, and a peer that finally reads
         //! everything and sends FIN gets every byte back and our FIN.
+        use crate::connection::script::{Action, Script};
         use crate::connection::Limits;
-        use crate::connection_script::{Action, Script};
         use proptest::prelude::*;
 
         fn limits() -> impl Strategy<Value = Limits> {

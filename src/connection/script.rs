@@ -1,6 +1,6 @@
 //! Scripts for the connection's state machine: a [`ScriptedStream`] that stands in for a
-//! socket, and [`Script`], an interpreter of random event sequences that checks the
-//! connection's invariants after every step.
+//! socket, a [`ScriptedPipe`] that stands in for a kernel pipe, and [`Script`], an interpreter
+//! of random event sequences that checks the connection's invariants after every step.
 //!
 //! Compiled for tests and, with the `fuzzing` feature, for the fuzz crate in `fuzz/`: the unit
 //! tests, the property tests and the fuzz target all drive [`Connection`] through the same
@@ -14,8 +14,11 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
-use crate::connection::{Connection, Limits, Phase, Stream};
+use super::{Connection, Limits, Phase, Readiness, Splice, Stream};
 use crate::stats::{CloseReason, Stats};
+
+/// The connection the scripts drive: it may get a [`ScriptedPipe`].
+pub type ScriptedConnection = Connection<ScriptedPipe>;
 
 /// What the next `read` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +69,6 @@ pub struct ScriptedStream {
     pub echoed: Vec<u8>,
     /// `shutdown_write` was called.
     pub fin_sent: bool,
-    /// The connection was switched to a pipe: `splice_in` and `splice_out` are allowed (plain
-    /// reads and writes still are; the prefix invariant catches any byte that overtakes).
-    pub piped: bool,
-    /// Bytes in the scripted pipe (spliced in, not yet spliced out), oldest first.
-    pub pipe: VecDeque<u8>,
     /// `read` calls so far.
     pub read_calls: usize,
     /// `write` calls so far.
@@ -91,8 +89,6 @@ impl Default for ScriptedStream {
             sent_in: Vec::new(),
             echoed: Vec::new(),
             fin_sent: false,
-            piped: false,
-            pipe: VecDeque::new(),
             read_calls: 0,
             write_calls: 0,
             errors_returned: 0,
@@ -198,30 +194,38 @@ impl Stream for ScriptedStream {
         self.fin_sent = true;
         Ok(())
     }
+}
 
-    fn splice_in(&mut self, max: usize) -> io::Result<usize> {
-        assert!(self.piped, "splice on a connection without a pipe");
-        let room = PIPE_CAPACITY - self.pipe.len();
+/// A pipe of [`PIPE_CAPACITY`] bytes between the connection and its [`ScriptedStream`]:
+/// splicing in takes the stream's next scripted input, splicing out its next scripted write.
+/// (Plain reads and writes stay allowed on a piped connection; the prefix invariant catches
+/// any byte that overtakes one in the pipe.)
+#[derive(Debug, Default)]
+pub struct ScriptedPipe {
+    /// Bytes spliced in and not yet spliced out, oldest first.
+    pub bytes: VecDeque<u8>,
+}
+
+impl Splice<ScriptedStream> for ScriptedPipe {
+    fn splice_in(&mut self, stream: &mut ScriptedStream, max: usize) -> io::Result<usize> {
+        let room = PIPE_CAPACITY - self.bytes.len();
         if room == 0 {
             // What the kernel says for a full pipe: the same as for an empty socket.
-            self.count_call();
-            self.read_calls += 1;
+            stream.count_call();
+            stream.read_calls += 1;
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let mut pipe = std::mem::take(&mut self.pipe);
-        let result = self.next_input(max.min(room), |byte| pipe.push_back(byte));
-        self.pipe = pipe;
-        result
+        let bytes = &mut self.bytes;
+        stream.next_input(max.min(room), |byte| bytes.push_back(byte))
     }
 
-    fn splice_out(&mut self, max: usize) -> io::Result<usize> {
-        assert!(self.piped, "splice on a connection without a pipe");
+    fn splice_out(&mut self, stream: &mut ScriptedStream, max: usize) -> io::Result<usize> {
         assert!(
-            max > 0 && !self.pipe.is_empty(),
+            max > 0 && !self.bytes.is_empty(),
             "splice out of an empty pipe"
         );
-        let k = self.next_output(max.min(self.pipe.len()))?;
-        self.echoed.extend(self.pipe.drain(..k));
+        let k = stream.next_output(max.min(self.bytes.len()))?;
+        stream.echoed.extend(self.bytes.drain(..k));
         Ok(k)
     }
 }
@@ -267,11 +271,13 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Script {
     /// The connection under test.
-    pub conn: Connection,
+    pub conn: ScriptedConnection,
     /// Its stream.
     pub io: ScriptedStream,
-    /// Its counters.
+    /// Its counters, summed from the outcome of every drive as the reactor sums them.
     pub stats: Stats,
+    /// A pipe was attached (by an [`Action::UsePipe`]).
+    piped: bool,
     base: Limits,
     limits: Limits,
     scratch: Vec<u8>,
@@ -292,6 +298,7 @@ impl Script {
             conn: Connection::new(),
             io: ScriptedStream::default(),
             stats: Stats::default(),
+            piped: false,
             base: limits,
             limits,
             scratch: vec![0; scratch_len],
@@ -372,7 +379,11 @@ impl Script {
                 writable,
                 read_closed,
             } => {
-                self.conn.on_event(readable, writable, read_closed);
+                self.conn.on_readiness(Readiness {
+                    readable,
+                    writable,
+                    read_closed,
+                });
                 self.last_yielded = None;
                 self.drive();
             }
@@ -397,13 +408,13 @@ impl Script {
                 self.drive();
             }
             Action::UsePipe => {
-                let switched = self.conn.use_pipe();
+                let switched = self.conn.use_pipe(ScriptedPipe::default()).is_ok();
                 assert!(
-                    switched == (!self.io.piped && self.conn.pending() == 0),
+                    switched == (!self.piped && self.conn.pending() == 0),
                     "use_pipe switched={switched} with {} pending",
                     self.conn.pending()
                 );
-                self.io.piped |= switched;
+                self.piped |= switched;
                 if switched {
                     self.last_yielded = None;
                 }
@@ -465,18 +476,18 @@ impl Script {
         }
     }
 
+    /// One `drive`, as the reactor does it, checking the budgets, the outcome's counts, the
+    /// pending limit and the ready queue's contract.
     fn drive(&mut self) {
         let pending_before = self.conn.pending();
         let (read_before, echoed_before) = (self.io.sent_in.len(), self.io.echoed.len());
         let discarded_before = self.stats.tcp_bytes_discarded as usize;
         let calls_before = self.io.read_calls + self.io.write_calls;
         self.io.reset_call_guard();
-        let outcome = self.conn.drive(
-            &mut self.io,
-            &mut self.scratch,
-            &self.limits,
-            &mut self.stats,
-        );
+        let outcome = self
+            .conn
+            .drive(&mut self.io, &mut self.scratch, &self.limits);
+        self.stats.record_drive(&outcome);
         let read = self.io.sent_in.len() - read_before;
         let written = self.io.echoed.len() - echoed_before;
         let discarded = self.stats.tcp_bytes_discarded as usize - discarded_before;
@@ -517,13 +528,14 @@ impl Script {
         self.last_yielded = Some(outcome.yielded);
     }
 
+    /// The invariants that hold after every step (see the module doc of `connection`).
     fn check(&mut self) {
         let io = &self.io;
         let pending = self.conn.pending();
-        assert_eq!(self.conn.uses_pipe(), io.piped);
+        assert_eq!(self.conn.uses_pipe(), self.piped);
         assert_eq!(
             self.conn.pending_in_pipe(),
-            io.pipe.len(),
+            self.conn.pipe().map_or(0, |pipe| pipe.bytes.len()),
             "the connection's count of bytes in the pipe"
         );
         // Bytes are never lost, invented or reordered.

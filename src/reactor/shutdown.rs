@@ -1,0 +1,126 @@
+//! Graceful shutdown: a handle that asks for it from any thread, and the drain that follows.
+//!
+//! The handle sets a flag and wakes the poller (`mio::Waker`); the loop then stops accepting
+//! and serving UDP, asks every connection to flush, send FIN and linger until the peer's FIN,
+//! and, at `Config::drain_timeout`, closes whatever is left.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+
+use super::Server;
+use crate::stats::CloseReason;
+
+/// Stops a running [`Server`] from any thread: stop accepting, drain, return the stats.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to shut down gracefully. Calling it again changes nothing.
+    pub fn shutdown(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop for shutdown: {e}");
+        }
+    }
+}
+
+/// The server's side of shutdown: the flag the handles set, and the drain once it began.
+#[derive(Debug)]
+pub(super) struct Shutdown {
+    requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    drain_timeout: Duration,
+    /// Shutdown began (the drain is under way).
+    begun: bool,
+    /// When the drain gives up on what is left (`None` before shutdown, or if the timeout is
+    /// too long for the clock).
+    deadline: Option<Instant>,
+}
+
+impl Shutdown {
+    /// Not requested yet; `waker` is registered with the server's poller.
+    pub(super) fn new(waker: Waker, drain_timeout: Duration) -> Shutdown {
+        Shutdown {
+            requested: Arc::new(AtomicBool::new(false)),
+            waker: Arc::new(waker),
+            drain_timeout,
+            begun: false,
+            deadline: None,
+        }
+    }
+
+    /// A handle for another thread.
+    pub(super) fn handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            requested: Arc::clone(&self.requested),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// When the drain ends, once shutdown began.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// True when the drain deadline passed at `now`.
+    pub(super) fn deadline_passed(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|at| now >= at)
+    }
+}
+
+impl Server {
+    /// The waker fired: begins shutdown if a handle asked for it (wake-ups are not counted,
+    /// so the flag is what says why).
+    pub(super) fn on_wake(&mut self, now: Instant) {
+        if self.shutdown.requested.load(Ordering::SeqCst) && !self.shutdown.begun {
+            self.begin_shutdown(now);
+        }
+    }
+
+    /// Stops accepting and serving UDP; asks every connection to drain and finish.
+    fn begin_shutdown(&mut self, now: Instant) {
+        log::info!(
+            "shutting down: draining {} connection(s) for up to {:?}",
+            self.slots.len(),
+            self.shutdown.drain_timeout
+        );
+        self.shutdown.begun = true;
+        self.shutdown.deadline = now.checked_add(self.shutdown.drain_timeout);
+        self.listener = None;
+        self.udp = None;
+        self.queues.accept_ready = false;
+        self.queues.udp_ready = false;
+        self.admission.stop();
+        for (key, slot) in self.slots.iter_mut() {
+            slot.conn.begin_drain();
+            if !slot.queued {
+                slot.queued = true;
+                self.queues.ready.push(key);
+            }
+        }
+    }
+
+    /// The drain deadline passed: closes what is left. Even a connection that sent its FIN and
+    /// was only waiting for the peer's counts as cut off: closing it now may find unread input
+    /// (the kernel then sends RST and drops echoes still queued for the peer).
+    pub(super) fn abort_remaining(&mut self) {
+        for (key, slot) in self.slots.iter_mut() {
+            if slot.conn.close_reason().is_none() {
+                slot.conn.abort(CloseReason::DrainTimeout);
+                self.queues.finished.push(key);
+            }
+        }
+        self.remove_finished();
+    }
+
+    /// True once shutdown began and every connection is gone: the loop ends.
+    pub(super) fn is_finished(&self) -> bool {
+        self.shutdown.begun && self.slots.is_empty()
+    }
+}

@@ -1,0 +1,152 @@
+//! Time in the loop: idle and stall deadlines of connections, the periodic stats line, and
+//! the poll timeout that wakes the loop for whichever comes first (or for the accept retry and
+//! the drain deadline, which their own policies keep).
+//!
+//! Every check here uses the turn's `now`, read once after `poll` returns. The one other
+//! clock read is in `poll_timeout`, before `poll`: see there why.
+
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::deadlines::Deadlines;
+use super::slot::Slot;
+use super::Server;
+use crate::config::Config;
+
+/// `Config::idle_timeout` and `Config::stall_timeout`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// Close a connection that moved no byte for this long.
+    pub(super) idle: Option<Duration>,
+    /// Close a connection whose pending output made no write progress for this long.
+    pub(super) stall: Option<Duration>,
+}
+
+/// The connections' deadlines and the stats tick.
+#[derive(Debug)]
+pub(super) struct Timers {
+    timeouts: Timeouts,
+    /// Idle and stall deadlines, one entry per connection at most (see `deadlines`).
+    deadlines: Deadlines,
+    stats_interval: Option<Duration>,
+    next_stats_at: Option<Instant>,
+}
+
+impl Timers {
+    /// The timers `config` asks for; nothing scheduled until [`Timers::start`].
+    pub(super) fn new(config: &Config) -> Timers {
+        Timers {
+            timeouts: Timeouts {
+                idle: config.idle_timeout,
+                stall: config.stall_timeout,
+            },
+            deadlines: Deadlines::default(),
+            stats_interval: config.stats_interval,
+            next_stats_at: None,
+        }
+    }
+
+    /// The loop starts at `now`: schedules the first stats line.
+    pub(super) fn start(&mut self, now: Instant) {
+        self.next_stats_at = self.stats_interval.and_then(|every| now.checked_add(every));
+    }
+
+    /// Gives the connection in slab entry `key` a deadline entry, unless it has one or is
+    /// heading for no timeout.
+    pub(super) fn arm(&mut self, key: usize, slot: &mut Slot) {
+        if slot.timer_armed {
+            return;
+        }
+        if let Some((at, _)) = slot.next_timeout(&self.timeouts) {
+            slot.timer_armed = true;
+            self.deadlines.push(at, slot.owner(key));
+        }
+    }
+
+    /// Stale entries of closed connections wait for their deadline; under heavy churn this
+    /// sweeps them out, so the heap stays proportional to the open connections.
+    pub(super) fn sweep(&mut self, slots: &Slab<Slot>) {
+        if self.deadlines.len() > 2 * slots.len() + 1024 {
+            self.deadlines
+                .retain(|owner| slots.get(owner.key).is_some_and(|s| s.id == owner.id));
+        }
+    }
+
+    /// True when the stats line is due at `now`; schedules the next one.
+    fn stats_due(&mut self, now: Instant) -> bool {
+        let Some(at) = self.next_stats_at.filter(|&at| now >= at) else {
+            return false;
+        };
+        let every = self.stats_interval.unwrap_or(Duration::from_secs(1));
+        // Catch up after a long turn, but never schedule a burst of lines.
+        let base = now.checked_sub(every).map_or(at, |floor| at.max(floor));
+        self.next_stats_at = base.checked_add(every);
+        true
+    }
+}
+
+impl Server {
+    /// Fires everything due at `now`: connection timeouts, the accept retry, the stats line,
+    /// the drain deadline.
+    pub(super) fn check_timers(&mut self, now: Instant) {
+        self.expire_connections(now);
+        if self.admission.retry_due(now) {
+            self.queues.accept_ready = true;
+        }
+        if self.timers.stats_due(now) {
+            log::info!("stats {}", self.stats());
+        }
+        if self.shutdown.deadline_passed(now) {
+            self.abort_remaining();
+        }
+    }
+
+    /// Closes connections whose idle or stall deadline passed; re-arms the ones whose deadline
+    /// moved on since their entry was pushed.
+    fn expire_connections(&mut self, now: Instant) {
+        let timers = &mut self.timers;
+        while let Some(owner) = timers.deadlines.pop_expired(now) {
+            let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
+                continue; // closed since; the key may belong to someone else now
+            };
+            slot.timer_armed = false;
+            match slot.next_timeout(&timers.timeouts) {
+                // A connection already closed in this batch is in `finished` already.
+                Some((at, reason)) if at <= now && slot.conn.close_reason().is_none() => {
+                    log::debug!("closing {} (#{}): {reason:?}", slot.peer, owner.key);
+                    slot.conn.abort(reason);
+                    self.queues.finished.push(owner.key);
+                }
+                Some((at, _)) if at <= now => {}
+                Some((at, _)) => {
+                    slot.timer_armed = true;
+                    timers.deadlines.push(at, owner);
+                }
+                None => {}
+            }
+        }
+        self.remove_finished();
+    }
+
+    /// How long `poll` may sleep: zero when work is queued; otherwise until the next timer, or
+    /// forever.
+    pub(super) fn poll_timeout(&self) -> Option<Duration> {
+        let queues = &self.queues;
+        if queues.accept_ready || queues.udp_ready || !queues.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = [
+            self.admission.retry_at(),
+            self.timers.next_stats_at,
+            self.shutdown.deadline(),
+            self.timers.deadlines.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        // A fresh clock read, not the turn's `now`: that one is as old as the turn's work, and
+        // a timeout measured from it would sleep past the deadline by that much.
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+}
