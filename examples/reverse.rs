@@ -56,7 +56,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let server = Server::bind(config)?;
     for endpoint in server.endpoints() {
-        println!("{} on {} {}", endpoint.service, endpoint.protocol.name(), endpoint.addr);
+        println!(
+            "{} on {} {}",
+            endpoint.service,
+            endpoint.protocol.name(),
+            endpoint.addr
+        );
     }
     let stop = server.shutdown_handle();
     // Stop when stdin closes (Ctrl-D, or the end of a pipe); Ctrl-C ends the process anyway.

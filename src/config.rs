@@ -16,6 +16,9 @@ use crate::service::ServiceKind;
 /// privileges; 7007 keeps the 7 and is unprivileged.
 pub const DEFAULT_PORT: u16 = 7007;
 
+/// Most listeners one server takes (each may bind TCP and UDP).
+pub const MAX_LISTENERS: usize = 4096;
+
 /// Everything the server needs to know before it binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -153,6 +156,8 @@ impl Default for Config {
 pub enum ConfigError {
     /// Both `tcp` and `udp` are off.
     NothingToServe,
+    /// More than [`MAX_LISTENERS`] listeners.
+    TooManyListeners,
     /// `backlog` is 0.
     ZeroBacklog,
     /// `max_pending` is below [`MIN_MAX_PENDING`].
@@ -181,6 +186,7 @@ pub const MIN_MEMORY_BUDGET: usize = 1 << 20;
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            ConfigError::TooManyListeners => "more than 4096 listeners",
             ConfigError::NothingToServe => {
                 "nothing to serve: TCP and UDP are both off and no other listener is set"
             }
@@ -209,6 +215,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let checks = [
             (self.all_listeners().is_empty(), ConfigError::NothingToServe),
+            (
+                self.all_listeners().len() > MAX_LISTENERS,
+                ConfigError::TooManyListeners,
+            ),
             (self.backlog == 0, ConfigError::ZeroBacklog),
             (
                 self.max_pending < MIN_MAX_PENDING,

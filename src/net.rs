@@ -58,16 +58,6 @@ pub(crate) fn bind_all(config: &Config) -> Result<Vec<BoundListener>, ServerErro
         .collect()
 }
 
-/// Binds what `config` asks for, TCP and UDP on the same port.
-pub(crate) fn bind(config: &Config) -> Result<Bound, ServerError> {
-    bind_pair(
-        SocketAddr::new(config.bind, config.port),
-        config.tcp,
-        config.udp,
-        config.backlog,
-    )
-}
-
 /// Binds TCP, UDP or both on `wanted`; with port 0, both sides get the same number.
 fn bind_pair(wanted: SocketAddr, tcp: bool, udp: bool, backlog: u32) -> Result<Bound, ServerError> {
     let attempts = if wanted.port() == 0 && tcp && udp {

@@ -97,6 +97,38 @@ pub struct Stats {
     pub udp_dropped_privileged_port: u64,
     /// Datagrams not answered because they came from the server's own address.
     pub udp_dropped_own_address: u64,
+    /// Datagrams not answered because their source was over its reply rate (services that
+    /// can amplify, on a listener beyond loopback; see `service::reply_limit`).
+    pub udp_dropped_rate_limited: u64,
+    /// Counters per service, in the order the listeners were configured; one entry per
+    /// service name, summed over its listeners.
+    pub services: Vec<ServiceStats>,
+}
+
+/// What one service did, over all its listeners. In the stats line as
+/// `svc.NAME.KEY=VALUE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// The service's name (`echo`, `time`, ...).
+    pub name: String,
+    /// TCP connections accepted.
+    pub conn_accepted: u64,
+    /// Bytes read from its TCP clients.
+    pub tcp_bytes_in: u64,
+    /// Bytes written to its TCP clients.
+    pub tcp_bytes_out: u64,
+    /// Datagrams received.
+    pub udp_datagrams_in: u64,
+    /// Replies sent.
+    pub udp_datagrams_out: u64,
+}
+
+impl ServiceStats {
+    /// Counts what one drive of one of its connections did.
+    pub(crate) fn record_drive(&mut self, outcome: &Outcome) {
+        self.tcp_bytes_in += outcome.bytes_read as u64;
+        self.tcp_bytes_out += outcome.bytes_written as u64;
+    }
 }
 
 impl Stats {
@@ -131,6 +163,21 @@ impl Stats {
             + self.udp_dropped_send_error
             + self.udp_dropped_privileged_port
             + self.udp_dropped_own_address
+            + self.udp_dropped_rate_limited
+    }
+
+    /// The index of `name`'s entry in [`Stats::services`], made if new.
+    pub(crate) fn service_index(&mut self, name: &str) -> usize {
+        match self.services.iter().position(|s| s.name == name) {
+            Some(index) => index,
+            None => {
+                self.services.push(ServiceStats {
+                    name: name.to_string(),
+                    ..ServiceStats::default()
+                });
+                self.services.len() - 1
+            }
+        }
     }
 }
 
@@ -138,7 +185,7 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
-        let fields: [(&str, u64); 31] = [
+        let fields: [(&str, u64); 32] = [
             ("conn_accepted", self.conn_accepted),
             ("conn_active", self.conn_active),
             ("conn_closed", self.conn_closed),
@@ -172,10 +219,23 @@ impl fmt::Display for Stats {
                 self.udp_dropped_privileged_port,
             ),
             ("udp_dropped_own_address", self.udp_dropped_own_address),
+            ("udp_dropped_rate_limited", self.udp_dropped_rate_limited),
             ("udp_dropped", self.udp_dropped()),
         ];
         for (key, value) in fields {
             write!(f, " {key}={value}")?;
+        }
+        for service in &self.services {
+            let fields = [
+                ("conn_accepted", service.conn_accepted),
+                ("tcp_bytes_in", service.tcp_bytes_in),
+                ("tcp_bytes_out", service.tcp_bytes_out),
+                ("udp_datagrams_in", service.udp_datagrams_in),
+                ("udp_datagrams_out", service.udp_datagrams_out),
+            ];
+            for (key, value) in fields {
+                write!(f, " svc.{}.{key}={value}", service.name)?;
+            }
         }
         Ok(())
     }

@@ -1,4 +1,6 @@
-//! UDP echo: each datagram goes back whole to its sender, and UDP never blocks TCP.
+//! UDP echo: each datagram goes back whole to its sender, and UDP never blocks TCP. A socket
+//! of another service answers each datagram with what its [`Service`] says instead, through
+//! the same guards and the same reply path.
 //!
 //! Datagrams are read into the reactor's shared scratch buffer (256 KiB; it must be at least
 //! [`MAX_DATAGRAM`], so no datagram can be truncated: the largest UDP payload is 65,507 bytes
@@ -9,15 +11,21 @@
 //! Hardening, because echo on UDP is a classic reflection amplifier and loop partner: no reply
 //! to source port 0 or a privileged port (< 1024, where echo, chargen and daytime live: the
 //! echo-chargen loop), none to the server's own address, and a reply is always exactly as long
-//! as its request. Each drop reason has its own counter.
+//! as its request. Each drop reason has its own counter. A service that can amplify (all but
+//! echo and discard) is asked only after those guards pass, and on a socket bound beyond
+//! loopback only within its source's reply rate (`service::reply_limit`).
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Instant;
 
+use bytes::BytesMut;
 use mio::net::UdpSocket;
 
 use crate::connection::Readiness;
+use crate::service::reply_limit::ReplyLimit;
+use crate::service::{Output, Service, MAX_REPLY};
 use crate::stats::Stats;
 
 /// The smallest scratch buffer that can hold any UDP datagram whole.
@@ -32,11 +40,48 @@ pub(crate) struct UdpEcho {
     queue_limit: usize,
     readable: bool,
     writable: bool,
+    /// This socket's entry in `Stats::services`.
+    service_stats: usize,
+    /// The service answering datagrams; `None` is echo.
+    answer: Option<Answer>,
+}
+
+/// A non-echo service on a UDP socket: the service, its rate limit, and a reply buffer
+/// reused for every datagram.
+pub(crate) struct Answer {
+    service: Box<dyn Service>,
+    limit: Option<ReplyLimit>,
+    reply: BytesMut,
+}
+
+impl Answer {
+    /// `service` answers; `limit`, if any, rations its replies per source.
+    pub(crate) fn new(service: Box<dyn Service>, limit: Option<ReplyLimit>) -> Answer {
+        Answer {
+            service,
+            limit,
+            reply: BytesMut::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("limited", &self.limit.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl UdpEcho {
     /// Wraps a bound, non-blocking socket. `queue_limit` bounds the waiting replies.
-    pub(crate) fn new(socket: UdpSocket, queue_limit: usize) -> io::Result<Self> {
+    /// `service_stats` is its entry in `Stats::services`; `answer` a service other than echo.
+    pub(crate) fn new(
+        socket: UdpSocket,
+        queue_limit: usize,
+        service_stats: usize,
+        answer: Option<Answer>,
+    ) -> io::Result<Self> {
         Ok(UdpEcho {
             local: socket.local_addr()?,
             socket,
@@ -44,6 +89,8 @@ impl UdpEcho {
             queue_limit,
             readable: false,
             writable: false,
+            service_stats,
+            answer,
         })
     }
 
@@ -75,7 +122,13 @@ impl UdpEcho {
                     left -= 1;
                     stats.udp_datagrams_in += 1;
                     stats.udp_bytes_in += len as u64;
-                    self.reply(&scratch[..len], peer, stats);
+                    if let Some(service) = stats.services.get_mut(self.service_stats) {
+                        service.udp_datagrams_in += 1;
+                    }
+                    match self.answer.is_some() {
+                        true => self.answer(&scratch[..len], peer, stats),
+                        false => self.reply(&scratch[..len], peer, stats),
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -90,6 +143,35 @@ impl UdpEcho {
         (self.readable && left == 0) || (self.writable && !self.queue.is_empty())
     }
 
+    /// Asks the service for its reply to one datagram, after the guards and within the rate
+    /// limit, and sends it the way an echo goes.
+    fn answer(&mut self, request: &[u8], peer: SocketAddr, stats: &mut Stats) {
+        let Some(answer) = self.answer.as_mut() else {
+            return;
+        };
+        if let Some(refusal) = refuse_reply(peer, self.local) {
+            *refusal.counter(stats) += 1;
+            return;
+        }
+        // The clock is read only on a rate-limited socket (amplifying, beyond loopback).
+        if let Some(limit) = answer.limit.as_mut() {
+            if !limit.allow(peer.ip(), Instant::now()) {
+                stats.udp_dropped_rate_limited += 1;
+                return;
+            }
+        }
+        let mut reply = std::mem::take(&mut answer.reply);
+        reply.clear();
+        let mut out = Output::with_wall_clock(&mut reply, MAX_REPLY);
+        let send = answer.service.on_datagram(request, &mut out) && reply.len() <= MAX_REPLY;
+        if send {
+            self.reply(&reply, peer, stats);
+        }
+        if let Some(answer) = self.answer.as_mut() {
+            answer.reply = reply; // keep the allocation for the next datagram
+        }
+    }
+
     /// Echoes one datagram to `peer`: refused (and counted) by the hardening rules, sent at
     /// once if nothing is queued ahead of it, else queued, else dropped and counted.
     fn reply(&mut self, data: &[u8], peer: SocketAddr, stats: &mut Stats) {
@@ -100,7 +182,7 @@ impl UdpEcho {
         if self.queue.is_empty() && self.writable {
             match self.socket.send_to(data, peer) {
                 Ok(sent) => {
-                    record_sent(sent, data.len(), stats);
+                    record_sent(sent, data.len(), self.service_stats, stats);
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
@@ -125,7 +207,7 @@ impl UdpEcho {
                 return;
             };
             match self.socket.send_to(data, *peer) {
-                Ok(sent) => record_sent(sent, data.len(), stats),
+                Ok(sent) => record_sent(sent, data.len(), self.service_stats, stats),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.writable = false;
                     return;
@@ -175,10 +257,13 @@ pub(crate) fn refuse_reply(peer: SocketAddr, local: SocketAddr) -> Option<Refusa
 
 /// UDP sends are all or nothing; a short send would be a truncated echo, so count it as a
 /// failed reply rather than an echoed one.
-fn record_sent(sent: usize, len: usize, stats: &mut Stats) {
+fn record_sent(sent: usize, len: usize, service: usize, stats: &mut Stats) {
     if sent == len {
         stats.udp_datagrams_out += 1;
         stats.udp_bytes_out += len as u64;
+        if let Some(service) = stats.services.get_mut(service) {
+            service.udp_datagrams_out += 1;
+        }
     } else {
         stats.udp_dropped_send_error += 1;
     }

@@ -17,8 +17,17 @@
 //!     | server shutdown                                                      |
 //!     v        pending empty: shutdown(Write)          read 0 (peer's FIN)   |
 //!   Draining --------------------------------> Lingering --------------------+
+//!     ^                                             ^
+//!   Finishing (the service said close) -- FIN ------+
 //!   (any phase) -- reset / I/O error ----------------------------------------^
 //! ```
+//!
+//! A connection without a service echoes (the fast path below). One made
+//! [`with_service`](Connection::with_service) hands its input to a sans-IO
+//! [`Service`] instead and sends what it writes, through the same
+//! pending buffer, limits and budgets: the service may speak first (`on_open`), stream while
+//! the peer reads (`on_writable`, at most the write budget per call), and close, which
+//! flushes, sends FIN and lingers as a shutdown does.
 //!
 //! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
 //! write straight back, keep only the unsent rest). A bulk connection may also be given a
@@ -44,6 +53,7 @@ use std::ops::BitOr;
 
 use bytes::{Buf, BytesMut};
 
+use crate::service::{Output, Service};
 use crate::stats::CloseReason;
 
 /// A non-blocking byte stream: a TCP socket in production, a script in tests.
@@ -142,8 +152,12 @@ pub enum Phase {
     PeerClosed,
     /// The server is shutting down: stop echoing, flush what is pending, then send FIN.
     Draining,
-    /// Our FIN is sent during shutdown; read and discard until the peer's FIN, so that closing
-    /// never finds unread input (which would make the kernel send RST).
+    /// The service said it is done (daytime, time): flush what is pending, then send FIN
+    /// and linger.
+    Finishing,
+    /// Our FIN is sent during shutdown (or after the service finished); read and discard until
+    /// the peer's FIN, so that closing never finds unread input (which would make the kernel
+    /// send RST).
     Lingering,
     /// Finished; the reactor removes it at the end of the batch.
     Closed(CloseReason),
@@ -184,8 +198,34 @@ enum Step {
     Flush,
     ReadAndEcho,
     ReadIntoPipe,
+    OpenService,
+    ReadIntoService,
+    Produce,
     FinishWriting,
     Discard,
+}
+
+/// The protocol of a connection that is not echo: its [`Service`] value and where it is.
+struct Session {
+    service: Box<dyn Service>,
+    /// `Service::streams`, read once.
+    streams: bool,
+    /// `on_open` has run.
+    opened: bool,
+    /// The service asked to close: the linger after our FIN ends as an orderly close.
+    finished: bool,
+    /// `on_writable` wrote nothing last time: ask again only after new input (no busy loop).
+    idle: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("streams", &self.streams)
+            .field("opened", &self.opened)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Output owed to the peer, oldest first: what waits in the pipe, then the buffer.
@@ -251,6 +291,8 @@ pub struct Connection<P = NoPipe> {
     paused: bool,
     /// What the poller reported, kept until a call says `WouldBlock` (edge-triggered).
     ready: Readiness,
+    /// The service, for a connection that does not echo; `None` is the echo fast path.
+    session: Option<Session>,
 }
 
 impl<P> Default for Connection<P> {
@@ -270,7 +312,34 @@ impl<P> Connection<P> {
             },
             paused: false,
             ready: Readiness::default(),
+            session: None,
         }
+    }
+
+    /// A fresh connection that speaks `service` instead of echo. The service is opened on
+    /// the first [`Connection::drive`] (so what it says first is accounted like any output).
+    pub fn with_service(service: Box<dyn Service>) -> Self {
+        let mut conn = Self::new();
+        conn.session = Some(Session {
+            streams: service.streams(),
+            service,
+            opened: false,
+            finished: false,
+            idle: false,
+        });
+        conn
+    }
+
+    /// True when this connection echoes (no service), the only kind that may take a pipe.
+    pub fn is_echo(&self) -> bool {
+        self.session.is_none()
+    }
+
+    /// True once the service finished and the connection only waits for the peer's FIN (a
+    /// peer that never sends it is closed by the stall timeout).
+    pub fn awaits_peer_close(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.finished)
+            && matches!(self.phase, Phase::Finishing | Phase::Lingering)
     }
 
     /// Where the connection is in its life.
@@ -305,7 +374,9 @@ impl<P> Connection<P> {
     /// True while the connection could take a pipe: it has none, none was refused, and nothing
     /// is pending (a pipe attached now would let new bytes overtake older ones).
     pub fn can_use_pipe(&self) -> bool {
-        matches!(self.pending.pipe, PipeState::None) && self.pending.len() == 0
+        matches!(self.pending.pipe, PipeState::None)
+            && self.pending.len() == 0
+            && self.session.is_none()
     }
 
     /// From now on, input goes through `pipe`, moved by `splice` (zero-copy echo). Takes it only
@@ -394,6 +465,17 @@ impl<P> Connection<P> {
                     self.read_and_echo(io, scratch, limits, &mut budget, &mut outcome)
                 }
                 Step::ReadIntoPipe => self.read_into_pipe(io, limits, &mut budget, &mut outcome),
+                Step::OpenService => {
+                    self.call_service(limits.high_water, |service, out| service.on_open(out));
+                    Ok(())
+                }
+                Step::ReadIntoService => {
+                    self.read_into_service(io, scratch, limits, &mut budget, &mut outcome)
+                }
+                Step::Produce => {
+                    self.produce(limits, &budget);
+                    Ok(())
+                }
                 Step::FinishWriting => self.finish_writing(io),
                 Step::Discard => self.discard(io, scratch, &mut budget, &mut outcome),
             };
@@ -418,9 +500,14 @@ impl<P> Connection<P> {
         let can_write = self.ready.writable && budget.write > 0;
         let can_read = self.ready.readable && budget.read > 0;
         let pending = self.pending();
+        let session = self.session.as_ref();
         match self.phase {
             Phase::Closed(_) => None,
             _ if pending > 0 && can_write => Some(Step::Flush),
+            Phase::Open if session.is_some_and(|s| !s.opened) => Some(Step::OpenService),
+            Phase::Open if can_read && !self.paused && session.is_some() => {
+                Some(Step::ReadIntoService)
+            }
             Phase::Open if can_read && !self.paused => {
                 let pipe_takes_input = self.pending.buffer.is_empty()
                     && matches!(
@@ -436,7 +523,14 @@ impl<P> Connection<P> {
                     Step::ReadAndEcho
                 })
             }
-            Phase::PeerClosed | Phase::Draining if pending == 0 => Some(Step::FinishWriting),
+            Phase::Open
+                if pending == 0 && can_write && session.is_some_and(|s| s.streams && !s.idle) =>
+            {
+                Some(Step::Produce)
+            }
+            Phase::PeerClosed | Phase::Draining | Phase::Finishing if pending == 0 => {
+                Some(Step::FinishWriting)
+            }
             Phase::Lingering if can_read => Some(Step::Discard),
             _ => None,
         }
@@ -606,6 +700,72 @@ impl<P> Connection<P> {
         Ok(())
     }
 
+    /// Step `ReadIntoService`: one read into `scratch`, handed to the service, whose answer
+    /// joins the pending output (and goes out with the next `Flush`). The peer's FIN is
+    /// handed over as `on_peer_closed`.
+    fn read_into_service<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        limits: &Limits,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason> {
+        let room = limits.high_water.saturating_sub(self.pending.len());
+        let want = scratch.len().min(budget.read).min(room);
+        debug_assert!(want > 0, "read with no room");
+        let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
+            self.ready.readable = false;
+            return Ok(());
+        };
+        if n == 0 {
+            self.ready.readable = false;
+            self.phase = Phase::PeerClosed;
+            self.call_service(room, |service, out| service.on_peer_closed(out));
+            return Ok(());
+        }
+        budget.read -= n;
+        outcome.bytes_read += n;
+        if n < want && !self.ready.read_closed {
+            self.ready.readable = false; // a short read drained the socket (see read_and_echo)
+        }
+        if let Some(session) = self.session.as_mut() {
+            session.idle = false; // new input: a quiet streaming service may have more to say
+        }
+        self.call_service(room, |service, out| service.on_input(&scratch[..n], out));
+        Ok(())
+    }
+
+    /// Step `Produce`: a streaming service (chargen) writes its next piece, at most the
+    /// write budget left, so it gets the same share of a turn as echo.
+    fn produce(&mut self, limits: &Limits, budget: &Budget) {
+        let room = budget.write.min(limits.high_water);
+        let before = self.pending.len();
+        self.call_service(room, |service, out| service.on_writable(out));
+        if self.pending.len() == before {
+            if let Some(session) = self.session.as_mut() {
+                session.idle = true;
+            }
+        }
+    }
+
+    /// Lets the service write into the pending buffer with `room` advised, then follows its
+    /// wish to close.
+    fn call_service(&mut self, room: usize, call: impl FnOnce(&mut dyn Service, &mut Output<'_>)) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        session.opened = true;
+        let mut out = Output::with_wall_clock(&mut self.pending.buffer, room);
+        call(session.service.as_mut(), &mut out);
+        if out.is_closing() && !session.finished {
+            session.finished = true;
+            if self.phase == Phase::Open {
+                self.phase = Phase::Finishing;
+            }
+        }
+    }
+
     /// Step `FinishWriting`: nothing is pending, so send our FIN.
     fn finish_writing<S: Stream>(&mut self, io: &mut S) -> Result<(), CloseReason> {
         io.shutdown_write().map_err(|e| classify(&e))?;
@@ -627,7 +787,14 @@ impl<P> Connection<P> {
     ) -> Result<(), CloseReason> {
         let want = scratch.len().min(budget.read);
         match read_nonblocking(io, &mut scratch[..want])? {
-            Some(0) => self.phase = Phase::Closed(CloseReason::Shutdown),
+            Some(0) => {
+                // After a service finished, both sides closed in order: as after a peer's FIN.
+                let finished = self.session.as_ref().is_some_and(|s| s.finished);
+                self.phase = Phase::Closed(match finished {
+                    true => CloseReason::PeerClosed,
+                    false => CloseReason::Shutdown,
+                });
+            }
             Some(n) => {
                 budget.read -= n;
                 outcome.bytes_discarded += n;

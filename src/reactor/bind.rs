@@ -14,55 +14,91 @@ use super::memory::MemoryBudget;
 use super::pipes::PipeBudget;
 use super::shutdown::{Shutdown, ShutdownHandle};
 use super::timers::Timers;
-use super::{Queues, Server, LISTENER, SCRATCH_SIZE, UDP, WAKER};
+use super::{Queues, Server, Source, TcpSide, SCRATCH_SIZE, WAKER};
 use crate::config::{open_file_limit, Config, RESERVED_FDS};
 use crate::connection::Limits;
 use crate::error::ServerError;
+use crate::listen::{Endpoint, Protocol};
 use crate::net;
+use crate::service::reply_limit::ReplyLimit;
+use crate::service::ServiceKind;
 use crate::stats::Stats;
-use crate::udp::UdpEcho;
+use crate::udp::{Answer, UdpEcho};
 
 impl Server {
-    /// Validates `config`, binds its sockets and registers them. Port 0 works: read the real
-    /// addresses with [`Server::tcp_addr`] and [`Server::udp_addr`].
+    /// Validates `config`, binds every listener's sockets and registers them. Port 0 works:
+    /// read the real addresses with [`Server::endpoints`] (or, for the echo listener,
+    /// [`Server::tcp_addr`] and [`Server::udp_addr`]).
     pub fn bind(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
-        let bound = net::bind(&config)?;
+        let bound = net::bind_all(&config)?;
         let poll = Poll::new().map_err(ServerError::Poll)?;
         let registry = poll.registry();
         let waker = Waker::new(registry, WAKER).map_err(ServerError::Poll)?;
 
-        let mut listener = bound.tcp.map(TcpListener::from_std);
-        let mut tcp_addr = None;
-        if let Some(listener) = listener.as_mut() {
-            tcp_addr = Some(listener.local_addr().map_err(ServerError::Poll)?);
-            registry
-                .register(listener, LISTENER, Interest::READABLE)
-                .map_err(ServerError::Poll)?;
-        }
-        let mut udp = bound
-            .udp
-            .map(|socket| UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams))
-            .transpose()
-            .map_err(ServerError::Poll)?;
-        let mut udp_addr = None;
-        if let Some(udp) = udp.as_mut() {
-            udp_addr = Some(udp.local_addr());
-            registry
-                .register(
-                    udp.socket_mut(),
-                    UDP,
-                    Interest::READABLE | Interest::WRITABLE,
+        let mut stats = Stats::default();
+        let mut services: Vec<ServiceKind> = Vec::new();
+        let mut listeners = Vec::new();
+        let mut udp = Vec::new();
+        let mut endpoints = Vec::new();
+        let started = Instant::now();
+        for net::BoundListener { listener, sockets } in bound {
+            let kind = listener.service;
+            let service = stats.service_index(kind.name());
+            if service == services.len() {
+                services.push(kind.clone());
+            }
+            let exposed = !listener.addr.ip().is_loopback();
+            if let Some(socket) = sockets.tcp {
+                let mut socket = TcpListener::from_std(socket);
+                let token = Source::listener_token(listeners.len());
+                registry
+                    .register(&mut socket, token, Interest::READABLE)
+                    .map_err(ServerError::Poll)?;
+                let addr = socket.local_addr().map_err(ServerError::Poll)?;
+                endpoints.push(endpoint(&kind, Protocol::Tcp, addr));
+                listeners.push(TcpSide { socket, service });
+            }
+            if let Some(socket) = sockets.udp {
+                // Guards and limits: see `udp` and `service::reply_limit`.
+                let answer = (!kind.is_echo()).then(|| {
+                    let limited = exposed && kind.may_amplify();
+                    let limit = limited.then(|| ReplyLimit::new(config.udp_reply_rate, started));
+                    Answer::new(kind.new_session(), limit)
+                });
+                let mut socket = UdpEcho::new(
+                    UdpSocket::from_std(socket),
+                    config.udp_queue_datagrams,
+                    service,
+                    answer,
                 )
                 .map_err(ServerError::Poll)?;
+                registry
+                    .register(
+                        socket.socket_mut(),
+                        Source::udp_token(udp.len()),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .map_err(ServerError::Poll)?;
+                endpoints.push(endpoint(&kind, Protocol::Udp, socket.local_addr()));
+                udp.push(socket);
+            }
+            if exposed {
+                warn_exposed(
+                    &listener.addr,
+                    &kind,
+                    listener.protocol,
+                    config.udp_reply_rate,
+                );
+            }
         }
-        if config.is_exposed() {
-            log::warn!(
-                "listening on {}: the echo service is exposed beyond this machine \
-                 (a public UDP echo can be abused as a reflection amplifier)",
-                config.bind
-            );
-        }
+        let first_echo = |protocol| {
+            endpoints
+                .iter()
+                .find(|e: &&Endpoint| e.service.is_echo() && e.protocol == protocol)
+                .map(|e| e.addr)
+        };
+        let (tcp_addr, udp_addr) = (first_echo(Protocol::Tcp), first_echo(Protocol::Udp));
         log_connection_limit(&config);
         let limits = Limits {
             high_water: config.max_pending,
@@ -72,8 +108,10 @@ impl Server {
         };
         Ok(Server {
             poll,
-            listener,
+            listeners,
             udp,
+            services,
+            endpoints,
             slots: Slab::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             queues: Queues::default(),
@@ -86,37 +124,25 @@ impl Server {
             udp_addr,
             // Reset when `run` starts; set here so `stats()` on a server never run says
             // something sensible.
-            started: Instant::now(),
-            stats: Stats::default(),
+            started,
+            stats,
         })
     }
 
-    /// The bound TCP address, unless TCP is off.
+    /// Every bound socket with the service it serves, in the order of the configuration
+    /// (each listener's TCP side before its UDP side).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.endpoints.clone()
+    }
+
+    /// The first echo listener's TCP address, unless it has none.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
     }
 
-    /// The bound UDP address, unless UDP is off.
+    /// The first echo listener's UDP address, unless it has none.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
-    }
-
-    /// Every bound socket with the service it serves (echo only, until listeners are wired).
-    pub fn endpoints(&self) -> Vec<crate::listen::Endpoint> {
-        let echo = |protocol, addr: Option<SocketAddr>| {
-            addr.map(|addr| crate::listen::Endpoint {
-                service: crate::service::ServiceKind::Echo,
-                protocol,
-                addr,
-            })
-        };
-        [
-            echo(crate::listen::Protocol::Tcp, self.tcp_addr),
-            echo(crate::listen::Protocol::Udp, self.udp_addr),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
     }
 
     /// A handle that stops this server from another thread.
@@ -133,6 +159,32 @@ impl Server {
             ..self.stats.clone()
         }
     }
+}
+
+fn endpoint(service: &ServiceKind, protocol: Protocol, addr: SocketAddr) -> Endpoint {
+    Endpoint {
+        service: service.clone(),
+        protocol,
+        addr,
+    }
+}
+
+/// Warns once per listener bound beyond loopback, saying what protects it.
+fn warn_exposed(addr: &SocketAddr, service: &ServiceKind, protocol: Protocol, rate: u32) {
+    let udp_note = match (protocol.udp(), service.is_echo(), service.may_amplify()) {
+        (false, _, _) => String::new(),
+        (true, true, _) => {
+            " (a public UDP echo can be abused as a reflection amplifier)".to_string()
+        }
+        (true, false, true) => {
+            format!(" (its UDP replies are limited to {rate}/s per source against reflection)")
+        }
+        (true, false, false) => String::new(),
+    };
+    log::warn!(
+        "listening on {addr}: {service} ({}) is exposed beyond this machine{udp_note}",
+        protocol.name()
+    );
 }
 
 /// Says at start how many connections will be served, and warns when the open-file limit

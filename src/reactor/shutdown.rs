@@ -92,8 +92,8 @@ impl Server {
         );
         self.shutdown.begun = true;
         self.shutdown.deadline = now.checked_add(self.shutdown.drain_timeout);
-        self.listener = None;
-        self.udp = None;
+        self.listeners.clear();
+        self.udp.clear();
         self.queues.accept_ready = false;
         self.queues.udp_ready = false;
         self.admission.stop();

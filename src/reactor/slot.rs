@@ -20,6 +20,8 @@ pub(super) struct Slot {
     pub(super) socket: TcpStream,
     pub(super) conn: Connection<Pipe>,
     pub(super) peer: SocketAddr,
+    /// Index of its service in `Server::services` (and `Stats::services`).
+    pub(super) service: usize,
     /// Unique for the server's lifetime; a slab key is not.
     pub(super) id: u64,
     /// In the ready queue already (so it is queued once).
@@ -33,12 +35,19 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    /// A fresh connection accepted at `now`.
-    pub(super) fn new(socket: TcpStream, peer: SocketAddr, id: u64, now: Instant) -> Slot {
+    /// A fresh connection accepted at `now`, speaking `conn`'s protocol for `service`.
+    pub(super) fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        (service, conn): (usize, Connection<Pipe>),
+        id: u64,
+        now: Instant,
+    ) -> Slot {
         Slot {
             socket,
-            conn: Connection::new(),
+            conn,
             peer,
+            service,
             id,
             queued: false,
             timer_armed: false,
@@ -53,7 +62,10 @@ impl Slot {
         if outcome.bytes_read + outcome.bytes_written > 0 {
             self.last_activity = now;
         }
-        self.stalled_since = match (self.conn.pending(), self.stalled_since) {
+        // Waiting for the peer's FIN after a service finished counts as owing it something: a
+        // peer that never closes is closed by the stall timeout, as one that never reads.
+        let owes = self.conn.pending() + usize::from(self.conn.awaits_peer_close());
+        self.stalled_since = match (owes, self.stalled_since) {
             (0, _) => None,
             (_, Some(since)) if outcome.bytes_written == 0 => Some(since),
             _ => Some(now),

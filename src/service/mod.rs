@@ -113,7 +113,8 @@ pub struct Output<'a> {
     buffer: &'a mut BytesMut,
     start: usize,
     room: usize,
-    now: SystemTime,
+    /// `None`: read the wall clock when asked (the reactor); `Some`: a fixed time (tests).
+    now: Option<SystemTime>,
     close: bool,
 }
 
@@ -125,7 +126,19 @@ impl<'a> Output<'a> {
             buffer,
             start,
             room,
-            now,
+            now: Some(now),
+            close: false,
+        }
+    }
+
+    /// As [`Output::new`], reading the wall clock only if the service asks for it.
+    pub(crate) fn with_wall_clock(buffer: &'a mut BytesMut, room: usize) -> Self {
+        let start = buffer.len();
+        Output {
+            buffer,
+            start,
+            room,
+            now: None,
             close: false,
         }
     }
@@ -150,9 +163,9 @@ impl<'a> Output<'a> {
         self.room.saturating_sub(self.written())
     }
 
-    /// The wall clock when the reactor made this call.
+    /// The wall clock: read when asked in the reactor, fixed by a [`Transcript`] in tests.
     pub fn now(&self) -> SystemTime {
-        self.now
+        self.now.unwrap_or_else(SystemTime::now)
     }
 
     /// Closes the connection once everything written has left: the server sends its FIN,
@@ -207,12 +220,23 @@ impl ServiceKind {
     ];
 
     /// An embedder's service: `make` is called once per connection and once per UDP socket.
+    /// The name appears in `key=value` lines, so spaces and `=` in it become `_`.
     pub fn custom(
         name: &str,
         make: impl Fn() -> Box<dyn Service> + Send + Sync + 'static,
     ) -> ServiceKind {
+        let name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_whitespace() || c == '=' {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
         ServiceKind::Custom {
-            name: Arc::from(name),
+            name: Arc::from(name.as_str()),
             make: Arc::new(make),
         }
     }
