@@ -5,7 +5,8 @@
 # Shape of a run:
 #   build -> start server (core 0) -> for each point: read server CPU, run generator (core 1),
 #   read server CPU, keep its JSON -> SIGTERM server, keep its `summary` line -> report.py
-#   (CSV, summary.md, report.html, cross-check of server counters vs generator totals).
+#   (packs raw/ into one raw.jsonl; CSV, summary.md, report.html, cross-check of server
+#   counters vs generator totals).
 set -euo pipefail
 
 usage() {
@@ -13,7 +14,8 @@ usage() {
 usage: scripts/loadtest.sh [options]
 
 Sweeps echoloop-bench over connections x sizes x modes against a fresh echoloop (or another
-server) and writes raw JSON, runs.csv, summary.md, machine.txt and report.html.
+server) and writes raw.jsonl (every run's raw results, one JSON object per line), runs.csv,
+summary.md, machine.txt and report.html.
 
 options:
   --connections "LIST"  connection counts (default "1 10 100 1000 10000")
@@ -184,7 +186,7 @@ CLK_TCK=$(getconf CLK_TCK)
 # ---------------------------------------------------------------- results directory
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/results/$STAMP}
-[[ -e $OUT/raw ]] && die "$OUT/raw already exists; choose another --out"
+[[ -e $OUT/raw || -e $OUT/raw.jsonl ]] && die "$OUT already holds results; choose another --out"
 mkdir -p "$OUT/raw"
 RAW=$OUT/raw
 printf 'server\tmode\tconnections\tsize\treason\n' >"$RAW/skipped.tsv"
@@ -399,6 +401,7 @@ else
 fi
 
 # ---------------------------------------------------------------- report
+# report.py first packs raw/ (one file per run, written as the sweep went) into raw.jsonl.
 report_rc=0
 python3 "$ROOT/scripts/report.py" "$OUT" --tolerance "$TOLERANCE" || report_rc=$?
 echo
@@ -407,7 +410,7 @@ if [[ -f $OUT/summary.md ]]; then
 fi
 echo
 echo "results: $OUT"
-echo "  summary.md  runs.csv  report.html  machine.txt  raw/ ($RUNS runs, $GEN_FAILED with generator failures)"
+echo "  summary.md  runs.csv  report.html  machine.txt  raw.jsonl ($RUNS runs, $GEN_FAILED with generator failures)"
 if [[ $report_rc -ne 0 ]]; then
 	echo "loadtest: FAILED (run failures or cross-check disagreement; see summary.md)" >&2
 	exit 1

@@ -3,18 +3,28 @@
 
     python3 scripts/report.py RESULTS_DIR [--tolerance 0.01]
 
-Everything is derived from RESULTS_DIR/raw/, so the report can be regenerated (or the
-script's logic fixed) without rerunning the benchmark:
+Everything is derived from RESULTS_DIR/raw.jsonl, so the report can be regenerated (or the
+script's logic fixed) without rerunning the benchmark. raw.jsonl holds a sweep's raw
+results, one JSON object per line, told apart by "kind":
 
-    raw/NAME.json          the generator's JSON, exactly as it printed it (may be empty
-                           or invalid if the generator crashed)
-    raw/NAME.meta.json     what loadtest.sh knew about the run: server, mode, connections,
-                           size, repeat, generator exit code, server CPU ticks before/after
-    raw/NAME.stderr        the generator's stderr
-    raw/server-S.stdout    server S's stdout: the `listening` line, then its `summary` line
-    raw/server-S.info.json whether S prints a summary at all, and its exit status
-    raw/skipped.tsv        matrix points loadtest.sh did not run, with the reason
-    machine.txt            the machine, commit and command lines (copied into the HTML)
+    {"kind": "run", "name": N, "meta": {...}, "generator": {...}, "stderr": "..."}
+        one generator run: what loadtest.sh knew about it (server, mode, connections, size,
+        repeat, generator exit code, server CPU ticks before/after), the generator's JSON
+        (or "generator_stdout", its output verbatim, when that is not one JSON object, e.g.
+        after a crash) and its stderr
+    {"kind": "server", "server": S, "info": {...}, "stdout": "...", "stderr": "..."}
+        server S: whether it prints a summary and its exit status; its stdout (the
+        `listening` line, then its `summary` line) and its log
+    {"kind": "skipped", "server": S, "mode": M, "connections": C, "size": Z, "reason": R}
+        a matrix point loadtest.sh did not run, and why
+
+machine.txt (the machine, commit and command lines) sits beside it and is copied into the
+HTML. While a sweep runs, loadtest.sh writes one file per run under RESULTS_DIR/raw/; the
+first thing this script does is pack that directory into raw.jsonl and remove it, so a kept
+sweep is five files however many runs it had. (`--pack-only` does just that.)
+
+summary.md and report.html are rendered from the same aggregated rows (a small document of
+headings, paragraphs, tables and lists), not one from the other.
 
 Exit status: 0 when every run succeeded and every server cross-check agreed (or none
 applied), 1 when a run failed (verification errors, generator failure, no JSON) or a
@@ -27,6 +37,7 @@ import html
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 
@@ -68,16 +79,12 @@ def num(x):
     return x
 
 
-def parse_summary_line(path):
+def parse_summary_line(text):
     """The server's last `summary k=v ...` line as a dict (values as int/float/str), or None."""
     found = None
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("summary "):
-                    found = line
-    except OSError:
-        return None
+    for line in text.splitlines():
+        if line.startswith("summary "):
+            found = line
     if found is None:
         return None
     out = {}
@@ -95,31 +102,109 @@ def parse_summary_line(path):
     return out
 
 
-def load_runs(results):
-    """One dict per run, from raw/*.meta.json plus the generator JSON next to it."""
-    runs = []
-    for meta_path in sorted(glob.glob(os.path.join(results, "raw", "*.meta.json"))):
+RAW_FILE = "raw.jsonl"
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def pack_raw_dir(results):
+    """Pack loadtest.sh's per-run files under raw/ into raw.jsonl, then remove raw/.
+
+    Lines are written in a stable order (servers, runs by name, skipped points), so packing
+    the same directory twice gives the same file.
+    """
+    raw = os.path.join(results, "raw")
+    records = []
+    for stdout in sorted(glob.glob(os.path.join(raw, "server-*.stdout"))):
+        base = stdout.removesuffix(".stdout")
+        try:
+            with open(base + ".info.json", encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            info = None  # killed before loadtest.sh could write it
+        records.append({"kind": "server", "server": os.path.basename(base)[len("server-"):],
+                        "info": info, "stdout": read_text(stdout), "stderr": read_text(base + ".stderr")})
+    for meta_path in sorted(glob.glob(os.path.join(raw, "*.meta.json"))):
+        base = meta_path.removesuffix(".meta.json")
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
-        json_path = meta_path.removesuffix(".meta.json") + ".json"
-        gen, problem = None, None
+        rec = {"kind": "run", "name": os.path.basename(base), "meta": meta}
+        out = read_text(base + ".json")
         try:
-            with open(json_path, encoding="utf-8") as f:
-                text = f.read()
-            # The contract is one JSON object on stdout; tolerate stray lines around it.
-            for line in [text] + text.splitlines()[::-1]:
-                try:
-                    cand = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(cand, dict):
-                    gen = cand
-                    break
-            if gen is None:
-                problem = "no JSON object in generator output"
-        except OSError as e:
-            problem = f"cannot read {os.path.basename(json_path)}: {e.strerror}"
+            parsed = json.loads(out)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            rec["generator"] = parsed
+        else:
+            rec["generator_stdout"] = out
+        rec["stderr"] = read_text(base + ".stderr")
+        records.append(rec)
+    for line in read_text(os.path.join(raw, "skipped.tsv")).splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 5 and parts[0] != "server":
+            server, mode, conns, size, reason = parts[:5]
+            records.append({"kind": "skipped", "server": server, "mode": mode,
+                            "connections": int(conns), "size": size, "reason": reason})
+    tmp = os.path.join(results, RAW_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, os.path.join(results, RAW_FILE))
+    shutil.rmtree(raw)
 
+
+def load_records(results):
+    """Every record of raw.jsonl, packing raw/ first if a sweep left one."""
+    if os.path.isdir(os.path.join(results, "raw")):
+        if os.path.exists(os.path.join(results, RAW_FILE)):
+            die(f"{results} has both raw/ and {RAW_FILE}; remove the one that is stale")
+        pack_raw_dir(results)
+    path = os.path.join(results, RAW_FILE)
+    records = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except ValueError as e:
+                        die(f"{path}:{n}: not JSON: {e}")
+    except OSError as e:
+        die(f"cannot read {path}: {e.strerror} (is this a loadtest results directory?)")
+    return records
+
+
+def generator_json(rec):
+    """The generator's JSON object for a run record, or (None, why not)."""
+    if isinstance(rec.get("generator"), dict):
+        return rec["generator"], None
+    text = rec.get("generator_stdout") or ""
+    # The contract is one JSON object on stdout; tolerate stray lines around it.
+    for line in [text] + text.splitlines()[::-1]:
+        try:
+            cand = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(cand, dict):
+            return cand, None
+    return None, "no JSON object in generator output"
+
+
+def load_runs(records):
+    """One dict per run record, with the generator's figures pulled out."""
+    runs = []
+    for rec in records:
+        if rec.get("kind") != "run":
+            continue
+        meta = rec["meta"]
+        gen, problem = generator_json(rec)
         run = {
             "server": meta["server"],
             "mode": meta["mode"],
@@ -128,7 +213,7 @@ def load_runs(results):
             "size_bytes": size_bytes(meta["size"]),
             "repeat": int(meta["repeat"]),
             "gen_exit": meta.get("gen_exit"),
-            "raw_file": os.path.join("raw", os.path.basename(json_path)),
+            "raw_file": f"{RAW_FILE}:{rec['name']}",
             "problem": problem,
             "gen": gen or {},
         }
@@ -221,7 +306,7 @@ def aggregate(runs):
     return out
 
 
-def cross_check(results, runs, tolerance):
+def cross_check(records, runs, tolerance):
     """Compare each server's own byte counters with what the generator saw.
 
     Returns a list of dicts with a verdict per server that has (or should have) a summary.
@@ -230,24 +315,20 @@ def cross_check(results, runs, tolerance):
     when a connection was closed) must be within `tolerance` of the total.
     """
     checks = []
-    for stdout in sorted(glob.glob(os.path.join(results, "raw", "server-*.stdout"))):
-        server = os.path.basename(stdout)[len("server-"):-len(".stdout")]
+    for rec in sorted((r for r in records if r.get("kind") == "server"), key=lambda r: r["server"]):
+        server = rec["server"]
         mine = [r for r in runs if r["server"] == server]
         tcp = [r for r in mine if r["mode"] != "udp"]
         c = {"server": server, "runs": len(mine), "udp_runs_excluded": len(mine) - len(tcp)}
-        info = {}
-        try:
-            with open(stdout.removesuffix(".stdout") + ".info.json", encoding="utf-8") as f:
-                info = json.load(f)
-        except (OSError, ValueError):
-            pass  # no info file: the server should have printed a summary
+        # No info: the run was cut short; the server should still have printed a summary.
+        info = rec.get("info") or {}
         if info.get("has_summary") is False:
             c["ok"] = True
             c["verdict"] = "not applicable: this server prints no byte counters"
             checks.append(c)
             continue
         status = info.get("exit_status")
-        summary = parse_summary_line(stdout)
+        summary = parse_summary_line(rec.get("stdout") or "")
         c["summary"] = summary
         if summary is None:
             c["ok"] = False
@@ -333,21 +414,8 @@ def ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def read_text(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def skipped_rows(results):
-    rows = []
-    for line in read_text(os.path.join(results, "raw", "skipped.tsv")).splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 5 and parts[0] != "server":
-            rows.append(parts[:5])
-    return rows
+def skipped_rows(records):
+    return [r for r in records if r.get("kind") == "skipped"]
 
 
 def compare_rows(aggs):
@@ -362,35 +430,38 @@ def compare_rows(aggs):
     return rows
 
 
-# ---------------------------------------------------------------- summary.md
+# ---------------------------------------------------------------- the summary document
+#
+# summary.md and the top of report.html are one document, built once from the aggregated
+# rows as a list of blocks and rendered twice:
+#   ("h", level, text)                 a heading
+#   ("p", [line, ...])                 a paragraph (Markdown keeps the line breaks)
+#   ("table", header, align, rows)     align: one "l" or "r" per column
+#   ("list", [(text, cls, [sub, ...])]) a bulleted list; cls "good"/"bad"/"" colours it in HTML
+# Text may hold `code` and **bold**, rendered as such in HTML.
 
-def write_summary(results, runs, aggs, checks, tolerance):
-    L = []
-    L.append(f"# Load test summary: {os.path.basename(os.path.abspath(results))}")
-    L.append("")
-    L.append("Medians over repeats, with the spread (min–max) in brackets. Throughput is what the")
-    L.append("generator measured after warmup. Latency percentiles are the median of each run's")
-    L.append("percentile. Server CPU µs/msg = server utime+stime over the whole run (warmup and")
-    L.append("connection set-up included) / measured requests, so it is an upper bound.")
-    L.append("")
-    L.append("| server | mode | conns | size | runs | req/s | MB/s | p50 µs | p99 µs | p99.9 µs | srv CPU µs/msg | errors |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+def summary_blocks(results, runs, aggs, checks, tolerance, skipped):
+    B = []
+    B.append(("h", 1, f"Load test summary: {os.path.basename(os.path.abspath(results))}"))
+    B.append(("p", ["Medians over repeats, with the spread (min–max) in brackets. Throughput is what the",
+                    "generator measured after warmup. Latency percentiles are the median of each run's",
+                    "percentile. Server CPU µs/msg = server utime+stime over the whole run (warmup and",
+                    "connection set-up included) / measured requests, so it is an upper bound."]))
+    rows = []
     for g in aggs:
         runs_cell = f"{g['n']}" + (f" ({g['failed']} failed)" if g["failed"] else "")
         mbps = None if g["bytes_per_s"] is None else g["bytes_per_s"] / 1e6
-        L.append(f"| {g['server']} | {g['mode']} | {g['connections']} | {g['size']} | {runs_cell} | "
-                 f"{spread(g, 'requests_per_s')} | {si(mbps)} | {us(g['p50'])} | {us(g['p99'])} | "
-                 f"{us(g['p999'])} | {us(g['server_cpu_us_per_msg'])} | {g['errors']} |")
+        rows.append([g["server"], g["mode"], str(g["connections"]), g["size"], runs_cell,
+                     spread(g, "requests_per_s"), si(mbps), us(g["p50"]), us(g["p99"]),
+                     us(g["p999"]), us(g["server_cpu_us_per_msg"]), str(g["errors"])])
+    B.append(("table", ["server", "mode", "conns", "size", "runs", "req/s", "MB/s", "p50 µs", "p99 µs",
+                        "p99.9 µs", "srv CPU µs/msg", "errors"], "llrrrrrrrrrr", rows))
     cmp_rows = compare_rows(aggs)
     if cmp_rows:
-        L.append("")
-        L.append("## echoloop vs peers")
-        L.append("")
-        L.append("Ratios of medians. Throughput > 1: echoloop is faster. CPU/msg < 1: echoloop spends less")
-        L.append("server CPU per echoed message. p99 < 1: echoloop has the lower tail latency.")
-        L.append("")
-        L.append("| mode | conns | size | peer | echoloop req/s | peer req/s | throughput ratio | CPU/msg ratio | p99 ratio |")
-        L.append("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+        B.append(("h", 2, "echoloop vs peers"))
+        B.append(("p", ["Ratios of medians. Throughput > 1: echoloop is faster. CPU/msg < 1: echoloop spends less",
+                        "server CPU per echoed message. p99 < 1: echoloop has the lower tail latency."]))
+        rows = []
         for mode, conns, size, servers in cmp_rows:
             e = servers["echoloop"]
             for peer in sorted(s for s in servers if s != "echoloop"):
@@ -398,49 +469,106 @@ def write_summary(results, runs, aggs, checks, tolerance):
                 tr = ratio(e["requests_per_s"], p["requests_per_s"])
                 cr = ratio(e["server_cpu_us_per_msg"], p["server_cpu_us_per_msg"])
                 lr = ratio(e["p99"], p["p99"])
-                L.append(f"| {mode} | {conns} | {size} | {peer} | {si(e['requests_per_s'])} | "
-                         f"{si(p['requests_per_s'])} | {fx(tr)} | {fx(cr)} | {fx(lr)} |")
-    L.append("")
-    L.append("## Cross-check: server counters vs generator totals")
-    L.append("")
+                rows.append([mode, str(conns), size, peer, si(e["requests_per_s"]),
+                             si(p["requests_per_s"]), fx(tr), fx(cr), fx(lr)])
+        B.append(("table", ["mode", "conns", "size", "peer", "echoloop req/s", "peer req/s",
+                            "throughput ratio", "CPU/msg ratio", "p99 ratio"], "lrrlrrrrr", rows))
+    B.append(("h", 2, "Cross-check: server counters vs generator totals"))
     if not checks:
-        L.append("Not applicable: no server was started by the script (external --target), so there")
-        L.append("is no server summary and no server CPU to compare.")
-    for c in checks:
-        L.append(f"- **{c['server']}**: {c['verdict']}")
-        if "server_out" in c:
-            L.append(f"  - server tcp_bytes_out = {c['server_out']}, sum of generator totals.bytes_received = {c['gen_received']}")
-            L.append(f"  - server tcp_bytes_in = {c['server_in']}, sum of generator totals.bytes_sent = {c['gen_sent']}")
-        if c.get("udp_runs_excluded"):
-            L.append(f"  - {c['udp_runs_excluded']} udp run(s) excluded from the TCP byte sums")
-    if checks:
-        L.append("")
-        L.append(f"(Tolerance {tolerance:.2%}: bytes in flight when a generator closes its connections may be")
-        L.append("echoed but never read; anything beyond that, or any byte that appears from nowhere, fails.)")
-    failed = [r for r in runs if r["problem"]]
-    L.append("")
-    L.append("## Failed runs")
-    L.append("")
-    if failed:
-        for r in failed:
-            L.append(f"- {r['server']} {r['mode']} c={r['connections']} s={r['size']} repeat {r['repeat']}: "
-                     f"{r['problem']} ({r['raw_file']})")
+        B.append(("p", ["Not applicable: no server was started by the script (external --target), so there",
+                        "is no server summary and no server CPU to compare."]))
     else:
-        L.append("None.")
-    skipped = skipped_rows(results)
+        items = []
+        for c in checks:
+            sub = []
+            if "server_out" in c:
+                sub.append(f"server tcp_bytes_out = {c['server_out']}, sum of generator totals.bytes_received = {c['gen_received']}")
+                sub.append(f"server tcp_bytes_in = {c['server_in']}, sum of generator totals.bytes_sent = {c['gen_sent']}")
+            if c.get("udp_runs_excluded"):
+                sub.append(f"{c['udp_runs_excluded']} udp run(s) excluded from the TCP byte sums")
+            items.append((f"**{c['server']}**: {c['verdict']}", "good" if c["ok"] else "bad", sub))
+        B.append(("list", items))
+        B.append(("p", [f"(Tolerance {tolerance:.2%}: bytes in flight when a generator closes its connections may be",
+                        "echoed but never read; anything beyond that, or any byte that appears from nowhere, fails.)"]))
+    failed = [r for r in runs if r["problem"]]
+    B.append(("h", 2, "Failed runs"))
+    if failed:
+        B.append(("list", [(f"{r['server']} {r['mode']} c={r['connections']} s={r['size']} repeat {r['repeat']}: "
+                            f"{r['problem']} ({r['raw_file']})", "bad", []) for r in failed]))
+    else:
+        B.append(("p", ["None."]))
     if skipped:
-        L.append("")
-        L.append("## Skipped matrix points")
-        L.append("")
-        for server, mode, conns, size, reason in skipped:
-            L.append(f"- {server} {mode} c={conns} s={size}: {reason}")
-    L.append("")
-    L.append("Raw data: `raw/`; per-run rows: `runs.csv`; charts: `report.html`; machine and commands: `machine.txt`.")
-    L.append("")
-    text = "\n".join(L)
+        B.append(("h", 2, "Skipped matrix points"))
+        B.append(("list", [(f"{k['server']} {k['mode']} c={k['connections']} s={k['size']}: {k['reason']}", "", [])
+                           for k in skipped]))
+    B.append(("p", [f"Raw data: `{RAW_FILE}`; per-run rows: `runs.csv`; charts: `report.html`; "
+                    "machine and commands: `machine.txt`."]))
+    return B
+
+
+def render_md(blocks):
+    out = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            out.append("#" * block[1] + " " + block[2])
+        elif kind == "p":
+            out.append("\n".join(block[1]))
+        elif kind == "table":
+            _, header, align, rows = block
+            lines = ["| " + " | ".join(header) + " |",
+                     "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
+            out.append("\n".join(lines))
+        elif kind == "list":
+            lines = []
+            for text, _, sub in block[1]:
+                lines.append(f"- {text}")
+                lines += [f"  - {t}" for t in sub]
+            out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def inline_html(text):
+    """Escapes `text` and renders its `code` and **bold** spans."""
+    out = []
+    for i, part in enumerate(html.escape(text).split("`")):
+        if i % 2:
+            out.append(f"<code>{part}</code>")
+        else:
+            bold = part.split("**")
+            out.append("".join(f"<b>{t}</b>" if j % 2 else t for j, t in enumerate(bold)))
+    return "".join(out)
+
+
+def render_html(blocks):
+    out = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            out.append(f"<h{block[1]}>{inline_html(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            out.append("<p>" + inline_html(" ".join(block[1])) + "</p>")
+        elif kind == "table":
+            _, header, _, rows = block
+            out.append("<table>")
+            out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr>")
+            for row in rows:
+                out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+            out.append("</table>")
+        elif kind == "list":
+            out.append("<ul>")
+            for text, cls, sub in block[1]:
+                attr = f' class="{cls}"' if cls else ""
+                inner = "".join(f"<li>{inline_html(t)}</li>" for t in sub)
+                out.append(f"<li{attr}>{inline_html(text)}" + (f"<ul>{inner}</ul>" if inner else "") + "</li>")
+            out.append("</ul>")
+    return "\n".join(out)
+
+
+def write_summary(results, blocks):
     with open(os.path.join(results, "summary.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    return text
+        f.write(render_md(blocks))
 
 
 def fx(v):
@@ -573,68 +701,7 @@ def sc(v, scale):
     return None if v is None else v * scale
 
 
-def md_table_to_html(md):
-    """Render the headings, pipe tables, bullets and paragraphs of our own summary.md."""
-    e = html.escape
-    out, para = [], []
-    in_table, list_depth = False, 0
-
-    def flush_para():
-        if para:
-            out.append("<p>" + e(" ".join(para)).replace("`", "") + "</p>")
-            para.clear()
-
-    def close_lists(depth):
-        nonlocal list_depth
-        while list_depth > depth:
-            out.append("</ul>")
-            list_depth -= 1
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            flush_para()
-            close_lists(0)
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= set("-:") for c in cells):
-                continue
-            tag = "td" if in_table else "th"
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{e(c)}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        stripped = line.lstrip()
-        if stripped.startswith("- "):
-            flush_para()
-            depth = 1 + (len(line) - len(stripped)) // 2
-            while list_depth < depth:
-                out.append("<ul>")
-                list_depth += 1
-            close_lists(depth)
-            txt = e(stripped[2:]).replace("**", "").replace("`", "")
-            cls = ' class="bad"' if "FAILED" in txt else (' class="good"' if "AGREE" in txt else "")
-            out.append(f"<li{cls}>{txt}</li>")
-            continue
-        close_lists(0)
-        if line.startswith("#"):
-            flush_para()
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{e(line[level:].strip())}</h{level}>")
-        elif line.strip():
-            para.append(line.strip())
-        else:
-            flush_para()
-    flush_para()
-    close_lists(0)
-    if in_table:
-        out.append("</table>")
-    return "\n".join(out)
-
-
-def write_html(results, aggs, summary_md):
+def write_html(results, aggs, blocks):
     machine = read_text(os.path.join(results, "machine.txt"))
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>echoloop load test {html.escape(os.path.basename(os.path.abspath(results)))}</title>",
@@ -646,7 +713,7 @@ def write_html(results, aggs, summary_md):
              "li.bad{color:#b00;font-weight:bold}li.good{color:#070}"
              "pre{background:#f6f6f6;padding:.6em;font-size:11px;white-space:pre-wrap}</style>",
              "</head><body>"]
-    parts.append(md_table_to_html(summary_md))
+    parts.append(render_html(blocks))
     parts.append("<h2>Throughput vs connections</h2>")
     parts.append("<p>Median over repeats; vertical bars show min–max. Colour = message size, dash = server.</p>")
     parts.append('<div class="charts">' + "\n".join(throughput_charts(aggs)) + "</div>")
@@ -674,19 +741,27 @@ def main(argv):
         except (IndexError, ValueError):
             die("--tolerance needs a fraction, e.g. 0.01 for 1%")
         del args[i:i + 2]
+    pack_only = "--pack-only" in args
+    if pack_only:
+        args.remove("--pack-only")
     if len(args) != 1:
-        die("usage: report.py RESULTS_DIR [--tolerance FRACTION]")
+        die("usage: report.py RESULTS_DIR [--tolerance FRACTION] [--pack-only]")
     results = args[0]
-    if not os.path.isdir(os.path.join(results, "raw")):
-        die(f"{results}/raw is not a directory (is this a loadtest results directory?)")
-    runs = load_runs(results)
+    if not os.path.isdir(results):
+        die(f"{results} is not a directory")
+    records = load_records(results)
+    if pack_only:
+        print(f"report.py: packed {len(records)} records into {os.path.join(results, RAW_FILE)}")
+        return 0
+    runs = load_runs(records)
     if not runs:
-        die(f"no runs found in {results}/raw (no *.meta.json files)")
+        die(f"no runs found in {os.path.join(results, RAW_FILE)}")
     aggs = aggregate(runs)
-    checks = cross_check(results, runs, tolerance)
+    checks = cross_check(records, runs, tolerance)
     write_csv(results, runs)
-    md = write_summary(results, runs, aggs, checks, tolerance)
-    write_html(results, aggs, md)
+    blocks = summary_blocks(results, runs, aggs, checks, tolerance, skipped_rows(records))
+    write_summary(results, blocks)
+    write_html(results, aggs, blocks)
 
     failed = [r for r in runs if r["problem"]]
     bad_checks = [c for c in checks if not c["ok"]]

@@ -6,10 +6,12 @@
 # Steps (each timed; a table is printed at the end, also after a failure):
 #   1. cargo build --release --all-targets
 #   2. cargo test --release -- --ignored --nocapture --test-threads=1
-#      (tests/resources.rs: EMFILE with 800 clients, 32 naive writers, the long fairness run
-#      with its budgets-off negative control; one at a time, since they measure CPU and
+#      (tests/many_clients.rs: 1,000 clients x 1 MiB; tests/fd_exhaustion.rs: EMFILE with 800
+#      clients; tests/naive_writers.rs: 32 naive writers; tests/fairness.rs: the long fairness
+#      run with its budgets-off negative control; one at a time, since they measure CPU and
 #      latency)
-#   3. tests/resources.rs's default tests in release mode, for their figures
+#   3. the measuring tests' default set in release mode, for their figures (fd_exhaustion,
+#      naive_writers, fairness, slow_readers)
 #   4. the connection property tests with PROPTEST_CASES=N (default 20000)
 #   5. the cargo-fuzz target for N seconds (default 60), if nightly and cargo-fuzz are
 #      installed; the first build of the fuzz crate adds 2-3 minutes
@@ -105,7 +107,8 @@ step "build (release, all targets)" cargo build --release --all-targets
 step "ignored tests (release)" \
 	cargo test --release -- --ignored --nocapture --test-threads=1
 step "resource tests, default set (release)" \
-	cargo test --release --test resources -- --nocapture
+	cargo test --release --test fd_exhaustion --test naive_writers --test fairness \
+	--test slow_readers -- --nocapture
 step "connection proptests ($cases cases)" \
 	env PROPTEST_CASES="$cases" cargo test --release --lib connection::tests::properties
 

@@ -1,108 +1,28 @@
 //! The `echoloop` binary as a user runs it: the address line, signals, exit codes and
 //! one-line errors. Loopback and port 0 only; every wait is bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use echoloop_testkit::child::{ChildProcess, Signal, WAIT};
+
 const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
-const WAIT: Duration = Duration::from_secs(20);
 
-/// A running `echoloop` child, killed on drop if a test fails midway.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start echoloop");
-        let stdout = child.stdout.take().unwrap();
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    #[track_caller]
-    fn next_line(&self) -> String {
-        self.lines
-            .recv_timeout(WAIT)
-            .expect("a line on stdout in time")
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped); it touches no
-        // memory of ours.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    #[track_caller]
-    fn wait_exit(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().expect("exited, not killed by a signal");
-            }
-            assert!(Instant::now() < deadline, "echoloop did not exit in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut text = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            stderr.read_to_string(&mut text).unwrap();
-        }
-        text
-    }
-}
-
-/// Parses `listening tcp=IP:PORT udp=IP:PORT`.
-fn parse_listening(line: &str) -> (SocketAddr, SocketAddr) {
-    let mut tcp = None;
-    let mut udp = None;
-    for field in line
-        .strip_prefix("listening ")
-        .expect("listening line")
-        .split(' ')
-    {
-        match field.split_once('=') {
-            Some(("tcp", addr)) => tcp = Some(addr.parse().unwrap()),
-            Some(("udp", addr)) => udp = Some(addr.parse().unwrap()),
-            _ => panic!("unexpected field {field:?} in {line:?}"),
-        }
-    }
-    (tcp.unwrap(), udp.unwrap())
+/// Starts `echoloop ARGS` with the `info` log level; killed on drop if a test fails midway.
+#[track_caller]
+fn start(args: &[&str]) -> ChildProcess {
+    ChildProcess::spawn(Command::new(BIN).args(args).env("RUST_LOG", "info"))
 }
 
 /// With `--port 0` the first stdout line names the real TCP and UDP addresses, and they
 /// serve echo; SIGTERM then exits 0 with a summary that counts what was echoed.
 #[test]
 fn port_zero_prints_addresses_and_sigterm_exits_zero_with_summary() {
-    let mut server = Running::start(&["--port", "0"]);
-    let (tcp, udp) = parse_listening(&server.next_line());
+    let mut server = start(&["--port", "0"]);
+    let listening = server.listening();
+    let (tcp, udp) = (listening.tcp(), listening.udp());
     assert!(tcp.ip().is_loopback() && tcp.port() != 0);
     assert_eq!(tcp.port(), udp.port());
 
@@ -114,7 +34,7 @@ fn port_zero_prints_addresses_and_sigterm_exits_zero_with_summary() {
     assert_eq!(&back, b"hello, echo");
     drop(client);
 
-    server.signal(libc::SIGTERM);
+    server.signal(Signal::TERM);
     let summary = server.next_line();
     assert_eq!(server.wait_exit(), 0);
     assert!(summary.starts_with("summary "), "{summary}");
@@ -135,10 +55,10 @@ fn port_zero_prints_addresses_and_sigterm_exits_zero_with_summary() {
 /// SIGINT works the same way; `--no-udp` shows up as `udp=off`.
 #[test]
 fn sigint_exits_zero_and_no_udp_is_reported_off() {
-    let mut server = Running::start(&["--port", "0", "--no-udp"]);
+    let mut server = start(&["--port", "0", "--no-udp"]);
     let line = server.next_line();
     assert!(line.ends_with(" udp=off"), "{line}");
-    server.signal(libc::SIGINT);
+    server.signal(Signal::INT);
     assert!(server.next_line().starts_with("summary "));
     assert_eq!(server.wait_exit(), 0);
 }
@@ -148,8 +68,8 @@ fn sigint_exits_zero_and_no_udp_is_reported_off() {
 /// once with 130.
 #[test]
 fn second_signal_exits_at_once() {
-    let mut server = Running::start(&["--port", "0", "--drain-timeout", "60s"]);
-    let (tcp, _) = parse_listening(&server.next_line());
+    let mut server = start(&["--port", "0", "--drain-timeout", "60s"]);
+    let tcp = server.listening().tcp();
     let mut hog = TcpStream::connect(tcp).unwrap();
     hog.set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -159,11 +79,11 @@ fn second_signal_exits_at_once() {
     while hog.write_all(&chunk).is_ok() {
         assert!(started.elapsed() < WAIT, "the server never pushed back");
     }
-    server.signal(libc::SIGTERM);
+    server.signal(Signal::TERM);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(server.child.try_wait().unwrap().is_none(), "still draining");
+    assert!(server.is_running(), "still draining");
     let second = Instant::now();
-    server.signal(libc::SIGTERM);
+    server.signal(Signal::TERM);
     assert_eq!(server.wait_exit(), 130);
     assert!(second.elapsed() < Duration::from_secs(5));
     assert!(server.stderr().contains("second signal"));
@@ -172,7 +92,7 @@ fn second_signal_exits_at_once() {
 /// An unknown flag: exit 2 and exactly one line on stderr, naming the flag.
 #[test]
 fn bad_flag_exits_two_with_one_line() {
-    let mut server = Running::start(&["--no-such-flag"]);
+    let mut server = start(&["--no-such-flag"]);
     assert_eq!(server.wait_exit(), 2);
     let stderr = server.stderr();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -183,7 +103,7 @@ fn bad_flag_exits_two_with_one_line() {
 /// An unparsable address: exit 2, one line.
 #[test]
 fn bad_address_exits_two_with_one_line() {
-    let mut server = Running::start(&["--bind", "not-an-address"]);
+    let mut server = start(&["--bind", "not-an-address"]);
     assert_eq!(server.wait_exit(), 2);
     let stderr = server.stderr();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -195,7 +115,7 @@ fn bad_address_exits_two_with_one_line() {
 fn port_in_use_exits_two_with_a_hint() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let mut server = Running::start(&["--port", &port, "--no-udp"]);
+    let mut server = start(&["--port", &port, "--no-udp"]);
     assert_eq!(server.wait_exit(), 2);
     let stderr = server.stderr();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -1,8 +1,9 @@
 //! Tests for the pure-report half of the load-test script: `scripts/report.py` run on the
 //! hand-made results in `tests/fixtures/loadtest/` (copied to a temporary directory, since the
-//! report writes next to its input). No server or generator is started here.
+//! report writes next to its input), and on a sweep's per-run files, which it packs into one
+//! `raw.jsonl`. No server or generator is started here.
 //!
-//! The fixture's numbers are round on purpose (see the `raw/*.json` files): for example
+//! The fixture's numbers are round on purpose (see `raw.jsonl`, one run per line): for example
 //! echoloop pingpong c=1 s=64 ran at 10k, 20k and 30k req/s, so its median is 20k with a spread
 //! of 10k–30k, and tokio at the same point has a median of 10k, a 2.00× throughput ratio.
 
@@ -28,6 +29,24 @@ impl Scratch {
     fn read(&self, name: &str) -> String {
         fs::read_to_string(self.0.join(name))
             .unwrap_or_else(|e| panic!("cannot read {name} in {}: {e}", self.0.display()))
+    }
+
+    /// Applies `edit` to the one line of `raw.jsonl` that contains `marker`; fails the test if
+    /// the edit changes nothing (the fixture's layout changed under the test).
+    #[track_caller]
+    fn doctor_raw(&self, marker: &str, edit: impl Fn(&str) -> String) {
+        let path = self.0.join("raw.jsonl");
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let hits: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].contains(marker))
+            .collect();
+        assert_eq!(hits.len(), 1, "one line of raw.jsonl holds {marker:?}");
+        let doctored = edit(lines[hits[0]]);
+        assert_ne!(lines[hits[0]], doctored, "fixture layout changed");
+        let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        out[hits[0]] = doctored;
+        fs::write(&path, out.join("\n") + "\n").unwrap();
     }
 }
 
@@ -125,11 +144,9 @@ fn report_on_fixture_writes_expected_medians() {
 #[test]
 fn report_fails_on_verification_errors() {
     let scratch = Scratch::new("verify");
-    let path = scratch.0.join("raw/echoloop-pingpong-c10-s64-r2.json");
-    let json = fs::read_to_string(&path).unwrap();
-    let doctored = json.replace("\"verify\": 0", "\"verify\": 3");
-    assert_ne!(json, doctored, "fixture layout changed");
-    fs::write(&path, doctored).unwrap();
+    scratch.doctor_raw("\"name\": \"echoloop-pingpong-c10-s64-r2\"", |line| {
+        line.replace("\"verify\": 0", "\"verify\": 3")
+    });
 
     let out = report(&scratch.0);
     assert_eq!(
@@ -149,11 +166,9 @@ fn report_fails_on_verification_errors() {
 #[test]
 fn report_fails_when_server_counters_disagree() {
     let scratch = Scratch::new("xcheck");
-    let path = scratch.0.join("raw/server-echoloop.stdout");
-    let text = fs::read_to_string(&path).unwrap();
-    let doctored = text.replace("tcp_bytes_in=144800000", "tcp_bytes_in=154800000");
-    assert_ne!(text, doctored, "fixture layout changed");
-    fs::write(&path, doctored).unwrap();
+    scratch.doctor_raw("\"kind\": \"server\", \"server\": \"echoloop\"", |line| {
+        line.replace("tcp_bytes_in=144800000", "tcp_bytes_in=154800000")
+    });
 
     let out = report(&scratch.0);
     assert_eq!(
@@ -165,5 +180,100 @@ fn report_fails_when_server_counters_disagree() {
     assert!(
         md.contains("FAILED: server read 10000000 bytes more than the generator sent"),
         "{md}"
+    );
+}
+
+/// A sweep as `scripts/loadtest.sh` leaves it, one file per run under `raw/`: the report packs
+/// them into one `raw.jsonl` (generator JSON, stderr, server output, skipped points all kept),
+/// removes `raw/`, and a second report from `raw.jsonl` alone says exactly the same.
+#[test]
+fn report_packs_per_run_files_into_one_raw_jsonl() {
+    let scratch = Scratch::new("pack");
+    fs::remove_file(scratch.0.join("raw.jsonl")).unwrap();
+    let raw = scratch.0.join("raw");
+    fs::create_dir(&raw).unwrap();
+    let run = |name: &str, rps: u32| {
+        let meta = format!(
+            "{{\"server\": \"echoloop\", \"mode\": \"pingpong\", \"connections\": 2, \
+             \"size\": \"64\", \"repeat\": {}, \"gen_exit\": 0, \"clk_tck\": 100, \
+             \"server_ticks_before\": 0, \"server_ticks_after\": 10}}\n",
+            &name[name.len() - 1..]
+        );
+        let generator = format!(
+            "{{\"requests\": {rps}, \"requests_per_s\": {rps}.0, \"bytes_per_s\": 1.0, \
+             \"errors\": {{\"verify\": 0, \"connect\": 0, \"io\": 0}}, \
+             \"totals\": {{\"bytes_sent\": 640, \"bytes_received\": 640}}}}\n"
+        );
+        fs::write(raw.join(format!("{name}.meta.json")), meta).unwrap();
+        fs::write(raw.join(format!("{name}.json")), generator).unwrap();
+        fs::write(
+            raw.join(format!("{name}.stderr")),
+            format!("stderr of {name}\n"),
+        )
+        .unwrap();
+    };
+    run("echoloop-pingpong-c2-s64-r1", 1000);
+    run("echoloop-pingpong-c2-s64-r2", 3000);
+    fs::write(
+        raw.join("server-echoloop.stdout"),
+        "listening tcp=127.0.0.1:1 udp=off\nsummary tcp_bytes_in=1280 tcp_bytes_out=1280\n",
+    )
+    .unwrap();
+    fs::write(
+        raw.join("server-echoloop.info.json"),
+        "{\"server\": \"echoloop\", \"has_summary\": true, \"exit_status\": 0}\n",
+    )
+    .unwrap();
+    fs::write(
+        raw.join("skipped.tsv"),
+        "server\tmode\tconnections\tsize\treason\necholoop\tstream\t9\t64K\ttoo big\n",
+    )
+    .unwrap();
+
+    let out = report(&scratch.0);
+    assert!(
+        out.status.success(),
+        "report.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!raw.exists(), "raw/ is removed once packed");
+    let packed = scratch.read("raw.jsonl");
+    assert_eq!(
+        packed.lines().count(),
+        4,
+        "server, two runs, one skipped point:\n{packed}"
+    );
+    for kept in [
+        "\"kind\": \"run\", \"name\": \"echoloop-pingpong-c2-s64-r2\"",
+        "\"requests_per_s\": 3000.0",
+        "stderr of echoloop-pingpong-c2-s64-r1",
+        "summary tcp_bytes_in=1280",
+        "\"reason\": \"too big\"",
+    ] {
+        assert!(packed.contains(kept), "raw.jsonl lacks {kept:?}:\n{packed}");
+    }
+    let summary = scratch.read("summary.md");
+    for expected in [
+        "| echoloop | pingpong | 2 | 64 | 2 | 2k (1k–3k) |",
+        "**echoloop**: AGREE exactly",
+        "echoloop stream c=9 s=64K: too big",
+    ] {
+        assert!(
+            summary.contains(expected),
+            "summary.md lacks {expected:?}:\n{summary}"
+        );
+    }
+
+    let again = report(&scratch.0);
+    assert!(again.status.success(), "second report failed");
+    assert_eq!(
+        scratch.read("summary.md"),
+        summary,
+        "same summary from raw.jsonl alone"
+    );
+    assert_eq!(
+        scratch.read("raw.jsonl"),
+        packed,
+        "raw.jsonl is left as it was"
     );
 }

@@ -1,14 +1,14 @@
 //! TCP echo end to end: byte-exact under concurrency, the seed's deadlock client, half-close,
 //! and clients that reset. Loopback, port 0, every loop bounded.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::thread;
 use std::time::Duration;
 
-use support::{assert_same, connect, echo_with_half_close, pattern, read_to_eof, Rng, TestServer};
+use echoloop_testkit::{
+    assert_same, connect, echo_with_half_close, pattern, read_to_eof, Rng, TestServer,
+};
 
 /// 200 clients at once, each sending a random amount in random chunks and reading each chunk
 /// back before the next: every byte comes back, in order, to the client that sent it.

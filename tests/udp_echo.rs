@@ -1,11 +1,9 @@
 //! UDP echo end to end: each datagram comes back whole, from the empty one to the largest
 //! IPv4 allows. Loopback, port 0, with receive timeouts.
 
-mod support;
-
 use std::net::UdpSocket;
 
-use support::{assert_same, pattern, TestServer, IO_TIMEOUT};
+use echoloop_testkit::{assert_same, pattern, TestServer, IO_TIMEOUT};
 
 /// Sizes 0, 1, 1472 (one Ethernet frame), 8192 and 65,507 (the IPv4 maximum) are echoed
 /// byte-exact to the sender.

@@ -2,15 +2,13 @@
 //! back in order, keep the pending limit's guarantee when the pipe is full, and the number of
 //! pipes stays within `zero_copy_conns`. Loopback, port 0, every loop bounded.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 use echoloop::Config;
-use support::{assert_same, connect, pattern, read_to_eof, Rng, TestServer};
+use echoloop_testkit::{assert_same, connect, pattern, read_to_eof, Rng, TestServer};
 
 /// Streams `data` in random chunks of up to 256 KiB while a second thread reads the echo,
 /// half-closes, and returns what came back.

@@ -1,0 +1,276 @@
+//! The one child-process harness: a binary under test (`echoloop`, the generator, the tokio
+//! peer) started as a child, with its stdout as a stream of lines, its stderr kept as its log
+//! (drained by a thread, so a full pipe never blocks it), signals, and a bounded wait for its
+//! exit. Killed and reaped on drop, so a test that fails midway leaves no process behind.
+//!
+//! Also the two stdout lines every echoloop-shaped server prints: `listening tcp=... udp=...`
+//! ([`Listening`]) and `summary key=value ...` ([`Summary`]).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rustix::process::Pid;
+
+use crate::procfs::{self, Task};
+/// Signals for [`ChildProcess::signal`] (`Signal::TERM`, `Signal::INT`, ...).
+pub use rustix::process::Signal;
+
+/// The longest any single wait on a child may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running child process: stdout by lines, stderr kept.
+pub struct ChildProcess {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    log: Option<JoinHandle<String>>,
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ChildProcess {
+    /// Starts `command` with stdin closed and stdout and stderr captured.
+    #[track_caller]
+    pub fn spawn(command: &mut Command) -> ChildProcess {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        ChildProcess {
+            child,
+            lines,
+            log: Some(log),
+        }
+    }
+
+    /// A command that runs `program ARGS` with the open-file limit lowered to `files` (soft
+    /// and hard). The shell `exec`s the program, so the child's pid is the program's.
+    pub fn with_file_limit(files: u32, program: &str, args: &[&str]) -> Command {
+        let script = format!("ulimit -n {files} && exec \"$0\" \"$@\"");
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(script).arg(program).args(args);
+        command
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line on stdout; fails the test if none comes within [`WAIT`].
+    #[track_caller]
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .expect("a line on stdout in time")
+    }
+
+    /// Sends `signal` (e.g. `Signal::TERM`) to the child.
+    #[track_caller]
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.pid() as i32).expect("a child's pid is positive");
+        rustix::process::kill_process(pid, signal).expect("kill(2) the child");
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait for the child").is_none()
+    }
+
+    /// Waits (at most [`WAIT`]) for the child to exit and returns its exit code; fails the
+    /// test if it was killed by a signal or is still running.
+    #[track_caller]
+    pub fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                return status.code().expect("exited, not killed by a signal");
+            }
+            assert!(Instant::now() < deadline, "the child did not exit in time");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the child wrote to stderr. Call it after the child exited: it waits for
+    /// the end of the stream.
+    #[track_caller]
+    pub fn stderr(&mut self) -> String {
+        self.log
+            .take()
+            .map(|log| log.join().expect("stderr reader"))
+            .unwrap_or_default()
+    }
+
+    /// CPU time (user + system) the child has used so far, from `/proc/PID/stat`.
+    #[track_caller]
+    pub fn cpu_time(&self) -> Duration {
+        procfs::cpu_time(Task::Process(self.pid())).expect("read the child's /proc/PID/stat")
+    }
+
+    /// A `kB` figure of the child's from `/proc/PID/status`, e.g. `VmRSS` or `VmHWM` (the
+    /// peak RSS).
+    #[track_caller]
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        procfs::memory_kib(self.pid(), field).expect("read the child's /proc/PID/status")
+    }
+
+    /// Reads the `listening` line (the first line on stdout) and returns its addresses.
+    #[track_caller]
+    pub fn listening(&self) -> Listening {
+        Listening::parse(&self.next_line())
+    }
+
+    /// SIGTERM, then the `summary` line and exit status 0 (the log is shown otherwise).
+    #[track_caller]
+    pub fn stop(mut self) -> Summary {
+        self.signal(Signal::TERM);
+        let line = self
+            .lines
+            .recv_timeout(WAIT)
+            .expect("a `summary` line after SIGTERM");
+        let code = self.wait_exit();
+        assert_eq!(code, 0, "exit status; log:\n{}", self.stderr());
+        Summary::parse(&line)
+    }
+}
+
+/// The addresses in `listening tcp=IP:PORT udp=IP:PORT` (`off` for a side turned off).
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub tcp: Option<SocketAddr>,
+    pub udp: Option<SocketAddr>,
+}
+
+impl Listening {
+    /// Parses the line; fails the test on any other shape.
+    #[track_caller]
+    pub fn parse(line: &str) -> Listening {
+        let fields = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("not a listening line: {line:?}"));
+        let address = |value: &str| match value {
+            "off" => None,
+            addr => Some(
+                addr.parse()
+                    .unwrap_or_else(|_| panic!("bad address {addr:?} in {line:?}")),
+            ),
+        };
+        let (mut tcp, mut udp) = (None, None);
+        for field in fields.split(' ') {
+            match field.split_once('=') {
+                Some(("tcp", value)) => tcp = address(value),
+                Some(("udp", value)) => udp = address(value),
+                _ => panic!("unexpected field {field:?} in {line:?}"),
+            }
+        }
+        Listening { tcp, udp }
+    }
+
+    /// The TCP address; fails the test if TCP is off.
+    #[track_caller]
+    pub fn tcp(&self) -> SocketAddr {
+        self.tcp.expect("TCP is on")
+    }
+
+    /// The UDP address; fails the test if UDP is off.
+    #[track_caller]
+    pub fn udp(&self) -> SocketAddr {
+        self.udp.expect("UDP is on")
+    }
+}
+
+/// The `summary key=value ...` line a server prints at exit.
+pub struct Summary(HashMap<String, String>);
+
+impl Summary {
+    /// Parses the line; fails the test on any other shape.
+    #[track_caller]
+    pub fn parse(line: &str) -> Summary {
+        let rest = line
+            .strip_prefix("summary ")
+            .unwrap_or_else(|| panic!("not a summary line: {line:?}"));
+        let pairs = rest.split(' ').filter_map(|kv| kv.split_once('='));
+        Summary(pairs.map(|(k, v)| (k.into(), v.into())).collect())
+    }
+
+    /// An integer counter; fails the test if it is missing.
+    #[track_caller]
+    pub fn get(&self, key: &str) -> u64 {
+        let value = self
+            .0
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in summary"));
+        value.parse().expect("an integer counter")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines_name_both_sides() {
+        let both = Listening::parse("listening tcp=127.0.0.1:7007 udp=[::1]:7008");
+        assert_eq!(both.tcp().port(), 7007);
+        assert_eq!(both.udp().to_string(), "[::1]:7008");
+        let tcp_only = Listening::parse("listening tcp=127.0.0.1:1 udp=off");
+        assert!(tcp_only.udp.is_none());
+    }
+
+    #[test]
+    fn summaries_read_counters() {
+        let summary = Summary::parse("summary uptime_s=1.5 conn_accepted=3 closed_peer=2");
+        assert_eq!(summary.get("conn_accepted"), 3);
+        assert_eq!(summary.get("closed_peer"), 2);
+    }
+
+    /// A child's stdout lines, stderr and exit code all come through; a signal ends it.
+    #[test]
+    fn a_child_is_observed_and_stopped() {
+        let mut child = ChildProcess::spawn(
+            Command::new("sh")
+                .arg("-c")
+                .arg("echo one; echo two >&2; exit 3"),
+        );
+        assert_eq!(child.next_line(), "one");
+        assert_eq!(child.wait_exit(), 3);
+        assert_eq!(child.stderr(), "two\n");
+        let mut sleeper = ChildProcess::spawn(Command::new("sleep").arg("30"));
+        assert!(sleeper.is_running());
+        sleeper.signal(Signal::TERM);
+        let deadline = Instant::now() + WAIT;
+        while sleeper.is_running() {
+            assert!(Instant::now() < deadline, "sleep ignored SIGTERM");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
