@@ -4,17 +4,29 @@
 //!
 //! The expected bytes are computed here from the RFCs, not taken from the library.
 
-mod services_support;
-
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use echoloop::service::clock::Civil;
-use services_support::{tcp_read_to_end, udp_ask, unix_now, Server, WAIT};
+use echoloop_testkit::child::{ChildProcess, Listening};
+use echoloop_testkit::client::{connect, read_to_eof, udp_ask};
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Connects and reads until the server closes.
+fn read_all(addr: SocketAddr) -> Vec<u8> {
+    read_to_eof(&mut connect(addr), 64)
+}
 
 /// Both families, one listener per service and address, each on its own free port.
-fn start_all() -> Server {
+fn start_all() -> (ChildProcess, Listening) {
     let mut args = vec!["--bind", "127.0.0.1", "--bind", "::1", "--port", "0"];
     for listen in [
         "discard=0",
@@ -25,7 +37,9 @@ fn start_all() -> Server {
     ] {
         args.extend(["--listen", listen]);
     }
-    Server::start(&args)
+    let server = ChildProcess::spawn(Command::new(env!("CARGO_BIN_EXE_echoloop")).args(&args));
+    let listening = server.listening();
+    (server, listening)
 }
 
 /// RFC 864: line n is characters n..n+72 of the ring ' '..='~' (95 of them), then CRLF.
@@ -58,11 +72,10 @@ fn assert_time(reply: &[u8], epoch_offset: i64, before: i64, after: i64) {
 
 #[test]
 fn chargen_tcp_streams_the_rotating_lines() {
-    let server = start_all();
+    let (_server, listening) = start_all();
     for family in 0..2 {
-        let addr = server.addr("chargen/tcp", family);
-        let mut stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let addr = listening.socket("chargen/tcp", family);
+        let mut stream = connect(addr);
         // Two full rotations and a bit: 95 lines repeat.
         let mut got = vec![0u8; 74 * 200];
         stream.read_exact(&mut got).unwrap();
@@ -76,9 +89,9 @@ fn chargen_tcp_streams_the_rotating_lines() {
 
 #[test]
 fn chargen_udp_replies_0_to_512_characters_of_the_stream() {
-    let server = start_all();
+    let (_server, listening) = start_all();
     for family in 0..2 {
-        let addr = server.addr("chargen/udp", family);
+        let addr = listening.socket("chargen/udp", family);
         for _ in 0..20 {
             let reply = udp_ask(addr, b"");
             assert!(reply.len() <= 512, "{} bytes", reply.len());
@@ -90,11 +103,11 @@ fn chargen_udp_replies_0_to_512_characters_of_the_stream() {
 
 #[test]
 fn daytime_sends_one_line_then_closes_and_answers_each_datagram() {
-    let server = start_all();
+    let (_server, listening) = start_all();
     for family in 0..2 {
         let before = unix_now();
-        let tcp = tcp_read_to_end(server.addr("daytime/tcp", family), 1024);
-        let udp = udp_ask(server.addr("daytime/udp", family), b"what time is it?");
+        let tcp = read_all(listening.socket("daytime/tcp", family));
+        let udp = udp_ask(listening.socket("daytime/udp", family), b"what time is it?");
         let expected = daytime_lines(before, unix_now());
         for reply in [tcp, udp] {
             let line = String::from_utf8(reply).expect("ASCII");
@@ -105,12 +118,12 @@ fn daytime_sends_one_line_then_closes_and_answers_each_datagram() {
 
 #[test]
 fn time_and_unixtime_are_4_bytes_within_2_seconds_over_tcp_and_udp() {
-    let server = start_all();
+    let (_server, listening) = start_all();
     for family in 0..2 {
         for (service, epoch_offset) in [("time", 2_208_988_800), ("unixtime", 0)] {
             let before = unix_now();
-            let tcp = tcp_read_to_end(server.addr(&format!("{service}/tcp"), family), 64);
-            let udp = udp_ask(server.addr(&format!("{service}/udp"), family), b"");
+            let tcp = read_all(listening.socket(&format!("{service}/tcp"), family));
+            let udp = udp_ask(listening.socket(&format!("{service}/udp"), family), b"");
             let after = unix_now();
             assert_time(&tcp, epoch_offset, before, after);
             assert_time(&udp, epoch_offset, before, after);
@@ -120,15 +133,13 @@ fn time_and_unixtime_are_4_bytes_within_2_seconds_over_tcp_and_udp() {
 
 #[test]
 fn discard_answers_nothing_and_echo_still_echoes() {
-    let server = start_all();
+    let (_server, listening) = start_all();
     for family in 0..2 {
-        let discard = server.addr("discard/tcp", family);
-        let mut stream = TcpStream::connect_timeout(&discard, WAIT).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let discard = listening.socket("discard/tcp", family);
+        let mut stream = connect(discard);
         stream.write_all(&vec![b'x'; 1 << 20]).unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
-        let mut reply = Vec::new();
-        stream.read_to_end(&mut reply).unwrap();
+        let reply = read_to_eof(&mut stream, 0);
         assert!(reply.is_empty(), "discard sent {} bytes", reply.len());
 
         let local: SocketAddr = if family == 0 {
@@ -143,15 +154,13 @@ fn discard_answers_nothing_and_echo_still_echoes() {
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         socket
-            .send_to(b"drop me", server.addr("discard/udp", family))
+            .send_to(b"drop me", listening.socket("discard/udp", family))
             .unwrap();
         assert!(socket.recv_from(&mut [0u8; 64]).is_err(), "discard replied");
 
-        let echo = server.addr("echo/udp", family);
+        let echo = listening.socket("echo/udp", family);
         assert_eq!(udp_ask(echo, b"still here"), b"still here");
-        let mut stream =
-            TcpStream::connect_timeout(&server.addr("echo/tcp", family), WAIT).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut stream = connect(listening.socket("echo/tcp", family));
         stream.write_all(b"echo").unwrap();
         let mut back = [0u8; 4];
         stream.read_exact(&mut back).unwrap();

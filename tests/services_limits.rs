@@ -4,16 +4,23 @@
 //! network namespace, as root; skipped otherwise) while echo is not; per-service counters
 //! appear in the summary.
 
-mod services_support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use services_support::{Server, BIN, WAIT};
+use echoloop_testkit::child::{ChildProcess, Listening, WAIT};
+use echoloop_testkit::client::connect;
 
-/// The `key=value` fields of a summary line.
+const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
+
+fn start(args: &[&str]) -> (ChildProcess, Listening) {
+    let server = ChildProcess::spawn(Command::new(BIN).args(args));
+    let listening = server.listening();
+    (server, listening)
+}
+
+/// A `key=value` field of a line (the client's counts in the namespace test).
 fn field(summary: &str, key: &str) -> u64 {
     summary
         .split(' ')
@@ -21,17 +28,6 @@ fn field(summary: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in {summary}"))
         .parse()
         .expect("a number")
-}
-
-/// Resident memory of `pid` in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmRSS")
 }
 
 /// Reads until EOF or reset, at most `WAIT`; returns bytes read.
@@ -49,7 +45,7 @@ fn read_until_closed(stream: &mut TcpStream) -> usize {
 
 #[test]
 fn chargen_non_reader_and_time_non_closer_are_closed_by_the_stall_timeout() {
-    let mut server = Server::start(&[
+    let (server, listening) = start(&[
         "--port",
         "off",
         "--stall-timeout",
@@ -61,9 +57,9 @@ fn chargen_non_reader_and_time_non_closer_are_closed_by_the_stall_timeout() {
     ]);
     let started = Instant::now();
     // Connected and never reading: chargen fills the socket buffers, then stalls.
-    let mut chargen = TcpStream::connect(server.addr("chargen/tcp", 0)).unwrap();
+    let mut chargen = TcpStream::connect(listening.socket("chargen/tcp", 0)).unwrap();
     // Reads its 4 bytes and the server's FIN, but never closes its own side.
-    let mut time = TcpStream::connect(server.addr("time/tcp", 0)).unwrap();
+    let mut time = TcpStream::connect(listening.socket("time/tcp", 0)).unwrap();
     let mut four = Vec::new();
     time.set_read_timeout(Some(WAIT)).unwrap();
     time.read_to_end(&mut four).unwrap();
@@ -73,42 +69,35 @@ fn chargen_non_reader_and_time_non_closer_are_closed_by_the_stall_timeout() {
     let read = read_until_closed(&mut chargen);
     assert!(read > 0 && read < 64 << 20, "{read} bytes before the close");
     assert!(started.elapsed() < WAIT);
-    assert_eq!(server.stop(), 0);
-    let summary = server.next_line();
-    assert_eq!(field(&summary, "closed_stalled"), 2, "{summary}");
-    assert_eq!(field(&summary, "svc.time.conn_accepted"), 1);
-    assert_eq!(field(&summary, "svc.time.tcp_bytes_out"), 4);
-    assert_eq!(field(&summary, "svc.chargen.conn_accepted"), 1);
-    assert!(field(&summary, "svc.chargen.tcp_bytes_out") > 0);
+    let summary = server.stop();
+    assert_eq!(summary.get("closed_stalled"), 2);
+    assert_eq!(summary.get("svc.time.conn_accepted"), 1);
+    assert_eq!(summary.get("svc.time.tcp_bytes_out"), 4);
+    assert_eq!(summary.get("svc.chargen.conn_accepted"), 1);
+    assert!(summary.get("svc.chargen.tcp_bytes_out") > 0);
 }
 
 #[test]
 fn discard_takes_256_mib_without_growing() {
-    let mut server = Server::start(&["--port", "off", "--listen", "discard=127.0.0.1:0/tcp"]);
-    let mut client = TcpStream::connect(server.addr("discard/tcp", 0)).unwrap();
-    client.set_write_timeout(Some(WAIT)).unwrap();
+    let (server, listening) = start(&["--port", "off", "--listen", "discard=127.0.0.1:0/tcp"]);
+    let mut client = connect(listening.socket("discard/tcp", 0));
     let chunk = vec![b'd'; 1 << 20];
     client.write_all(&chunk).unwrap();
-    let before = rss_kib(server.pid());
+    let before = server.memory_kib("VmRSS");
     for _ in 1..256 {
         client.write_all(&chunk).unwrap();
     }
-    let after = rss_kib(server.pid());
+    let after = server.memory_kib("VmRSS");
     client.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(read_until_closed(&mut client), 0, "discard sends nothing");
     assert!(
         after < before + 16 * 1024,
         "RSS grew from {before} KiB to {after} KiB"
     );
-    assert_eq!(server.stop(), 0);
-    let summary = server.next_line();
-    assert_eq!(
-        field(&summary, "svc.discard.tcp_bytes_in"),
-        256 << 20,
-        "{summary}"
-    );
-    assert_eq!(field(&summary, "pending_bytes"), 0);
-    assert_eq!(field(&summary, "closed_peer"), 1);
+    let summary = server.stop();
+    assert_eq!(summary.get("svc.discard.tcp_bytes_in"), 256 << 20);
+    assert_eq!(summary.get("pending_bytes"), 0);
+    assert_eq!(summary.get("closed_peer"), 1);
 }
 
 /// Inside a private network namespace (only there can the server have a non-loopback

@@ -2,15 +2,15 @@
 //! ident `echoloop[pid]`) on a unix datagram socket the test creates and names with
 //! `--syslog-socket`, as a syslog daemon's `/dev/log` would receive them.
 
-mod services_support;
-
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use services_support::{Server, BIN, WAIT};
+use echoloop_testkit::child::{ChildProcess, Signal, WAIT};
+
+const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
 
 /// A syslog socket in a fresh temporary directory, removed on drop.
 struct FakeSyslog {
@@ -74,13 +74,21 @@ fn assert_record(record: &str, severity: u8, pid: u32) {
 #[test]
 fn start_and_stop_records_arrive_with_daemon_facility_and_pid() {
     let syslog = FakeSyslog::new("syslog-start-stop");
-    let mut server = Server::start(&["--port", "0", "--syslog-socket", &syslog.path()]);
+    let path = syslog.path();
+    let mut server =
+        ChildProcess::spawn(Command::new(BIN).args(["--port", "0", "--syslog-socket", &path]));
     let pid = server.pid();
+    let listening = server.next_line();
     let started = syslog.until("started");
     let record = started.last().unwrap();
     assert_record(record, 6, pid);
-    assert!(record.contains(&server.listening), "{record}");
-    assert_eq!(server.stop(), 0);
+    assert!(record.contains(&listening), "{record}");
+    server.signal(Signal::TERM);
+    assert_eq!(server.wait_exit(), 0);
+    assert!(
+        server.stderr().is_empty(),
+        "records go to syslog, not stderr"
+    );
     let stopped = syslog.until("stopped");
     assert_record(stopped.last().unwrap(), 6, pid);
     assert!(stopped.last().unwrap().contains("summary uptime_s="));

@@ -3,13 +3,18 @@
 //! unixtime=...`: it must print today's date, as `time.ctime` does. Skipped (with a note)
 //! when `python3` is not installed.
 
-mod services_support;
-
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use echoloop::service::clock::Civil;
-use services_support::{unix_now, Server, WAIT};
+use echoloop_testkit::child::{ChildProcess, WAIT};
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
 
 const CLIENT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -31,8 +36,9 @@ fn the_tutorials_udp_time_client_prints_the_date() {
         eprintln!("SKIP: python3 is not installed");
         return;
     }
-    let server = Server::start(&["--port", "off", "--listen", "unixtime=127.0.0.1:0/udp"]);
-    let addr = server.addr("unixtime/udp", 0);
+    let args = ["--port", "off", "--listen", "unixtime=127.0.0.1:0/udp"];
+    let _server = ChildProcess::spawn(Command::new(env!("CARGO_BIN_EXE_echoloop")).args(args));
+    let addr = _server.listening().socket("unixtime/udp", 0);
     let before = unix_now();
     let mut client = Command::new("python3")
         .args([CLIENT, &addr.ip().to_string(), &addr.port().to_string()])
