@@ -292,7 +292,8 @@ pub struct Connection<P = NoPipe> {
     /// What the poller reported, kept until a call says `WouldBlock` (edge-triggered).
     ready: Readiness,
     /// The service, for a connection that does not echo; `None` is the echo fast path.
-    session: Option<Session>,
+    /// Boxed: an echo connection pays one pointer for it, not the session's size.
+    session: Option<Box<Session>>,
 }
 
 impl<P> Default for Connection<P> {
@@ -320,13 +321,13 @@ impl<P> Connection<P> {
     /// the first [`Connection::drive`] (so what it says first is accounted like any output).
     pub fn with_service(service: Box<dyn Service>) -> Self {
         let mut conn = Self::new();
-        conn.session = Some(Session {
+        conn.session = Some(Box::new(Session {
             streams: service.streams(),
             service,
             opened: false,
             finished: false,
             idle: false,
-        });
+        }));
         conn
     }
 
