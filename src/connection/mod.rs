@@ -600,6 +600,43 @@ impl<P> Connection<P> {
         Ok(())
     }
 
+    /// One read into `scratch`, bounded by the read budget and by the room left under the
+    /// high-water mark: `Some(n)` bytes read (never 0); `None` when the socket had nothing
+    /// (`WouldBlock`) or the peer sent its FIN (the phase is then `PeerClosed`).
+    #[inline]
+    fn read_input<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        limits: &Limits,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<Option<usize>, CloseReason> {
+        // Never read more than pending output may still grow: the limit is a hard bound.
+        let room = limits.high_water.saturating_sub(self.pending.len());
+        let want = scratch.len().min(budget.read).min(room);
+        // `next_step` reads only when not paused (so room > 0) and with budget left. A zero-byte
+        // read would return 0, indistinguishable from the peer's FIN.
+        debug_assert!(want > 0, "read with no room");
+        let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
+            self.ready.readable = false;
+            return Ok(None);
+        };
+        if n == 0 {
+            self.phase = Phase::PeerClosed;
+            self.ready.readable = false;
+            return Ok(None);
+        }
+        budget.read -= n;
+        outcome.bytes_read += n;
+        if n < want && !self.ready.read_closed {
+            // A short read drained the socket; new data raises a new edge. Skipping the read
+            // that would only say WouldBlock saves a syscall per message (tokio does the same).
+            self.ready.readable = false;
+        }
+        Ok(Some(n))
+    }
+
     /// Step `ReadAndEcho`: one read into `scratch`, written straight back if the socket takes
     /// it (the fast path); the rest is copied into the buffer.
     fn read_and_echo<S: Stream>(
@@ -610,28 +647,9 @@ impl<P> Connection<P> {
         budget: &mut Budget,
         outcome: &mut Outcome,
     ) -> Result<(), CloseReason> {
-        // Never read more than pending output may still grow: the limit is a hard bound.
-        let room = limits.high_water.saturating_sub(self.pending.len());
-        let want = scratch.len().min(budget.read).min(room);
-        // `next_step` reads only when not paused (so room > 0) and with budget left. A zero-byte
-        // read would return 0, indistinguishable from the peer's FIN.
-        debug_assert!(want > 0, "read with no room");
-        let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
-            self.ready.readable = false;
+        let Some(n) = self.read_input(io, scratch, limits, budget, outcome)? else {
             return Ok(());
         };
-        if n == 0 {
-            self.phase = Phase::PeerClosed;
-            self.ready.readable = false;
-            return Ok(());
-        }
-        budget.read -= n;
-        outcome.bytes_read += n;
-        if n < want && !self.ready.read_closed {
-            // A short read drained the socket; new data raises a new edge. Skipping the read
-            // that would only say WouldBlock saves a syscall per message (tokio does the same).
-            self.ready.readable = false;
-        }
         let data = &scratch[..n];
         let mut sent = 0;
         if self.pending.len() == 0 && self.ready.writable {
@@ -712,24 +730,14 @@ impl<P> Connection<P> {
         budget: &mut Budget,
         outcome: &mut Outcome,
     ) -> Result<(), CloseReason> {
+        let read = self.read_input(io, scratch, limits, budget, outcome)?;
         let room = limits.high_water.saturating_sub(self.pending.len());
-        let want = scratch.len().min(budget.read).min(room);
-        debug_assert!(want > 0, "read with no room");
-        let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
-            self.ready.readable = false;
+        let Some(n) = read else {
+            if self.phase == Phase::PeerClosed {
+                self.call_service(room, |service, out| service.on_peer_closed(out));
+            }
             return Ok(());
         };
-        if n == 0 {
-            self.ready.readable = false;
-            self.phase = Phase::PeerClosed;
-            self.call_service(room, |service, out| service.on_peer_closed(out));
-            return Ok(());
-        }
-        budget.read -= n;
-        outcome.bytes_read += n;
-        if n < want && !self.ready.read_closed {
-            self.ready.readable = false; // a short read drained the socket (see read_and_echo)
-        }
         if let Some(session) = self.session.as_mut() {
             session.idle = false; // new input: a quiet streaming service may have more to say
         }
@@ -1071,6 +1079,71 @@ mod tests {
         );
         assert_eq!(stats.tcp_bytes_discarded, 30);
         assert_eq!(conn.close_reason(), Some(CloseReason::Shutdown));
+    }
+
+    /// A streaming service gets the write budget per drive, like echo, and yields with more
+    /// to say; the stream continues where it stopped.
+    #[test]
+    fn chargen_streams_one_write_budget_per_drive_and_yields() {
+        use crate::service::chargen::{Chargen, CYCLE};
+        let mut conn = ScriptedConnection::with_service(Box::new(Chargen::new(1)));
+        let mut io = ScriptedStream::new(vec![], vec![]);
+        io.write_default = Output::Take(1 << 20);
+        let mut stats = Stats::default();
+        conn.on_readiness(Readiness::WRITABLE);
+        let first = drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(first.bytes_written, limits().write_budget);
+        assert!(
+            first.yielded,
+            "more to stream: run again without a new edge"
+        );
+        let second = drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(second.bytes_written, limits().write_budget);
+        let stream: Vec<u8> = CYCLE
+            .iter()
+            .cycle()
+            .take(io.echoed.len())
+            .copied()
+            .collect();
+        assert_eq!(io.echoed, stream);
+        assert_eq!(conn.pending(), 0, "nothing held between drives");
+        assert!(!conn.can_use_pipe(), "only echo takes a pipe");
+    }
+
+    /// A service that speaks first and closes: its line, our FIN, then the linger ends
+    /// with the peer's FIN as an orderly close.
+    #[test]
+    fn daytime_speaks_first_then_closes_in_order() {
+        use crate::service::daytime::Daytime;
+        let mut conn = ScriptedConnection::with_service(Box::new(Daytime));
+        let mut io = ScriptedStream::new(vec![], vec![Output::Take(100)]);
+        let mut stats = Stats::default();
+        conn.on_readiness(Readiness::WRITABLE);
+        drive(&mut conn, &mut io, &mut stats);
+        assert!(io.echoed.ends_with(b" UTC\r\n"), "{:?}", io.echoed);
+        assert!(io.fin_sent);
+        assert_eq!(conn.phase(), Phase::Lingering);
+        assert!(conn.awaits_peer_close());
+        io.reads = vec![Input::Data(10), Input::Eof].into();
+        conn.on_readiness(Readiness::READ_CLOSED);
+        drive(&mut conn, &mut io, &mut stats);
+        assert_eq!(conn.close_reason(), Some(CloseReason::PeerClosed));
+        assert_eq!(stats.tcp_bytes_discarded, 10);
+    }
+
+    /// Discard reads everything and holds nothing.
+    #[test]
+    fn discard_reads_without_buffering() {
+        use crate::service::discard::Discard;
+        let mut conn = ScriptedConnection::with_service(Box::new(Discard));
+        let reads = vec![Input::Data(512), Input::Data(512), Input::Eof];
+        let mut io = ScriptedStream::new(reads, vec![]);
+        let mut stats = Stats::default();
+        conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
+        let outcome = drive(&mut conn, &mut io, &mut stats);
+        assert_eq!((outcome.bytes_read, outcome.bytes_written), (1024, 0));
+        assert_eq!(conn.buffer_capacity(), 0);
+        assert_eq!(conn.close_reason(), Some(CloseReason::PeerClosed));
     }
 
     #[test]
