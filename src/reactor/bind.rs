@@ -49,6 +49,7 @@ impl Server {
                 services.push(kind.clone());
             }
             let exposed = !listener.addr.ip().is_loopback();
+            let mut bound_at = listener.addr; // the real port, once a socket says it
             if let Some(socket) = sockets.tcp {
                 let mut socket = TcpListener::from_std(socket);
                 let token = Source::listener_token(listeners.len());
@@ -56,6 +57,7 @@ impl Server {
                     .register(&mut socket, token, Interest::READABLE)
                     .map_err(ServerError::Poll)?;
                 let addr = socket.local_addr().map_err(ServerError::Poll)?;
+                bound_at = addr;
                 endpoints.push(endpoint(&kind, Protocol::Tcp, addr));
                 listeners.push(TcpSide { socket, service });
             }
@@ -80,16 +82,12 @@ impl Server {
                         Interest::READABLE | Interest::WRITABLE,
                     )
                     .map_err(ServerError::Poll)?;
-                endpoints.push(endpoint(&kind, Protocol::Udp, socket.local_addr()));
+                bound_at = socket.local_addr();
+                endpoints.push(endpoint(&kind, Protocol::Udp, bound_at));
                 udp.push(socket);
             }
             if exposed {
-                warn_exposed(
-                    &listener.addr,
-                    &kind,
-                    listener.protocol,
-                    config.udp_reply_rate,
-                );
+                warn_exposed(&bound_at, &kind, listener.protocol, config.udp_reply_rate);
             }
         }
         let first_echo = |protocol| {
