@@ -501,14 +501,11 @@ impl<P> Connection<P> {
         let can_write = self.ready.writable && budget.write > 0;
         let can_read = self.ready.readable && budget.read > 0;
         let pending = self.pending();
-        let session = self.session.as_ref();
         match self.phase {
             Phase::Closed(_) => None,
             _ if pending > 0 && can_write => Some(Step::Flush),
-            Phase::Open if session.is_some_and(|s| !s.opened) => Some(Step::OpenService),
-            Phase::Open if can_read && !self.paused && session.is_some() => {
-                Some(Step::ReadIntoService)
-            }
+            // One pointer test keeps echo's path as it was; services decide apart.
+            Phase::Open if self.session.is_some() => self.next_service_step(can_read, can_write),
             Phase::Open if can_read && !self.paused => {
                 let pipe_takes_input = self.pending.buffer.is_empty()
                     && matches!(
@@ -524,16 +521,26 @@ impl<P> Connection<P> {
                     Step::ReadAndEcho
                 })
             }
-            Phase::Open
-                if pending == 0 && can_write && session.is_some_and(|s| s.streams && !s.idle) =>
-            {
-                Some(Step::Produce)
-            }
             Phase::PeerClosed | Phase::Draining | Phase::Finishing if pending == 0 => {
                 Some(Step::FinishWriting)
             }
             Phase::Lingering if can_read => Some(Step::Discard),
             _ => None,
+        }
+    }
+
+    /// `next_step` for an open connection with a service, once pending output cannot be
+    /// flushed: open it first, then read, then let a streaming service write more.
+    fn next_service_step(&self, can_read: bool, can_write: bool) -> Option<Step> {
+        let session = self.session.as_ref()?;
+        if !session.opened {
+            Some(Step::OpenService)
+        } else if can_read && !self.paused {
+            Some(Step::ReadIntoService)
+        } else if self.pending() == 0 && can_write && session.streams && !session.idle {
+            Some(Step::Produce)
+        } else {
+            None
         }
     }
 
