@@ -30,12 +30,20 @@ options:
   --quick               smoke test in well under a minute: connections "1 10 100",
                         sizes "64 1K", repeats 1, duration 1s, warmup 0.3s
   --compare             also sweep examples/tokio_echo (fresh process, same pinning) and
-                        report echoloop/tokio ratios
+                        report echoloop/tokio ratios (the peer is checked too, and measured
+                        even though it fails deadlock-10m: its "check" record in raw.jsonl)
   --target HOST:PORT    benchmark an already running server instead: nothing is started,
                         so there is no server CPU and no cross-check
   --tolerance F         cross-check slack as a fraction of bytes (default 0.01): bytes still
                         in flight when the generator closes may be echoed but never read
   --max-buffer-bytes B  skip points where connections*size exceeds B (default 268435456)
+  --generators K        run K generator processes at once per point (connections split
+                        between them) and merge their reports exactly (echoloop-bench merge)
+  --knee P99            also find each server's knee: the highest rate with p99 <= P99
+                        (e.g. 1ms; 64 B, 50 connections, TCP), curve in report.html
+  --measure-anyway      benchmark a server even if it fails `echoloop-bench check --quick`
+                        (run before measuring each server; by default a failing server
+                        is not measured: fast wrong figures are worse than none)
   --no-build            do not run cargo build (use the binaries already built)
   -h, --help            print this help
 
@@ -45,7 +53,8 @@ environment:
                         override the binaries (e.g. to test another build)
 
 Exit status: 0 if every run passed verification and every cross-check agreed; 1 if a run
-failed or a cross-check disagreed; 2 on usage or setup errors.
+failed, a cross-check disagreed, or a server failed the conformance check (and was not
+measured); 2 on usage or setup errors.
 EOF
 }
 
@@ -69,6 +78,9 @@ TARGET=""
 TOLERANCE=0.01
 MAX_BUFFER_BYTES=$((256 * 1024 * 1024))
 BUILD=1
+GENERATORS=1
+KNEE=""
+MEASURE_ANYWAY=0
 ORIG_ARGS=("$@")
 
 need_value() { [[ $# -ge 2 ]] || die "$1 needs a value (see --help)"; }
@@ -91,6 +103,9 @@ while [[ $# -gt 0 ]]; do
 		REPEATS=1; DURATION=1s; WARMUP=0.3s; shift ;;
 	--compare) COMPARE=1; shift ;;
 	--no-build) BUILD=0; shift ;;
+	--generators) need_value "$@"; GENERATORS=$2; shift 2 ;;
+	--knee) need_value "$@"; KNEE=$2; shift 2 ;;
+	--measure-anyway) MEASURE_ANYWAY=1; shift ;;
 	*) die "unknown option '$1' (see --help)" ;;
 	esac
 done
@@ -103,6 +118,8 @@ for m in $MODES; do
 done
 [[ -n $CONNECTIONS && -n $SIZES && -n $MODES ]] || die "empty --connections, --sizes or --modes"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "invalid --repeats '$REPEATS'"
+[[ $GENERATORS =~ ^[1-9][0-9]*$ ]] || die "invalid --generators '$GENERATORS'"
+[[ -z $KNEE || $KNEE =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "invalid --knee '$KNEE' (e.g. 1ms, 500us)"
 [[ -z $THREADS || $THREADS =~ ^[1-9][0-9]*$ ]] || die "invalid --threads '$THREADS'"
 [[ $MAX_BUFFER_BYTES =~ ^[1-9][0-9]*$ ]] || die "invalid --max-buffer-bytes '$MAX_BUFFER_BYTES'"
 [[ $TOLERANCE =~ ^[0-9]*\.?[0-9]+$ ]] || die "invalid --tolerance '$TOLERANCE'"
@@ -230,7 +247,12 @@ SERVER_NAME=""
 SERVER_ADDR=""
 SERVER_HAS_SUMMARY=false
 
+CHECK_PID=""
+
 cleanup() {
+	if [[ -n $CHECK_PID ]]; then
+		kill -TERM "$CHECK_PID" 2>/dev/null || true
+	fi
 	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill -TERM "$SERVER_PID" 2>/dev/null || true
 		sleep 0.5
@@ -311,6 +333,114 @@ server_ticks() {
 	echo $((f[11] + f[12]))
 }
 
+# ---------------------------------------------------------------- conformance
+# conformance NAME ADDR [peer]: run `echoloop-bench check --quick --json` against ADDR (with
+# --udp when the sweep measures UDP), keep its report as raw/check-NAME.json (packed into
+# raw.jsonl as a "check" record), and return non-zero if the server fails and is not to be
+# measured: its figures would be those of a wrong echo. --measure-anyway measures it
+# regardless. The --compare peer (`peer`) is measured with a warning: it is the script's own
+# reference, known to fail deadlock-10m (read, then write_all), which the generator's modes
+# (always reading) do not exercise.
+conformance() {
+	local name=$1 addr=$2 policy=${3:-} rc=0
+	local cmd=("$BENCH_BIN" check --quick --json --target "$addr")
+	[[ " $MODES " == *" udp "* ]] && cmd+=(--udp)
+	{
+		printf 'check %s: ' "$name"
+		printf '%q ' timeout -k 5 120 "${cmd[@]}"
+		echo
+	} >>"$OUT/machine.txt"
+	timeout -k 5 120 "${cmd[@]}" >"$RAW/check-$name.json" 2>"$RAW/check-$name.stderr" </dev/null || rc=$?
+	echo "check $name exit status: $rc" >>"$OUT/machine.txt"
+	if [[ $rc -eq 0 ]]; then
+		log "$name passes echoloop-bench check --quick"
+		return 0
+	fi
+	# The failing checks with their diagnoses.
+	python3 -c 'import json, sys
+for c in json.load(open(sys.argv[1]))["checks"]:
+    if c["verdict"] == "FAIL":
+        print("FAIL  %s  %s\n      -> %s" % (c["name"], c["figure"], c["detail"]))' \
+		"$RAW/check-$name.json" >&2 2>/dev/null || cat "$RAW/check-$name.stderr" >&2
+	if [[ $policy == peer ]]; then
+		log "comparison peer $name FAILS echoloop-bench check (exit $rc); measuring it as the reference anyway"
+		return 0
+	fi
+	if [[ $MEASURE_ANYWAY -eq 1 ]]; then
+		log "$name FAILS echoloop-bench check (exit $rc); measuring anyway (--measure-anyway)"
+		return 0
+	fi
+	log "$name FAILS echoloop-bench check (exit $rc): refusing to benchmark a server that is not a correct echo (--measure-anyway to measure it regardless)"
+	return 1
+}
+
+# conformance_fresh NAME BINARY [peer]: conformance against a separate instance of BINARY on
+# port 0 (so the check's traffic stays out of the measured server's counters), stopped
+# afterwards.
+conformance_fresh() {
+	local name=$1 bin=$2 policy=${3:-} pid line="" i rc=0
+	local out="$RAW/check-$name.server.stdout"
+	: >"$out"
+	"$bin" --port 0 --bind 127.0.0.1 >"$out" 2>/dev/null </dev/null &
+	pid=$!
+	CHECK_PID=$pid
+	for ((i = 0; i < 100; i++)); do
+		IFS= read -r line <"$out" && [[ -n $line ]] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [[ $line =~ ^listening\ .*tcp=([^[:space:]]+) ]]; then
+		conformance "$name" "${BASH_REMATCH[1]}" "$policy" || rc=$?
+	else
+		log "$name (for the check) printed no 'listening tcp=...' line: $line"
+		rc=2
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	CHECK_PID=""
+	return $rc
+}
+
+# run_generators NAME LIMIT CONNS GEN...: GENERATORS processes at once, each with its share
+# of the connections (and seed), then `echoloop-bench merge` of their reports into NAME.json.
+# This is how one goes past one generator core; on several machines, run the same command
+# over ssh and merge the files (see the README).
+run_generators() {
+	local name=$1 limit=$2 conns=$3 i j share rc=0
+	shift 3
+	local -a pids=() files=() args
+	for ((i = 0; i < GENERATORS; i++)); do
+		share=$(((conns + GENERATORS - 1 - i) / GENERATORS))
+		((share > 0)) || share=1
+		# The same command with this process's share of the connections.
+		args=("$@")
+		for ((j = 0; j < ${#args[@]}; j++)); do
+			[[ ${args[j]} == --connections ]] && args[j + 1]=$share
+		done
+		"${PIN_GEN[@]}" timeout -k 5 "$limit" "${args[@]}" --seed $((0x5eed + i)) \
+			>"$RAW/$name.g$i.part" 2>"$RAW/$name.g$i.stderr" </dev/null &
+		pids+=($!)
+		files+=("$RAW/$name.g$i.part")
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+	"$BENCH_BIN" merge --json "${files[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" || rc=$?
+	return "$rc"
+}
+
+# knee SERVER ADDR: the highest rate with p99 <= $KNEE, 64 B, 50 connections, TCP.
+knee() {
+	local server=$1 addr=$2 rc=0
+	local -a cmd=("${PIN_GEN[@]}" timeout -k 5 600 "$BENCH_BIN" knee --p99 "$KNEE" --target "$addr"
+		--connections 50 --size 64 --json)
+	{
+		printf 'knee %s: ' "$server"
+		printf '%q ' "${cmd[@]}"
+		echo
+	} >>"$OUT/machine.txt"
+	"${cmd[@]}" >"$RAW/knee-$server.json" 2>"$RAW/knee-$server.stderr" </dev/null || rc=$?
+	log "$server knee at p99 <= $KNEE: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("knee_rate"))' "$RAW/knee-$server.json" 2>/dev/null || echo '?') /s (exit $rc)"
+}
+
 # ---------------------------------------------------------------- the sweep
 RUNS=0
 GEN_FAILED=0
@@ -367,7 +497,11 @@ sweep() {
 					fi
 					before=$(server_ticks)
 					rc=0
-					"${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" </dev/null || rc=$?
+					if ((GENERATORS == 1)); then
+						"${PIN_GEN[@]}" timeout -k 5 "$limit" "${gen[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" </dev/null || rc=$?
+					else
+						run_generators "$name" "$limit" "$conns" "${gen[@]}" || rc=$?
+					fi
 					after=$(server_ticks)
 					[[ $rc -eq 124 || $rc -eq 137 ]] && log "$name: generator timed out after ${limit}s"
 					printf '{"server": "%s", "mode": "%s", "connections": %d, "size": "%s", "repeat": %d, "gen_exit": %d, "clk_tck": %d, "server_ticks_before": %s, "server_ticks_after": %s, "server_pid": %s, "target": "%s"}\n' \
@@ -388,15 +522,31 @@ sweep() {
 if [[ -n $TARGET ]]; then
 	log "external target $TARGET: no server started, so no server CPU and no cross-check"
 	echo "server external: $TARGET (not started by this script; no server CPU, no cross-check)" >>"$OUT/machine.txt"
+	conformance external "$TARGET" || exit 1
 	sweep external "$TARGET"
+	[[ -z $KNEE ]] || knee external "$TARGET"
 else
+	conformance_fresh echoloop "$ECHOLOOP_BIN" || exit 1
 	start_server echoloop "$ECHOLOOP_BIN" true
 	sweep echoloop "$SERVER_ADDR"
 	stop_server
 	if [[ $COMPARE -eq 1 ]]; then
+		conformance_fresh tokio "$TOKIO_BIN" peer || exit 1
 		start_server tokio "$TOKIO_BIN" false
 		sweep tokio "$SERVER_ADDR"
 		stop_server
+	fi
+	# The knee runs against fresh servers, so its traffic stays out of the sweep's byte
+	# cross-check (these servers are marked as having no summary to check).
+	if [[ -n $KNEE ]]; then
+		start_server echoloop-knee "$ECHOLOOP_BIN" false
+		knee echoloop "$SERVER_ADDR"
+		stop_server
+		if [[ $COMPARE -eq 1 ]]; then
+			start_server tokio-knee "$TOKIO_BIN" false
+			knee tokio "$SERVER_ADDR"
+			stop_server
+		fi
 	fi
 fi
 

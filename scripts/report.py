@@ -17,6 +17,10 @@ results, one JSON object per line, told apart by "kind":
         `listening` line, then its `summary` line) and its log
     {"kind": "skipped", "server": S, "mode": M, "connections": C, "size": Z, "reason": R}
         a matrix point loadtest.sh did not run, and why
+    {"kind": "knee", "server": S, "knee": {...}, "stderr": "..."}
+        `echoloop-bench knee --json` against server S (loadtest.sh --knee): the curve
+    {"kind": "check", "server": S, "check": {...}, "stderr": "..."}
+        `echoloop-bench check --quick --json` against server S, run before measuring it
 
 machine.txt (the machine, commit and command lines) sits beside it and is copied into the
 HTML. While a sweep runs, loadtest.sh writes one file per run under RESULTS_DIR/raw/; the
@@ -146,6 +150,20 @@ def pack_raw_dir(results):
             rec["generator_stdout"] = out
         rec["stderr"] = read_text(base + ".stderr")
         records.append(rec)
+    for path in sorted(glob.glob(os.path.join(raw, "knee-*.json"))):
+        try:
+            knee = json.loads(read_text(path))
+        except ValueError:
+            knee = None  # the search was killed before printing its JSON
+        records.append({"kind": "knee", "server": os.path.basename(path)[len("knee-"):-len(".json")],
+                        "knee": knee, "stderr": read_text(path.removesuffix(".json") + ".stderr")})
+    for path in sorted(glob.glob(os.path.join(raw, "check-*.json"))):
+        try:
+            check = json.loads(read_text(path))
+        except ValueError:
+            check = None  # killed before printing its JSON
+        records.append({"kind": "check", "server": os.path.basename(path)[len("check-"):-len(".json")],
+                        "check": check, "stderr": read_text(path.removesuffix(".json") + ".stderr")})
     for line in read_text(os.path.join(raw, "skipped.tsv")).splitlines():
         parts = line.split("\t")
         if len(parts) >= 5 and parts[0] != "server":
@@ -701,7 +719,35 @@ def sc(v, scale):
     return None if v is None else v * scale
 
 
-def write_html(results, aggs, blocks):
+def knee_section(records):
+    """The knee curves ("knee" records, from `loadtest.sh --knee`): p50/p99 against the offered
+    rate, one colour per server, the target as a dashed line. Empty when no knee was run."""
+    knees = [(r["server"], r["knee"]) for r in records
+             if r.get("kind") == "knee" and isinstance(r.get("knee"), dict)]
+    if not knees:
+        return ""
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    series, lines = [], []
+    for i, (server, k) in enumerate(knees):
+        curve = k.get("curve") or []
+        for q, dash in (("p50_us", "4 3"), ("p99_us", "")):
+            series.append({"label": f"{server} {q[:3]}", "color": colors[i % len(colors)], "dash": dash,
+                           "points": [(c["rate"], c[q], None, None) for c in curve]})
+        rate = k.get("knee_rate")
+        lines.append(f"<li>{html.escape(server)}: knee "
+                     f"{'none' if rate is None else f'{rate:,.0f}/s'} at p99 ≤ {k.get('p99_target_us')} µs "
+                     f"({k.get('protocol')}, {k.get('connections')} connections, size {k.get('size')})</li>")
+    target = knees[0][1].get("p99_target_us")
+    if target:
+        xs = [c["rate"] for _, k in knees for c in (k.get("curve") or [])]
+        if xs:
+            series.append({"label": "p99 target", "color": "#888", "dash": "2 2",
+                           "points": [(min(xs), target, None, None), (max(xs), target, None, None)]})
+    return ("<h2>Knee: latency vs offered rate</h2><ul>" + "".join(lines) + "</ul>"
+            + svg_chart("latency vs offered rate", series, "offered rate /s (log)", "latency µs (log)"))
+
+
+def write_html(results, aggs, blocks, knees=""):
     machine = read_text(os.path.join(results, "machine.txt"))
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>echoloop load test {html.escape(os.path.basename(os.path.abspath(results)))}</title>",
@@ -721,6 +767,7 @@ def write_html(results, aggs, blocks):
     parts.append("<p>Median of each run's percentile; colour = percentile, dash = server. "
                  "Stream mode may report no per-message latency.</p>")
     parts.append('<div class="charts">' + "\n".join(latency_charts(aggs)) + "</div>")
+    parts.append(knees)
     parts.append("<h2>Machine and commands</h2>")
     parts.append(f"<pre>{html.escape(machine) or 'machine.txt missing'}</pre>")
     parts.append("</body></html>")
@@ -761,7 +808,7 @@ def main(argv):
     write_csv(results, runs)
     blocks = summary_blocks(results, runs, aggs, checks, tolerance, skipped_rows(records))
     write_summary(results, blocks)
-    write_html(results, aggs, blocks)
+    write_html(results, aggs, blocks, knee_section(records))
 
     failed = [r for r in runs if r["problem"]]
     bad_checks = [c for c in checks if not c["ok"]]

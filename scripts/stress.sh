@@ -12,8 +12,12 @@
 #      latency)
 #   3. the measuring tests' default set in release mode, for their figures (fd_exhaustion,
 #      naive_writers, fairness, slow_readers)
-#   4. the connection property tests with PROPTEST_CASES=N (default 20000)
-#   5. the cargo-fuzz target for N seconds (default 60), if nightly and cargo-fuzz are
+#   4. the UDP loop and batch tests in release mode, for their figures: forged sources inside a
+#      private network namespace (tests/udp_loops.rs: a mapped self-source, another local
+#      address, loops between two servers and how long one lives on the wire); skipped, with
+#      the reason, where `unshare -n` is not allowed (not root)
+#   5. the connection property tests with PROPTEST_CASES=N (default 20000)
+#   6. the cargo-fuzz target for N seconds (default 60), if nightly and cargo-fuzz are
 #      installed; the first build of the fuzz crate adds 2-3 minutes
 #
 # Runtime on the development machine (2 shared cores, load average 60-130 from other builds):
@@ -109,6 +113,12 @@ step "ignored tests (release)" \
 step "resource tests, default set (release)" \
 	cargo test --release --test fd_exhaustion --test naive_writers --test fairness \
 	--test slow_readers -- --nocapture
+if unshare -n true 2>/dev/null; then
+	step "UDP loops in a network namespace (release)" \
+		cargo test --release --test udp_loops --test udp_batch -- --nocapture --test-threads=1
+else
+	skip "UDP loops in a network namespace" "unshare -n not allowed (needs root)"
+fi
 step "connection proptests ($cases cases)" \
 	env PROPTEST_CASES="$cases" cargo test --release --lib connection::tests::properties
 

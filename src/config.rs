@@ -94,7 +94,7 @@ pub const RESERVED_FDS: usize = 32;
 
 /// The soft open-file limit of this process (`RLIMIT_NOFILE`), if it can be read; `u64::MAX`
 /// when it is unlimited.
-pub fn open_file_limit() -> Option<u64> {
+pub(crate) fn open_file_limit() -> Option<u64> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use rustix::process::{getrlimit, Resource};

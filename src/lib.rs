@@ -8,7 +8,7 @@
 //! ```text
 //!           +------------------- one thread, one mio::Poll --------------------+
 //! clients ->| TCP listener --accept--> Slab<Slot> --read/echo--> pending output |
-//!           | UDP socket   --recv_from--> send_to (or bounded reply queue)      |
+//!           | UDP socket   --recvmmsg--> guards --> sendmmsg (or reply queue)  |
 //!           | Waker (shutdown)      timers: idle/stall, stats, accept retry, drain |
 //!           +------------------------------------------------------------------+
 //!
@@ -55,7 +55,8 @@
 //!   in, an [`Outcome`](connection::Outcome) out; `connection/script.rs` holds its test
 //!   scripts and invariants (for tests and, with the `fuzzing` feature, the fuzz crate).
 //! - `zero_copy.rs`: the kernel pipe and `splice(2)` behind zero-copy echo (Linux).
-//! - `udp.rs`: UDP echo with a bounded reply queue and reflection hardening.
+//! - `udp/`: UDP in batches (`recvmmsg`/`sendmmsg`, replies from each datagram's real
+//!   destination), the reflection and loop guards, and the bounded reply queue.
 //! - `net.rs`: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
 //! - [`service`]: the sans-IO seam ([`Service`](service::Service)) and the inetd services:
 //!   echo, discard, chargen, daytime, time, unixtime; UDP reply rate limits.

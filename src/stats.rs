@@ -97,6 +97,11 @@ pub struct Stats {
     pub udp_dropped_privileged_port: u64,
     /// Datagrams not answered because they came from the server's own address.
     pub udp_dropped_own_address: u64,
+    /// Datagrams not answered because the peer kept sending back exactly what we had just
+    /// sent it (an echo loop with another server, broken here).
+    pub udp_dropped_loop: u64,
+    /// Datagrams the kernel truncated (`MSG_TRUNC`), dropped rather than echoed short.
+    pub udp_dropped_truncated: u64,
     /// Datagrams not answered because their source was over its reply rate (services that
     /// can amplify, on a listener beyond loopback; see `service::reply_limit`).
     pub udp_dropped_rate_limited: u64,
@@ -163,6 +168,8 @@ impl Stats {
             + self.udp_dropped_send_error
             + self.udp_dropped_privileged_port
             + self.udp_dropped_own_address
+            + self.udp_dropped_loop
+            + self.udp_dropped_truncated
             + self.udp_dropped_rate_limited
     }
 
@@ -185,7 +192,7 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
-        let fields: [(&str, u64); 32] = [
+        let fields: [(&str, u64); 34] = [
             ("conn_accepted", self.conn_accepted),
             ("conn_active", self.conn_active),
             ("conn_closed", self.conn_closed),
@@ -219,6 +226,8 @@ impl fmt::Display for Stats {
                 self.udp_dropped_privileged_port,
             ),
             ("udp_dropped_own_address", self.udp_dropped_own_address),
+            ("udp_dropped_loop", self.udp_dropped_loop),
+            ("udp_dropped_truncated", self.udp_dropped_truncated),
             ("udp_dropped_rate_limited", self.udp_dropped_rate_limited),
             ("udp_dropped", self.udp_dropped()),
         ];

@@ -29,23 +29,45 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 }
 
 /// Parses a duration: a number (fractions allowed) with an optional `ms`, `s`, `m` or `h`
-/// suffix; a bare number is seconds: `5`, `2.5s`, `250ms`, `1m`.
+/// suffix; a bare number is seconds: `5`, `2.5s`, `250ms`, `1m`. Several parts with units
+/// add up, largest unit first as people write them: `1m30s`, `1h2m3s`, `1s500ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
-    let bad = || format!("'{trimmed}' is not a duration (examples: 5s, 250ms, 1m)");
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "" | "s" | "sec" | "secs" => value,
-        "ms" => value / 1000.0,
-        "us" | "µs" => value / 1_000_000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(bad()),
-    };
+    let bad = || format!("'{trimmed}' is not a duration (examples: 5s, 250ms, 1m30s)");
+    let mut rest = trimmed;
+    let mut seconds = 0.0;
+    let mut previous_unit = f64::INFINITY;
+    loop {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(split);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            // A bare number is seconds, but only on its own: "1m30" is a typo, not 90 s.
+            "" if rest.len() == trimmed.len() => 1.0,
+            "s" | "sec" | "secs" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        // Each part strictly smaller than the one before: refuses "30s1m" and "1s1s".
+        if scale >= previous_unit {
+            return Err(bad());
+        }
+        previous_unit = scale;
+        seconds += value * scale;
+        if tail.is_empty() {
+            break;
+        }
+        rest = tail;
+    }
     Duration::try_from_secs_f64(seconds).map_err(|_| bad())
 }
 
@@ -82,5 +104,18 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn compound_durations_add_up_largest_unit_first() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m0.5s"), Ok(Duration::from_millis(120_500)));
+        assert!(parse_duration("30s1m").is_err(), "units must shrink");
+        assert!(parse_duration("1s1s").is_err(), "no unit twice");
+        assert!(parse_duration("1m30").is_err(), "a bare number only alone");
+        assert!(parse_duration("1m 30s").is_err());
+        assert!(parse_duration("1mm").is_err());
     }
 }

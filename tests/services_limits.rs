@@ -118,8 +118,8 @@ def burst(addr):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("10.200.0.1", 0))
     s.settimeout(0.5)
-    for _ in range(100):
-        s.sendto(b"x", (host, int(port)))
+    for i in range(100):
+        s.sendto(b"%d" % i, (host, int(port)))
     got = 0
     try:
         while True:

@@ -15,20 +15,34 @@
 //! - [`conn`]: one TCP connection's stream accounting: what to write, what is in flight,
 //!   whether the echo is exact (sans-IO).
 //! - [`schedule`]: the fixed-rate timetable for rate mode and the connect ramp (sans-IO).
+//! - `pacer`: sub-millisecond waits for that timetable (timerfd in the poll set, short spin).
 //! - [`stats`]: histograms and counters of one thread, merged at the end (sans-IO).
+//! - [`interval`]: per-interval figures, handed from the workers to the main thread.
 //! - `worker`: one thread's mio loop for the TCP modes.
 //! - [`udp`]: sequence tracking (sans-IO) and the thread loop for UDP mode.
 //! - [`report`]: the merged result, human and JSON output, exit codes.
-//! - [`sysinfo`]: CPU model, kernel, process CPU time.
+//! - [`histogram`]: the latency histogram out (HdrHistogram formats) and back in.
+//! - [`merge`]: several runs' JSON reports combined into one, exactly.
+//! - [`knee`]: the search for the highest rate that meets a p99 target.
+//! - [`sysinfo`]: CPU model, kernel, process CPU time, the start time.
+//! - [`check`]: `echoloop-bench check`, the conformance battery (not load: correctness).
 //! - [`ping`], [`time_client`]: the tutorials' clients as tools (`ping`, `time`): one
 //!   blocking socket each, not part of the load machinery.
 //!
 //! Timing of a run: connections open at `start`; traffic before `start + warmup` is sent and
-//! verified but not measured; at `start + warmup + duration` no new message is admitted,
-//! outstanding echoes are awaited (bounded by `drain_timeout`), then connections close.
+//! verified but not measured; at `start + warmup + duration` (or when the stop flag is
+//! raised, e.g. by SIGINT) no new message is admitted, outstanding echoes are awaited
+//! (bounded by `drain_timeout`, and by [`INTERRUPTED_DRAIN`] after a stop), then
+//! connections close.
 
+pub mod check;
 pub mod conn;
+pub mod histogram;
+pub mod interval;
+pub mod knee;
+pub mod merge;
 pub mod options;
+mod pacer;
 pub mod payload;
 pub mod ping;
 pub mod report;
@@ -39,14 +53,23 @@ pub mod time_client;
 pub mod udp;
 mod worker;
 
+pub use interval::IntervalRow;
 pub use options::{Mode, OptionError, Options, SizeSpec};
 pub use report::{Report, RunInfo};
-pub use stats::Progress;
 
 use std::fmt;
-use std::io::{self, IsTerminal, Write};
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use sysinfo::CpuTime;
+
+/// After a stop (signal), how long in-flight echoes are awaited at most.
+pub const INTERRUPTED_DRAIN: Duration = Duration::from_secs(1);
+/// How often a worker looks at the stop flag while it would otherwise sleep.
+pub(crate) const STOP_CHECK: Duration = Duration::from_millis(50);
+/// The live progress line's interval when no `--interval` is given.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a run could not take place at all (a failed run still returns a [`Report`]).
 #[derive(Debug)]
@@ -93,6 +116,21 @@ pub(crate) struct Plan {
     pub end: Instant,
 }
 
+/// What the workers share with the main thread: the stop flag, and where interval samples go.
+pub(crate) struct Shared<'a> {
+    pub stop: &'a AtomicBool,
+    samples: Option<(Duration, mpsc::Sender<interval::Sample>)>,
+}
+
+impl Shared<'_> {
+    /// A ticker for a worker, when intervals are collected.
+    pub(crate) fn ticker(&self, start: Instant) -> Option<interval::Ticker<'_>> {
+        self.samples
+            .as_ref()
+            .map(|(every, tx)| interval::Ticker::new(start, *every, tx))
+    }
+}
+
 /// Splits the work over threads: connections as evenly as possible (never a thread without
 /// connections), rates in proportion to connections.
 pub(crate) fn plans(opts: &Options, start: Instant) -> Vec<Plan> {
@@ -129,27 +167,66 @@ pub(crate) fn plans(opts: &Options, start: Instant) -> Vec<Plan> {
 /// Blocks for warm-up + duration + drain. Verification failures do not make this an
 /// `Err`: they are in the report ([`Report::failure`], [`Report::exit_code`]).
 pub fn run(opts: &Options) -> Result<Report, LoadgenError> {
+    run_until(opts, &AtomicBool::new(false), &mut |_| {})
+}
+
+/// [`run`], stopped early when `stop` becomes true (the report then covers the time it ran
+/// and says it was interrupted), calling `on_interval` with each interval's row as it
+/// completes (every `opts.interval`, or every second when `opts.progress` is set).
+pub fn run_until(
+    opts: &Options,
+    stop: &AtomicBool,
+    on_interval: &mut dyn FnMut(&IntervalRow),
+) -> Result<Report, LoadgenError> {
     opts.validate()?;
     let cpu_before = CpuTime::now();
+    let started_at = std::time::SystemTime::now();
     let start = Instant::now();
     let plans = plans(opts, start);
-    let progress: Vec<Progress> = plans.iter().map(|_| Progress::default()).collect();
+    let every = opts.interval.or(opts.progress.then_some(PROGRESS_EVERY));
+    let (tx, rx) = mpsc::channel();
+    let shared = Shared {
+        stop,
+        samples: every.map(|e| (e, tx.clone())),
+    };
+    // `tx` stays alive to the end: without intervals the channel is then never
+    // disconnected, so `recv_timeout` below waits instead of returning at once.
+    let mut collector =
+        every.map(|e| interval::Collector::new(start, start + opts.warmup, e, plans.len()));
+    let mut rows = Vec::new();
     let results: Vec<std::thread::Result<io::Result<stats::Stats>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = plans
             .iter()
-            .zip(&progress)
             .enumerate()
-            .map(|(i, (plan, progress))| {
+            .map(|(i, plan)| {
+                let shared = &shared;
                 std::thread::Builder::new()
                     .name(format!("bench-{i}"))
                     .spawn_scoped(scope, move || match opts.mode {
-                        Mode::Udp { window, .. } => udp::run(opts, plan, window, progress),
-                        _ => worker::run(opts, plan, progress),
+                        Mode::Udp { window, .. } => udp::run(opts, plan, window, shared),
+                        _ => worker::run(opts, plan, shared),
                     })
             })
             .collect();
-        if opts.progress {
-            show_progress(opts, start, &handles, &progress);
+        // Bounded by the workers, which stop by themselves; the main thread only collects.
+        let running = || {
+            handles
+                .iter()
+                .any(|h| h.as_ref().is_ok_and(|h| !h.is_finished()))
+        };
+        let mut take = |sample, rows: &mut Vec<IntervalRow>| {
+            if let Some(row) = collector.as_mut().and_then(|c| c.add(sample)) {
+                on_interval(&row);
+                rows.push(row);
+            }
+        };
+        while running() {
+            if let Ok(sample) = rx.recv_timeout(STOP_CHECK) {
+                take(sample, &mut rows);
+            }
+        }
+        while let Ok(sample) = rx.try_recv() {
+            take(sample, &mut rows);
         }
         handles
             .into_iter()
@@ -159,6 +236,9 @@ pub fn run(opts: &Options) -> Result<Report, LoadgenError> {
             })
             .collect()
     });
+    if let Some(c) = &mut collector {
+        rows.extend(c.rest());
+    }
     let elapsed = start.elapsed();
     let cpu = CpuTime::now().since(&cpu_before);
 
@@ -170,65 +250,29 @@ pub fn run(opts: &Options) -> Result<Report, LoadgenError> {
             Err(_) => return Err(LoadgenError::Panicked),
         }
     }
+    // The measured window: the whole duration, or up to the stop.
+    let measure_start = start + opts.warmup;
+    let measured = match merged.stopped_at {
+        Some(at) => at
+            .saturating_duration_since(measure_start)
+            .min(opts.duration),
+        None => opts.duration,
+    };
     Ok(Report {
         options: opts.clone(),
         threads: plans.len(),
+        interrupted: merged.stopped_at.is_some(),
         stats: merged,
+        measured,
         elapsed,
         cpu,
-        run: RunInfo::collect(&opts.command_line),
-    })
-}
-
-/// Prints a progress line on stderr once a second while the workers run, only when stderr
-/// is a terminal (so logs and pipes stay clean).
-fn show_progress<T>(
-    opts: &Options,
-    start: Instant,
-    handles: &[io::Result<std::thread::ScopedJoinHandle<'_, T>>],
-    progress: &[Progress],
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    if !io::stderr().is_terminal() {
-        return;
-    }
-    let running = || {
-        handles
-            .iter()
-            .any(|h| h.as_ref().is_ok_and(|h| !h.is_finished()))
-    };
-    let (mut last_rt, mut last_bytes, mut next) = (0u64, 0u64, start + Duration::from_secs(1));
-    // Bounded by the workers, which stop by themselves; we only watch.
-    while running() {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = Instant::now();
-        if now < next {
-            continue;
-        }
-        next += Duration::from_secs(1);
-        let rt: u64 = progress.iter().map(|p| p.round_trips.load(Relaxed)).sum();
-        let bytes: u64 = progress
-            .iter()
-            .map(|p| p.bytes_received.load(Relaxed))
-            .sum();
-        let errors: u64 = progress.iter().map(|p| p.errors.load(Relaxed)).sum();
-        let t = (now - start).as_secs_f64();
-        let phase = if now < start + opts.warmup {
-            " (warm-up)"
+        intervals: if opts.interval.is_some() {
+            rows
         } else {
-            ""
-        };
-        let mut err = io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r[{t:5.1}s] {:>10} rt/s  {:>8.2} MiB/s  errors {errors}{phase}   ",
-            rt - last_rt,
-            (bytes - last_bytes) as f64 / (1024.0 * 1024.0)
-        );
-        let _ = err.flush();
-        (last_rt, last_bytes) = (rt, bytes);
-    }
-    let _ = writeln!(io::stderr());
+            Vec::new()
+        },
+        run: RunInfo::collect(&opts.command_line, started_at),
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,13 @@ pub const MAX_UDP_PAYLOAD: usize = 65_507;
 /// only guards against typos such as `--size 64G` that would make one message take minutes.
 pub const MAX_TCP_MESSAGE: usize = 64 << 20;
 
+/// Default `--spin`: long enough to cover the timer's wake-up latency on an idle core,
+/// short enough to leave most of a 50 µs period (20,000/s) to the event loop.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
+
+/// Shortest `--interval`: below it the lines are noise and the hand-over costs show.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Every datagram starts with its 8-byte sequence number, so a datagram cannot be smaller.
 pub const UDP_HEADER: usize = 8;
 
@@ -142,6 +149,16 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Print a progress line on stderr once a second.
     pub progress: bool,
+    /// Report figures per interval of this length (`--interval`).
+    pub interval: Option<Duration>,
+    /// Open-loop modes: how long before each send deadline the worker stops sleeping and
+    /// polls without blocking, for precise send times (see `pacer`).
+    pub spin: Duration,
+    /// UDP: highest acceptable loss, in percent of the datagrams sent, before the exit
+    /// code says so. `None`: 0 on a loopback target, 1% elsewhere.
+    pub max_loss: Option<f64>,
+    /// Failed connects tolerated before the exit code says so.
+    pub max_connect_errors: u64,
     /// The command line, recorded in the report's `run` block.
     pub command_line: String,
 }
@@ -164,6 +181,10 @@ impl Options {
             loss_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(5),
             progress: false,
+            interval: None,
+            spin: DEFAULT_SPIN,
+            max_loss: None,
+            max_connect_errors: 0,
             command_line: String::new(),
         }
     }
@@ -173,6 +194,17 @@ impl Options {
         self.size = parse_size_spec(text)?;
         self.size_text = text.to_string();
         Ok(self)
+    }
+
+    /// The loss (percent of datagrams sent) above which a UDP run fails: `--max-loss`, or by
+    /// default none at all on a loopback target (nothing there should drop a datagram) and
+    /// 1% across a real network.
+    pub fn loss_limit(&self) -> f64 {
+        self.max_loss.unwrap_or(if self.target.ip().is_loopback() {
+            0.0
+        } else {
+            1.0
+        })
     }
 
     /// Checks combinations that the types cannot express.
@@ -189,6 +221,15 @@ impl Options {
         }
         if self.duration.is_zero() {
             return bad("--duration must be greater than zero".into());
+        }
+        if self.interval.is_some_and(|i| i < MIN_INTERVAL) {
+            return bad(format!(
+                "--interval must be at least {} ms",
+                MIN_INTERVAL.as_millis()
+            ));
+        }
+        if self.max_loss.is_some_and(|l| !(0.0..=100.0).contains(&l)) {
+            return bad("--max-loss must be a percentage between 0 and 100".into());
         }
         if let Some(r) = self.connect_rate {
             if !(r > 0.0 && r.is_finite()) {

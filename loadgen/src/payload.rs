@@ -110,6 +110,32 @@ impl Pattern {
         });
         result
     }
+
+    /// The offsets below `limit` at which this stream's byte is the table's byte at
+    /// `position` (one per table period), lowest first.
+    pub fn offsets_at(&self, position: usize, limit: u64) -> impl Iterator<Item = u64> {
+        let period = TABLE_LEN as u64;
+        let first = (position as u64 + period - self.start as u64) % period;
+        (0..)
+            .map(move |k| first + k * period)
+            .take_while(move |&o| o < limit)
+    }
+}
+
+/// Shortest run of bytes [`table_position`] will try to place: shorter ones could sit in the
+/// random table by chance.
+pub const MIN_LOCATABLE: usize = 8;
+
+/// Where in the shared table `needle` occurs, if it does: the diagnosis of bytes that arrived
+/// where they should not (whose stream they came from, see [`Pattern::offsets_at`]). `None`
+/// when the needle is shorter than [`MIN_LOCATABLE`] or is no run of any stream.
+pub fn table_position(needle: &[u8]) -> Option<usize> {
+    if needle.len() < MIN_LOCATABLE || needle.len() > TABLE_LEN {
+        return None;
+    }
+    // The doubled table makes a run that wraps around contiguous.
+    let table = table();
+    (0..TABLE_LEN).find(|&at| table[at] == needle[0] && table[at..].starts_with(needle))
 }
 
 fn first_diff(a: &[u8], b: &[u8]) -> usize {
@@ -227,6 +253,30 @@ mod tests {
                 assert_eq!(p.verify(0, &swapped), Err(i), "swap at {i}");
             }
         }
+    }
+
+    #[test]
+    fn runs_are_located_in_their_stream() {
+        let p = Pattern::new(21);
+        let whole = stream(&p, 0, 3 * TABLE_LEN);
+        for at in [0, 5, TABLE_LEN - 3, TABLE_LEN + 100] {
+            let pos = table_position(&whole[at..at + 16]).expect("a run of the stream");
+            let offsets: Vec<u64> = p.offsets_at(pos, 3 * TABLE_LEN as u64).collect();
+            assert!(offsets.contains(&(at as u64)), "{at}: {offsets:?}");
+            assert_eq!(offsets.len(), 3, "one per period");
+        }
+        assert_eq!(
+            table_position(&whole[..MIN_LOCATABLE - 1]),
+            None,
+            "too short"
+        );
+        let mut altered = whole[..16].to_vec();
+        altered[7] ^= 0xff;
+        assert_eq!(
+            table_position(&altered),
+            None,
+            "no stream holds an altered run"
+        );
     }
 
     #[test]

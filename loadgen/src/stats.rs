@@ -8,7 +8,6 @@
 //! cover the whole run including warm-up, because the server counts those bytes too.
 
 use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Highest latency we can record, in microseconds (one hour); larger values are clamped.
@@ -67,6 +66,9 @@ pub struct Stats {
     pub latency: Histogram<u64>,
     /// Latency from the actual send time, microseconds.
     pub latency_uncorrected: Histogram<u64>,
+    /// Open loop: the generator's own scheduling error, from the intended to the actual send
+    /// time, microseconds. Large values mean the generator (not the server) fell behind.
+    pub schedule_error: Histogram<u64>,
     /// Time from `connect()` to an established connection, microseconds.
     pub connect: Histogram<u64>,
     /// Round trips measured (after warm-up).
@@ -88,7 +90,46 @@ pub struct Stats {
     pub late_sends: u64,
     /// The first connect error seen, for the "no connection could be made" message.
     pub first_connect_error: Option<String>,
+    /// When the run was stopped early (a signal), if it was; the earliest over threads.
+    pub stopped_at: Option<Instant>,
+    /// Round trips completed since the last interval sample, warm-up included (by
+    /// completion time): the per-interval figures.
+    pub window: Window,
     measure_start: Instant,
+}
+
+/// What completed during the current interval (see [`Stats::take_window`]).
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Latency from the intended send time, microseconds.
+    pub latency: Histogram<u64>,
+    /// Round trips completed.
+    pub requests: u64,
+    /// Echoed payload bytes of those round trips.
+    pub bytes: u64,
+    /// Errors (verify + connect + io) counted during the interval.
+    pub errors: u64,
+}
+
+impl Window {
+    /// An empty window.
+    pub fn empty() -> Window {
+        Window {
+            latency: new_histogram(),
+            requests: 0,
+            bytes: 0,
+            errors: 0,
+        }
+    }
+
+    /// Adds another thread's window for the same interval.
+    pub fn add(&mut self, other: &Window) {
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = self.latency.add(&other.latency);
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.errors += other.errors;
+    }
 }
 
 impl Stats {
@@ -107,22 +148,47 @@ impl Stats {
             udp: UdpCounts::default(),
             late_sends: 0,
             first_connect_error: None,
+            stopped_at: None,
+            window: Window::empty(),
             measure_start,
+            schedule_error: new_histogram(),
         }
+    }
+
+    /// Errors of every kind so far.
+    pub fn error_count(&self) -> u64 {
+        let e = &self.errors;
+        e.verify + e.connect + e.io
+    }
+
+    /// Hands out what completed since the previous call and starts a new interval.
+    /// `errors_before` is the [`error_count`](Self::error_count) at the previous call.
+    pub fn take_window(&mut self, errors_before: u64) -> Window {
+        let mut w = std::mem::replace(&mut self.window, Window::empty());
+        w.errors = self.error_count().saturating_sub(errors_before);
+        w
     }
 
     /// Records one completed round trip of `bytes` bytes.
     #[inline]
     pub fn round_trip(&mut self, intended: Instant, sent: Instant, done: Instant, bytes: u64) {
+        let corrected = micros(done.saturating_duration_since(intended));
+        self.window.latency.saturating_record(corrected);
+        self.window.requests += 1;
+        self.window.bytes += bytes;
         if intended < self.measure_start {
             return;
         }
         self.requests += 1;
         self.measured_bytes += bytes;
-        self.latency
-            .saturating_record(micros(done.saturating_duration_since(intended)));
+        self.latency.saturating_record(corrected);
         self.latency_uncorrected
             .saturating_record(micros(done.saturating_duration_since(sent)));
+        // Rounded to the nearest microsecond: a precise generator is off by fractions of one,
+        // and truncating would report 1.9 µs as 1.
+        let lag = sent.saturating_duration_since(intended);
+        self.schedule_error
+            .saturating_record(((lag.as_nanos() + 500) / 1000).min(MAX_US as u128) as u64);
     }
 
     /// Records an established connection.
@@ -165,6 +231,11 @@ impl Stats {
         let _ = self.latency.add(&other.latency);
         let _ = self.latency_uncorrected.add(&other.latency_uncorrected);
         let _ = self.connect.add(&other.connect);
+        let _ = self.schedule_error.add(&other.schedule_error);
+        self.stopped_at = match (self.stopped_at, other.stopped_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.requests += other.requests;
         self.measured_bytes += other.measured_bytes;
         self.bytes_sent += other.bytes_sent;
@@ -188,31 +259,6 @@ impl Stats {
             self.first_connect_error
                 .clone_from(&other.first_connect_error);
         }
-    }
-}
-
-/// Counters a worker publishes for the live progress line; written with relaxed stores
-/// once per loop turn, read once a second.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Round trips completed so far (including warm-up).
-    pub round_trips: AtomicU64,
-    /// Bytes received so far.
-    pub bytes_received: AtomicU64,
-    /// Errors of all kinds so far.
-    pub errors: AtomicU64,
-}
-
-impl Progress {
-    /// Publishes a worker's running totals.
-    #[inline]
-    pub fn publish(&self, round_trips: u64, stats: &Stats) {
-        self.round_trips.store(round_trips, Ordering::Relaxed);
-        self.bytes_received
-            .store(stats.bytes_received, Ordering::Relaxed);
-        let e = &stats.errors;
-        self.errors
-            .store(e.verify + e.connect + e.io, Ordering::Relaxed);
     }
 }
 

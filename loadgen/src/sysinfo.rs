@@ -22,15 +22,14 @@ pub fn kernel() -> String {
     if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         return s.trim().to_string();
     }
-    // SAFETY: `uname` only writes into the zeroed struct we own; `release` is
-    // NUL-terminated by the kernel.
-    unsafe {
-        let mut u: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut u) == 0 {
-            let release = std::ffi::CStr::from_ptr(u.release.as_ptr());
-            return release.to_string_lossy().into_owned();
-        }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        return rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
     }
+    #[allow(unreachable_code)]
     "unknown".to_string()
 }
 

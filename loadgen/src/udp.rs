@@ -15,14 +15,16 @@
 //! address and reports ICMP port-unreachable as `ECONNREFUSED` (counted as connect errors).
 
 use super::options::{Options, SizeSpec, UDP_HEADER};
+use super::pacer::Pacer;
 use super::payload::{derive_key, Pattern};
 use super::schedule::Schedule;
-use super::stats::{Progress, Stats};
-use super::Plan;
+use super::stats::Stats;
+use super::{Plan, Shared, INTERRUPTED_DRAIN, STOP_CHECK};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// Large enough for the largest UDP payload, so nothing is silently truncated.
@@ -219,9 +221,14 @@ pub(crate) fn run(
     opts: &Options,
     plan: &Plan,
     window: usize,
-    progress: &Progress,
+    shared: &Shared,
 ) -> io::Result<Stats> {
     let mut poll = Poll::new()?;
+    let mut pacer = match plan.rate {
+        Some(_) => Pacer::precise(&poll, opts.spin)?,
+        None => Pacer::coarse(),
+    };
+    let mut ticker = shared.ticker(plan.start);
     let mut stats = Stats::new(plan.measure_start);
     let mut rbuf = vec![0u8; BUF];
     let mut wbuf = vec![0u8; BUF];
@@ -261,15 +268,27 @@ pub(crate) fn run(
     }
 
     if socks.is_empty() {
+        if let Some(t) = &mut ticker {
+            t.finish(Instant::now(), &mut stats);
+        }
         return Ok(stats);
     }
     let mut sched = plan.rate.map(|r| Schedule::new(plan.start, r));
     let mut rr = 0usize;
     let mut draining: Option<Instant> = None;
+    let mut end = plan.end;
     let mut next_expire = plan.start;
     let mut events = Events::with_capacity(1024);
     loop {
         let now = Instant::now();
+        if let Some(t) = &mut ticker {
+            t.tick(now, &mut stats);
+        }
+        let interrupted = draining.is_none() && now < end && shared.stop.load(Relaxed);
+        if interrupted {
+            end = now;
+            stats.stopped_at = Some(now);
+        }
         if now >= next_expire {
             next_expire = now + EXPIRE_SCAN;
             for s in &mut socks {
@@ -286,7 +305,7 @@ pub(crate) fn run(
             if let Some(sched) = &mut sched {
                 // Open loop: every datagram due goes out now, round-robin, stamped with its
                 // intended time; a socket that cannot take it passes it to the next.
-                while sched.is_due(now) && sched.next_due() < plan.end {
+                while sched.is_due(now) && sched.next_due() < end {
                     let mut sent = false;
                     for _ in 0..socks.len() {
                         rr = (rr + 1) % socks.len();
@@ -304,27 +323,30 @@ pub(crate) fn run(
                     }
                     sched.advance();
                 }
-            } else if now < plan.end {
+            } else if now < end {
                 for s in &mut socks {
                     fill_window(s, window, &mut wbuf, now, &mut stats);
                 }
             }
             // After the timetable's last slot went out (above), stop sending.
-            if now >= plan.end {
-                draining = Some(now + opts.drain_timeout);
+            if now >= end {
+                let wait = if interrupted {
+                    opts.drain_timeout.min(INTERRUPTED_DRAIN)
+                } else {
+                    opts.drain_timeout
+                };
+                draining = Some(now + wait);
             }
         }
 
-        let mut until = next_expire.min(draining.unwrap_or(plan.end));
+        let mut until = next_expire.min(draining.unwrap_or(end.min(now + STOP_CHECK)));
         if let (Some(s), false, None) = (&sched, rate_blocked, draining) {
             until = until.min(s.next_due());
         }
-        if let Err(e) = poll.poll(&mut events, Some(until.saturating_duration_since(now))) {
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        if let Some(t) = &ticker {
+            until = until.min(t.next_due());
         }
+        pacer.poll(&mut poll, &mut events, until)?;
         for event in events.iter() {
             let now = Instant::now();
             let Some(s) = socks.get_mut(event.token().0) else {
@@ -340,12 +362,13 @@ pub(crate) fn run(
                 fill_window(s, window, &mut wbuf, now, &mut stats);
             }
         }
-        progress.publish(stats.udp.received, &stats);
     }
     for s in &socks {
         stats.udp.lost += s.tracker.unanswered();
     }
-    progress.publish(stats.udp.received, &stats);
+    if let Some(t) = &mut ticker {
+        t.finish(Instant::now(), &mut stats);
+    }
     Ok(stats)
 }
 

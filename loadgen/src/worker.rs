@@ -21,17 +21,20 @@
 //! EOF, so any extra byte the server still sends is caught and the close is clean (no RST).
 
 use super::conn::{EchoStream, Violation};
+use super::interval::Ticker;
 use super::options::{Mode, Options};
+use super::pacer::Pacer;
 use super::payload::{derive_key, Pattern, Rng};
 use super::schedule::Schedule;
-use super::stats::{Progress, Stats};
-use super::Plan;
+use super::stats::Stats;
+use super::{Plan, Shared, INTERRUPTED_DRAIN, STOP_CHECK};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// Scratch buffer for reads; one per thread, shared by all its connections.
@@ -108,6 +111,8 @@ enum Phase {
     Running,
     Draining {
         deadline: Instant,
+        /// The drain never goes past this, however echoes trickle in.
+        hard_stop: Instant,
         linger_until: Option<Instant>,
         next_scan: Instant,
     },
@@ -115,7 +120,7 @@ enum Phase {
 }
 
 /// Runs one TCP worker thread to completion and returns what it measured.
-pub(crate) fn run(opts: &Options, plan: &Plan, progress: &Progress) -> io::Result<Stats> {
+pub(crate) fn run(opts: &Options, plan: &Plan, shared: &Shared) -> io::Result<Stats> {
     let admission = match opts.mode {
         Mode::PingPong => Admission::Depth(1),
         Mode::Pipeline { depth } => Admission::Depth(depth),
@@ -134,10 +139,18 @@ pub(crate) fn run(opts: &Options, plan: &Plan, progress: &Progress) -> io::Resul
     } else {
         READ_BUF
     };
+    let poll = Poll::new()?;
+    let pacer = match admission {
+        Admission::Scheduled => Pacer::precise(&poll, opts.spin)?,
+        _ => Pacer::coarse(),
+    };
     let mut w = Worker {
         opts,
-        plan,
-        poll: Poll::new()?,
+        end: plan.end,
+        stop: shared.stop,
+        ticker: shared.ticker(plan.start),
+        pacer,
+        poll,
         conns: Slab::with_capacity(plan.connections),
         stats: Stats::new(plan.measure_start),
         rbuf: vec![0; read_buf],
@@ -156,7 +169,6 @@ pub(crate) fn run(opts: &Options, plan: &Plan, progress: &Progress) -> io::Resul
         open_keys: Vec::new(),
         rr: 0,
         dirty: Vec::new(),
-        round_trips: 0,
         last_received: plan.start,
     };
     let mut events = Events::with_capacity(1024);
@@ -166,27 +178,30 @@ pub(crate) fn run(opts: &Options, plan: &Plan, progress: &Progress) -> io::Resul
         if let Phase::Done = w.phase {
             break;
         }
-        let timeout = w.timeout(now);
-        if let Err(e) = w.poll.poll(&mut events, Some(timeout)) {
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let until = w.wake_at(now);
+        w.pacer.poll(&mut w.poll, &mut events, until)?;
         for event in events.iter() {
             w.on_event(event);
         }
         w.reap();
-        progress.publish(w.round_trips, &w.stats);
+        if let Some(t) = &mut w.ticker {
+            t.tick(Instant::now(), &mut w.stats);
+        }
     }
     w.finish();
-    progress.publish(w.round_trips, &w.stats);
+    if let Some(t) = &mut w.ticker {
+        t.finish(Instant::now(), &mut w.stats);
+    }
     Ok(w.stats)
 }
 
 struct Worker<'a> {
     opts: &'a Options,
-    plan: &'a Plan,
+    /// The end of the run: `plan.end`, or earlier when stopped by a signal.
+    end: Instant,
+    stop: &'a std::sync::atomic::AtomicBool,
+    ticker: Option<Ticker<'a>>,
+    pacer: Pacer,
     poll: Poll,
     conns: Slab<Conn>,
     stats: Stats,
@@ -213,7 +228,6 @@ struct Worker<'a> {
     open_keys: Vec<usize>,
     rr: usize,
     dirty: Vec<usize>,
-    round_trips: u64,
     /// When echoed bytes last arrived: the drain keeps waiting while they do.
     last_received: Instant,
 }
@@ -226,11 +240,16 @@ impl Worker<'_> {
     /// Time-driven work before each poll: phase changes, connects due, rate sends due.
     fn tick(&mut self, now: Instant) {
         match self.phase {
-            Phase::Running if now >= self.plan.end => {
+            Phase::Running if now >= self.end || self.stop.load(Relaxed) => {
+                let interrupted = now < self.end;
+                if interrupted {
+                    self.end = now;
+                    self.stats.stopped_at = Some(now);
+                }
                 // Sends intended before the end but not yet made still go out (late, with
                 // their intended times): the timetable is kept to the last slot.
                 self.send_scheduled(now);
-                self.start_drain(now);
+                self.start_drain(now, interrupted);
             }
             Phase::Running => {
                 self.open_due(now);
@@ -242,6 +261,7 @@ impl Worker<'_> {
             }
             Phase::Draining {
                 deadline,
+                hard_stop,
                 linger_until,
                 next_scan,
             } if now >= next_scan || self.conns.is_empty() => {
@@ -260,8 +280,7 @@ impl Worker<'_> {
                 // echoing still ends the run after `drain_timeout`, and a trickle after
                 // DRAIN_EXTENSION_CAP times that.
                 let quiet_since = self.last_received + self.opts.drain_timeout;
-                let cap = deadline + self.opts.drain_timeout * DRAIN_EXTENSION_CAP;
-                let deadline = deadline.max(quiet_since).min(cap);
+                let deadline = deadline.max(quiet_since).min(hard_stop);
                 if self.conns.is_empty()
                     || now >= deadline
                     || linger_until.is_some_and(|l| now >= l)
@@ -270,6 +289,7 @@ impl Worker<'_> {
                 } else {
                     self.phase = Phase::Draining {
                         deadline,
+                        hard_stop,
                         linger_until,
                         next_scan: now + DRAIN_SCAN,
                     };
@@ -279,10 +299,11 @@ impl Worker<'_> {
         }
     }
 
-    /// How long poll may sleep: until the next thing `tick` has to do.
-    fn timeout(&self, now: Instant) -> Duration {
+    /// When poll must return: the next thing `tick` has to do, the next interval boundary,
+    /// and a periodic look at the stop flag.
+    fn wake_at(&self, now: Instant) -> Instant {
         let mut until = match self.phase {
-            Phase::Running => self.plan.end,
+            Phase::Running => self.end.min(now + STOP_CHECK),
             Phase::Draining {
                 deadline,
                 next_scan,
@@ -306,12 +327,24 @@ impl Worker<'_> {
                 until = until.min(s.next_due());
             }
         }
-        until.saturating_duration_since(now)
+        if let Some(t) = &self.ticker {
+            until = until.min(t.next_due());
+        }
+        until
     }
 
-    fn start_drain(&mut self, now: Instant) {
+    /// Stops admitting messages; an interrupted run drains for a short, fixed time only.
+    fn start_drain(&mut self, now: Instant, interrupted: bool) {
+        let (deadline, hard_stop) = if interrupted {
+            let d = now + self.opts.drain_timeout.min(INTERRUPTED_DRAIN);
+            (d, d)
+        } else {
+            let d = now + self.opts.drain_timeout;
+            (d, d + self.opts.drain_timeout * DRAIN_EXTENSION_CAP)
+        };
         self.phase = Phase::Draining {
-            deadline: now + self.opts.drain_timeout,
+            deadline,
+            hard_stop,
             linger_until: None,
             next_scan: now,
         };
@@ -480,7 +513,6 @@ impl Worker<'_> {
                     self.last_received = now;
                     match conn.echo.on_received(&self.rbuf[..n], now, &mut self.stats) {
                         Ok(done) => {
-                            self.round_trips += done as u64;
                             if done > 0 && matches!(self.admission, Admission::Once) {
                                 // Churn: one echo per connection. All bytes were read, so
                                 // the close sends a FIN, not a RST.
@@ -622,7 +654,7 @@ impl Worker<'_> {
             return;
         };
         self.rate_blocked = false;
-        while sched.is_due(now) && sched.next_due() < self.plan.end {
+        while sched.is_due(now) && sched.next_due() < self.end {
             let mut chosen = None;
             for _ in 0..self.open_keys.len() {
                 self.rr = (self.rr + 1) % self.open_keys.len();

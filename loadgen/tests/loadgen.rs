@@ -7,9 +7,8 @@ mod support_loadgen;
 
 use echoloop_bench::{self as loadgen, Mode, Options, Report};
 use std::net::SocketAddr;
-use std::process::{Command, Output};
 use std::time::Duration;
-use support_loadgen::{closed_port, Fault, TcpEcho, UdpEcho};
+use support_loadgen::{bench, closed_port, Fault, TcpEcho, UdpEcho};
 
 /// Short runs: these tests check behaviour, not speed.
 #[track_caller]
@@ -40,16 +39,6 @@ fn assert_clean(r: &Report) {
     );
     assert_eq!(r.exit_code(), 0);
     assert!(r.failure().is_none());
-}
-
-/// Runs the real binary with `args`; bounded by the run's own duration and drain.
-#[track_caller]
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_echoloop-bench"))
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run echoloop-bench")
 }
 
 /// Closed loop, one message in flight: clean, and the byte totals match the server's own
@@ -148,7 +137,9 @@ fn udp_is_clean() {
             rate: Some(2000.0),
         },
     ] {
-        let o = options(mode, server.addr).with_size("8..1K").unwrap();
+        let mut o = options(mode, server.addr).with_size("8..1K").unwrap();
+        // An echo that a loaded machine delays past 100 ms is not lost; give it a second.
+        o.loss_timeout = Duration::from_secs(1);
         let r = run(&o);
         assert_clean(&r);
         let u = &r.stats.udp;
@@ -295,11 +286,18 @@ fn binary_json_has_the_schema() {
     for key in ["verify", "connect", "io"] {
         assert_eq!(v["errors"][key], 0, "errors.{key}");
     }
-    for key in ["command_line", "version", "cpu_model", "kernel"] {
+    for key in [
+        "command_line",
+        "version",
+        "cpu_model",
+        "kernel",
+        "started_at",
+        "tool",
+    ] {
         assert!(v["run"][key].is_string(), "run.{key}");
     }
     assert_eq!(v["mode"], "pipeline");
-    assert_eq!(v["size"], "64..4K");
+    assert_eq!(v["size"], serde_json::json!({"min": 64, "max": 4096}));
     assert_eq!(v["duration_s"], 0.3);
     assert_eq!(v["totals"]["bytes_sent"], v["totals"]["bytes_received"]);
     assert!(v["requests"].as_u64().unwrap() > 0);

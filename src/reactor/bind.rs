@@ -10,20 +10,22 @@ use mio::{Interest, Poll, Waker};
 use slab::Slab;
 
 use super::admission::Admission;
+use super::listeners::{TcpSide, UdpSide};
 use super::memory::MemoryBudget;
 use super::pipes::PipeBudget;
 use super::shutdown::{Shutdown, ShutdownHandle};
 use super::timers::Timers;
-use super::{Queues, Server, Source, TcpSide, SCRATCH_SIZE, WAKER};
+use super::{Queues, Server, Source, SCRATCH_SIZE, WAKER};
 use crate::config::{open_file_limit, Config, RESERVED_FDS};
 use crate::connection::Limits;
 use crate::error::ServerError;
 use crate::listen::{Endpoint, Protocol};
 use crate::net;
+use crate::service::datagram::DatagramAnswers;
 use crate::service::reply_limit::ReplyLimit;
 use crate::service::ServiceKind;
 use crate::stats::Stats;
-use crate::udp::{Answer, UdpEcho};
+use crate::udp::UdpEcho;
 
 impl Server {
     /// Validates `config`, binds every listener's sockets and registers them. Port 0 works:
@@ -62,29 +64,26 @@ impl Server {
                 listeners.push(TcpSide { socket, service });
             }
             if let Some(socket) = sockets.udp {
-                // Guards and limits: see `udp` and `service::reply_limit`.
-                let answer = (!kind.is_echo()).then(|| {
-                    let limited = exposed && kind.may_amplify();
-                    let limit = limited.then(|| ReplyLimit::new(config.udp_reply_rate, started));
-                    Answer::new(kind.new_session(), limit)
-                });
-                let mut socket = UdpEcho::new(
-                    UdpSocket::from_std(socket),
-                    config.udp_queue_datagrams,
-                    service,
-                    answer,
-                )
-                .map_err(ServerError::Poll)?;
-                registry
-                    .register(
-                        socket.socket_mut(),
-                        Source::udp_token(udp.len()),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
+                let mut socket =
+                    UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams)
+                        .map_err(ServerError::Poll)?;
+                socket
+                    .register(registry, Source::udp_token(udp.len()))
                     .map_err(ServerError::Poll)?;
                 bound_at = socket.local_addr();
                 endpoints.push(endpoint(&kind, Protocol::Udp, bound_at));
-                udp.push(socket);
+                // The endpoint's guards come first; then, beyond loopback, the rate limit of
+                // a service that can amplify (see `service::reply_limit`).
+                let answers = (!kind.is_echo()).then(|| {
+                    let limited = exposed && kind.may_amplify();
+                    let limit = limited.then(|| ReplyLimit::new(config.udp_reply_rate, started));
+                    DatagramAnswers::new(kind.new_session(), limit)
+                });
+                udp.push(UdpSide {
+                    socket,
+                    service,
+                    answers,
+                });
             }
             if exposed {
                 warn_exposed(&bound_at, &kind, listener.protocol, config.udp_reply_rate);

@@ -18,6 +18,7 @@
 mod admission;
 mod bind;
 mod deadlines;
+mod listeners;
 mod memory;
 mod pipes;
 mod shutdown;
@@ -29,7 +30,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::event::Event;
-use mio::net::TcpListener;
 use mio::{Events, Poll, Token};
 
 use crate::listen::Endpoint;
@@ -37,6 +37,7 @@ use crate::service::ServiceKind;
 use slab::Slab;
 
 use self::admission::Admission;
+use self::listeners::{TcpSide, UdpSide};
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
 use self::shutdown::Shutdown;
@@ -46,7 +47,6 @@ use self::timers::Timers;
 use crate::connection::Readiness;
 use crate::error::ServerError;
 use crate::stats::{CloseReason, Stats};
-use crate::udp::{UdpEcho, MAX_DATAGRAM};
 
 impl Server {
     /// The event loop. Returns the final counters after a graceful shutdown.
@@ -119,10 +119,9 @@ impl Source {
     }
 }
 
-/// The shared read buffer. Larger reads amortise syscalls on bulk streams; it costs nothing per
-/// connection, and it must hold any datagram whole.
+/// The shared TCP read buffer. Larger reads amortise syscalls on bulk streams; it costs nothing
+/// per connection. (UDP reads into its own batch of slots, see `udp`.)
 const SCRATCH_SIZE: usize = 256 * 1024;
-const _: () = assert!(SCRATCH_SIZE >= MAX_DATAGRAM);
 /// Datagrams echoed per wakeup before TCP gets a turn.
 const UDP_BUDGET: usize = 256;
 
@@ -134,7 +133,7 @@ pub struct Server {
     /// The TCP listeners, until shutdown begins.
     listeners: Vec<TcpSide>,
     /// The UDP sockets (echo or another service), until shutdown begins.
-    udp: Vec<UdpEcho>,
+    udp: Vec<UdpSide>,
     /// Each listener's service, by the index its listeners and slots carry (the same index
     /// as its entry in `Stats::services`).
     services: Vec<ServiceKind>,
@@ -155,14 +154,6 @@ pub struct Server {
     udp_addr: Option<SocketAddr>,
     started: Instant,
     stats: Stats,
-}
-
-/// A TCP listener and the service its connections get.
-#[derive(Debug)]
-struct TcpSide {
-    socket: TcpListener,
-    /// Index into `Server::services`.
-    service: usize,
 }
 
 /// Work that no new event will announce (edge-triggered readiness is reported once), and
@@ -225,7 +216,7 @@ impl Server {
             // Each socket tracks its own readiness: an idle one costs no syscall here.
             let mut more = false;
             for udp in &mut self.udp {
-                more |= udp.drive(&mut self.scratch, UDP_BUDGET, &mut self.stats);
+                more |= udp.drive(UDP_BUDGET, now, &mut self.stats);
             }
             self.queues.udp_ready = more;
         }

@@ -61,6 +61,7 @@ use bytes::BytesMut;
 
 pub mod chargen;
 pub mod clock;
+pub(crate) mod datagram;
 pub mod daytime;
 pub mod discard;
 pub mod echo;

@@ -2,7 +2,7 @@
 //! and always shut down and joined (on [`TestServer::stop`] or on drop), so the shutdown path
 //! runs in every test that starts one.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,8 +27,16 @@ impl TestServer {
     /// Starts a server with `config`, forced onto loopback and port 0, with a 3 s drain.
     #[track_caller]
     pub fn with_config(config: Config) -> TestServer {
+        TestServer::bound_to(IpAddr::from([127, 0, 0, 1]), config)
+    }
+
+    /// Starts a server with `config` bound to `bind` (a wildcard, or another loopback
+    /// address), port 0, with a 3 s drain. The test must still send only loopback traffic;
+    /// a wildcard bind lasts as long as the test.
+    #[track_caller]
+    pub fn bound_to(bind: IpAddr, config: Config) -> TestServer {
         let config = Config {
-            bind: "127.0.0.1".parse().expect("a literal address"),
+            bind,
             port: 0,
             drain_timeout: Duration::from_secs(3),
             ..config

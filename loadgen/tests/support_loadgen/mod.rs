@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod broken;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,66 +36,96 @@ pub enum Fault {
     SwapBytes { at: u64 },
 }
 
+/// A test server's background thread: runs until its stop flag is raised (or for
+/// [`LIFETIME`]); dropping it raises the flag and joins, so each test stops what it starts.
+pub struct Background {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Runs `body` with the stop flag on a new thread.
+    pub fn spawn(body: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Background {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        Background {
+            stop,
+            thread: Some(std::thread::spawn(move || body(s))),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Binds a non-blocking listener on 127.0.0.1, port 0.
+#[track_caller]
+pub fn listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let addr = listener.local_addr().expect("local addr");
+    (listener, addr)
+}
+
+/// Accepts until `stop` (or [`LIFETIME`]), handing each connection and the server's birth
+/// time to `spawn`, which starts its thread; joins them all before returning.
+pub fn accept_each(
+    listener: TcpListener,
+    stop: &AtomicBool,
+    mut spawn: impl FnMut(TcpStream, Instant) -> JoinHandle<()>,
+) {
+    let born = Instant::now();
+    let mut conns: Vec<JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
+        match listener.accept() {
+            Ok((sock, _)) => {
+                conns.push(spawn(sock, born));
+                // Reap finished connection threads so churn tests stay small.
+                conns.retain(|h| !h.is_finished());
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in conns {
+        let _ = h.join();
+    }
+}
+
 /// A running TCP echo server.
 pub struct TcpEcho {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
     /// Bytes echoed (written back), for cross-checking the generator's totals.
     pub echoed: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl TcpEcho {
     /// Starts a server with `fault` on 127.0.0.1, port 0.
     #[track_caller]
     pub fn start(fault: Fault) -> TcpEcho {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("local addr");
-        let stop = Arc::new(AtomicBool::new(false));
+        let (listener, addr) = listener();
         let echoed = Arc::new(AtomicU64::new(0));
         let fired = Arc::new(AtomicBool::new(false));
-        let (s, e) = (stop.clone(), echoed.clone());
-        let thread = std::thread::spawn(move || {
-            let born = Instant::now();
-            let mut conns = Vec::new();
-            while !s.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
-                match listener.accept() {
-                    Ok((sock, _)) => {
-                        let (s, e, f) = (s.clone(), e.clone(), fired.clone());
-                        conns.push(std::thread::spawn(move || {
-                            serve(sock, fault, &f, &s, &e, born)
-                        }));
-                        // Reap finished connection threads so churn tests stay small.
-                        conns.retain(|h: &JoinHandle<()>| !h.is_finished());
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(1))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                }
-            }
-            s.store(true, Ordering::Relaxed);
-            for h in conns {
-                let _ = h.join();
-            }
+        let e = echoed.clone();
+        let server = Background::spawn(move |stop| {
+            accept_each(listener, &stop, |sock, born| {
+                let (s, e, f) = (stop.clone(), e.clone(), fired.clone());
+                std::thread::spawn(move || serve(sock, fault, &f, &s, &e, born))
+            })
         });
         TcpEcho {
             addr,
-            stop,
             echoed,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TcpEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _server: server,
         }
     }
 }
@@ -181,9 +213,8 @@ fn apply(fault: Fault, fired: &AtomicBool, offset: u64, chunk: &mut Vec<u8>) {
 /// A running UDP echo server that drops every `drop_every`-th datagram (0 = none).
 pub struct UdpEcho {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
     pub dropped: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl UdpEcho {
@@ -193,10 +224,9 @@ impl UdpEcho {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp test server");
         sock.set_read_timeout(Some(TICK)).expect("udp timeout");
         let addr = sock.local_addr().expect("local addr");
-        let stop = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
-        let (s, d) = (stop.clone(), dropped.clone());
-        let thread = std::thread::spawn(move || {
+        let d = dropped.clone();
+        let server = Background::spawn(move |s| {
             let born = Instant::now();
             let mut buf = vec![0u8; 65_536];
             let mut count = 0u64;
@@ -214,20 +244,20 @@ impl UdpEcho {
         });
         UdpEcho {
             addr,
-            stop,
             dropped,
-            thread: Some(thread),
+            _server: server,
         }
     }
 }
 
-impl Drop for UdpEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Runs the real binary with `args`; bounded by the run's own duration and drain.
+#[track_caller]
+pub fn bench(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_echoloop-bench"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run echoloop-bench")
 }
 
 /// A loopback port with nothing listening (bound, then released).

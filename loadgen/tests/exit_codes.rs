@@ -1,0 +1,110 @@
+//! Exit codes a script can trust, and the command-line conventions: corruption is 1, UDP
+//! loss over `--max-loss` is 3, a missing argument is named, `--interval` prints lines
+//! when stdout is a pipe, `--histogram` writes the percentile table.
+
+mod support_loadgen;
+
+use support_loadgen::{bench, Fault, TcpEcho, UdpEcho};
+
+#[test]
+fn corruption_exits_1() {
+    let server = TcpEcho::start(Fault::FlipByte { at: 100 });
+    let out = bench(&[
+        "pingpong",
+        "-d",
+        "300ms",
+        "-c",
+        "2",
+        "--target",
+        &server.addr.to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verification failed"));
+}
+
+/// One datagram in ten dropped: exit 3 on loopback by default, 0 with a tolerant limit.
+#[test]
+fn udp_loss_exits_3_unless_allowed() {
+    let server = UdpEcho::start(10);
+    let target = server.addr.to_string();
+    let common = [
+        "udp",
+        "-d",
+        "300ms",
+        "-c",
+        "2",
+        "--loss-timeout",
+        "50ms",
+        "--drain-timeout",
+        "200ms",
+    ];
+    let out = bench(&[&common[..], &["--target", &target]].concat());
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-loss"));
+    let out = bench(
+        &[
+            &common[..],
+            &["--target", &target, "--max-loss", "20", "--json"],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["loss_percent"].as_f64().unwrap() > 5.0);
+    assert_eq!(v["sockets"], 2);
+    assert_eq!(v["size"], 64, "numbers as numbers");
+    assert!(v["run"]["started_at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn missing_argument_is_named() {
+    let out = bench(&["rate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--rate"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn intervals_print_to_a_pipe_and_histogram_file_is_written() {
+    let server = TcpEcho::start(Fault::None);
+    let file = std::env::temp_dir().join(format!("echoloop-hgrm-{}.hgrm", std::process::id()));
+    let out = bench(&[
+        "pingpong",
+        "-d",
+        "1s",
+        "-t",
+        "2",
+        "-c",
+        "2",
+        "--interval",
+        "250ms",
+        "--histogram",
+        file.to_str().unwrap(),
+        "--target",
+        &server.addr.to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = stdout
+        .lines()
+        .filter(|l| l.contains("req/s") && l.contains("p99"))
+        .count();
+    assert!((4..=6).contains(&lines), "{stdout}");
+    let table = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        table.contains("Percentile") && table.contains("Total count"),
+        "{table}"
+    );
+}

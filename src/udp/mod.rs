@@ -1,0 +1,618 @@
+//! UDP: each datagram gets its service's answer (echo: itself, whole), a batch per syscall,
+//! and UDP never blocks TCP.
+//!
+//! # Layout
+//! - [`batch_io`]: the only code that touches the socket: `recvmmsg`/`sendmmsg` of up to
+//!   [`BATCH`] datagrams, and pktinfo (each datagram's real destination on a wildcard bind;
+//!   each reply sent from it).
+//! - [`guard`]: which datagrams get no reply (privileged ports, our own address, echo loops
+//!   with another server), without sockets.
+//! - [`reply_queue`]: replies waiting for the socket, bounded.
+//! - here: [`UdpEcho`], the reactor's UDP endpoint, which runs the three, and
+//!   [`DatagramService`], which decides the bytes of a reply.
+//!
+//! # One turn ([`UdpEcho::drive`])
+//! ```text
+//! flush queued replies (sendmmsg)
+//! until budget spent or socket drained:
+//!     recvmmsg a batch  ->  per datagram: guards -> service -> reply (bytes, to, from)
+//!     sendmmsg the replies (echo sends straight from the receive slots: no copy)
+//!     what would block -> reply queue (copied; full -> dropped and counted)
+//! ```
+//! A reply is the triple (bytes, destination, local source address); the service decides
+//! only the bytes, so every service gets the same guards, batching, queue and pktinfo.
+//!
+//! Order: replies leave in the order their requests arrived (while the queue holds anything,
+//! new replies go behind it), so each source sees its replies in order, each exactly as long
+//! as the service made it. A partial `sendmmsg` (the kernel took k < n) resumes at k; an
+//! error on one reply drops that reply only, counted. Each counter is in [`Stats`].
+//!
+//! Unlike the TCP connection, this is socket I/O, not a state machine apart from it (there is
+//! no per-peer state to script), so it bumps its counters in `Stats` directly rather than
+//! returning them; the decisions worth testing alone are sans-IO: the guards (`guard`), the
+//! partial-send handling ([`send_all`]) and the queue.
+//!
+//! Syscalls: per wakeup one `recvmmsg` per batch and one `sendmmsg` per batch of replies,
+//! against one `recvfrom` and one `sendto` per datagram before (and in tokio); a batch that
+//! comes back short of what was asked has drained the socket (every new datagram raises a new
+//! edge), so no extra call is spent to meet `EAGAIN`.
+
+pub(crate) mod batch_io;
+pub(crate) mod guard;
+pub(crate) mod reply_queue;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+
+use crate::connection::Readiness;
+use crate::stats::Stats;
+use batch_io::{RecvBatch, SendBatch};
+pub(crate) use batch_io::{Reply, ReplySource, Sent, BATCH};
+pub(crate) use guard::{refuse_reply, Refusal};
+use guard::{LocalAddresses, LoopBreaker};
+use reply_queue::ReplyQueue;
+
+/// The UDP socket's receive buffer asked for (`SO_RCVBUF`).
+const RECV_BUFFER: usize = 4 << 20;
+/// At most one "echo loop broken" warning per this period (each loop is still counted).
+const LOOP_WARNING_PERIOD: Duration = Duration::from_secs(10);
+
+/// One datagram as a service sees it (the services of issue 9 answer through
+/// `service::datagram`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    /// The payload.
+    pub(crate) bytes: &'a [u8],
+    /// Who sent it (canonical: an IPv4 sender on a dual-stack socket is IPv4 here).
+    pub(crate) peer: SocketAddr,
+    /// The address it was sent to: with pktinfo on a wildcard bind, the real one. (No
+    /// service answers differently per destination yet.)
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) local: SocketAddr,
+}
+
+/// What a service answers to one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Send the request's own bytes back (echo; sent from the receive slot, not copied).
+    Echo,
+    /// Send what was written to the [`ReplyWriter`].
+    Reply,
+    /// No reply.
+    Silent,
+}
+
+/// Decides the bytes of the reply to each datagram. Sans-IO: the endpoint does every socket
+/// call, every guard, the batching and the queue.
+pub(crate) trait DatagramService {
+    /// Answers `request`; for [`Answer::Reply`], the reply's bytes are what was written to
+    /// `reply` (whatever is written is discarded for the other answers).
+    fn answer(&mut self, request: &Request<'_>, reply: &mut ReplyWriter<'_>) -> Answer;
+}
+
+/// RFC 862 echo: every datagram back to its sender, whole.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Echo;
+
+impl DatagramService for Echo {
+    fn answer(&mut self, _request: &Request<'_>, _reply: &mut ReplyWriter<'_>) -> Answer {
+        Answer::Echo
+    }
+}
+
+/// Where a service writes a reply: the end of the batch's shared reply buffer, append only
+/// (`io::Write`, so `write!` works too).
+#[derive(Debug)]
+pub(crate) struct ReplyWriter<'a> {
+    buffer: &'a mut Vec<u8>,
+}
+
+impl io::Write for ReplyWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a planned reply's bytes are: a receive slot (echo) or the reply buffer.
+#[derive(Debug, Clone)]
+enum ReplyBytes {
+    Slot(usize),
+    Written(std::ops::Range<usize>),
+}
+
+/// The UDP side of the server: the socket, its readiness, batches and waiting replies.
+#[derive(Debug)]
+pub(crate) struct UdpEcho {
+    socket: UdpSocket,
+    local: SocketAddr,
+    recv: RecvBatch,
+    send: SendBatch,
+    queue: ReplyQueue,
+    /// Bytes of the current batch's non-echo replies.
+    written: Vec<u8>,
+    loops: LoopBreaker,
+    local_addresses: LocalAddresses,
+    /// The zero of the millisecond clock the guards use.
+    epoch: Instant,
+    last_loop_warning: Option<Instant>,
+    /// Where the socket is registered, to add and drop writable interest.
+    registration: Option<(Registry, Token)>,
+    /// Writable interest is registered (only while replies wait).
+    watching_writable: bool,
+    readable: bool,
+    /// Assumed until a send would block: interest in writability is registered only then.
+    writable: bool,
+}
+
+impl UdpEcho {
+    /// Wraps a bound, non-blocking socket. `queue_limit` bounds the waiting replies. On a
+    /// wildcard bind, pktinfo is turned on so that replies leave from the address each
+    /// request was sent to.
+    pub(crate) fn new(socket: UdpSocket, queue_limit: usize) -> io::Result<Self> {
+        let local = socket.local_addr()?;
+        let ipv6 = local.is_ipv6();
+        let pktinfo = local.ip().is_unspecified();
+        if pktinfo {
+            batch_io::enable_pktinfo(&socket, ipv6)?;
+        }
+        // Room for bursts from many sockets: the default (about 208 KiB) holds three
+        // maximum-size datagrams. Best effort: the kernel caps it at `net.core.rmem_max`, and
+        // memory is only used while datagrams wait.
+        if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER) {
+            log::debug!("udp: cannot set SO_RCVBUF: {e}");
+        }
+        Ok(UdpEcho {
+            socket,
+            local,
+            recv: RecvBatch::new(pktinfo, ipv6),
+            send: SendBatch::new(ipv6),
+            queue: ReplyQueue::new(queue_limit),
+            written: Vec::new(),
+            loops: LoopBreaker::default(),
+            local_addresses: LocalAddresses::default(),
+            epoch: Instant::now(),
+            last_loop_warning: None,
+            registration: None,
+            watching_writable: false,
+            readable: false,
+            writable: true,
+        })
+    }
+
+    /// Registers the socket with `registry` under `token`, for readability only. Writable
+    /// interest is added while replies wait for room and dropped when they are gone: on
+    /// Linux every datagram sent frees send-buffer room, which with writable interest would
+    /// queue an epoll event per batch and cost the next `epoll_wait` a spurious return.
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.socket, token, Interest::READABLE)?;
+        self.registration = Some((registry.try_clone()?, token));
+        Ok(())
+    }
+
+    /// Adds or drops writable interest so that it is registered exactly while replies wait
+    /// (two `epoll_ctl` calls per overload episode, none in the steady state).
+    fn watch_writable(&mut self, wanted: bool) {
+        if wanted == self.watching_writable {
+            return;
+        }
+        let Some((registry, token)) = &self.registration else {
+            return;
+        };
+        let interest = match wanted {
+            true => Interest::READABLE | Interest::WRITABLE,
+            false => Interest::READABLE,
+        };
+        match registry.reregister(&mut self.socket, *token, interest) {
+            Ok(()) => self.watching_writable = wanted,
+            // Replies then wait for the next readable event, which flushes first.
+            Err(e) => log::warn!("udp: cannot change the socket's poll interest: {e}"),
+        }
+    }
+
+    /// The bound address.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Records readiness reported by the poller, until a call says `WouldBlock`.
+    pub(crate) fn on_readiness(&mut self, ready: Readiness) {
+        self.readable |= ready.readable;
+        self.writable |= ready.writable;
+    }
+
+    /// Echoes: [`UdpEcho::drive_with`] the [`Echo`] service.
+    pub(crate) fn drive(&mut self, budget: usize, now: Instant, stats: &mut Stats) -> bool {
+        self.drive_with(&mut Echo, budget, now, stats)
+    }
+
+    /// Sends queued replies, then answers up to `budget` datagrams with `service`. Returns
+    /// true when work is left that no new event will announce (the budget ran out, or
+    /// replies wait on a writable socket), so the reactor runs it again next turn.
+    pub(crate) fn drive_with(
+        &mut self,
+        service: &mut impl DatagramService,
+        budget: usize,
+        now: Instant,
+        stats: &mut Stats,
+    ) -> bool {
+        self.flush_queue(stats);
+        let mut left = budget;
+        while self.readable && left > 0 {
+            let wanted = left.min(BATCH);
+            match self.recv.recv(&self.socket, wanted) {
+                Ok(count) => {
+                    left -= count.max(1);
+                    // Short of what was asked: the socket is drained, and the next datagram
+                    // raises a new edge.
+                    self.readable = count == wanted;
+                    self.answer_batch(service, count, now, stats);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Reported once per call; the next call sees the next datagram.
+                    log::debug!("udp recvmmsg: {e}");
+                    left -= 1;
+                }
+            }
+        }
+        self.watch_writable(!self.queue.is_empty());
+        (self.readable && left == 0) || (self.writable && !self.queue.is_empty())
+    }
+
+    /// Runs the guards and the service over the `count` datagrams just received, then sends
+    /// the replies (or queues what the socket would not take).
+    fn answer_batch(
+        &mut self,
+        service: &mut impl DatagramService,
+        count: usize,
+        now: Instant,
+        stats: &mut Stats,
+    ) {
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.written.clear();
+        let mut planned: [(ReplyBytes, SocketAddr, Option<ReplySource>); BATCH] =
+            std::array::from_fn(|_| (ReplyBytes::Slot(0), Reply::EMPTY.to, None));
+        let mut replies = 0;
+        for index in 0..count {
+            let Some((meta, bytes)) = self.recv.datagram(index) else {
+                break;
+            };
+            stats.udp_datagrams_in += 1;
+            stats.udp_bytes_in += meta.len as u64;
+            if meta.truncated {
+                stats.udp_dropped_truncated += 1;
+                continue;
+            }
+            let peer = canonical_peer(meta.peer);
+            let local_addresses = &mut self.local_addresses;
+            let is_local = |ip| local_addresses.contains(ip, now_ms, batch_io::interface_addresses);
+            if let Some(refusal) = refuse_reply(peer, self.local, meta.destination, is_local) {
+                *refusal_counter(refusal, stats) += 1;
+                continue;
+            }
+            let fingerprint = match self.loops.check(peer, bytes, now_ms) {
+                Ok(fingerprint) => fingerprint,
+                Err(refusal) => {
+                    *refusal_counter(refusal, stats) += 1;
+                    warn_loop(&mut self.last_loop_warning, now, peer, stats);
+                    continue;
+                }
+            };
+            let local = SocketAddr::new(
+                meta.destination.unwrap_or(self.local.ip()),
+                self.local.port(),
+            );
+            let request = Request { bytes, peer, local };
+            let start = self.written.len();
+            let mut writer = ReplyWriter {
+                buffer: &mut self.written,
+            };
+            let source = match service.answer(&request, &mut writer) {
+                Answer::Echo => {
+                    self.loops.record(fingerprint, now_ms);
+                    self.written.truncate(start);
+                    ReplyBytes::Slot(index)
+                }
+                Answer::Reply => {
+                    let range = start..self.written.len();
+                    let reply_fingerprint =
+                        self.loops.fingerprint(peer, &self.written[range.clone()]);
+                    self.loops.record(reply_fingerprint, now_ms);
+                    ReplyBytes::Written(range)
+                }
+                Answer::Silent => {
+                    self.written.truncate(start);
+                    continue;
+                }
+            };
+            planned[replies] = (source, peer, meta.reply_from);
+            replies += 1;
+        }
+
+        let mut batch = [Reply::EMPTY; BATCH];
+        for (reply, (source, to, from)) in batch.iter_mut().zip(&planned[..replies]) {
+            let bytes = match source {
+                ReplyBytes::Slot(index) => self.recv.datagram(*index).map_or(&[][..], |d| d.1),
+                ReplyBytes::Written(range) => &self.written[range.clone()],
+            };
+            *reply = Reply {
+                bytes,
+                to: *to,
+                from: *from,
+            };
+        }
+        let batch = &batch[..replies];
+        let mut handled = 0;
+        if self.queue.is_empty() && self.writable {
+            let (send, socket) = (&mut self.send, &self.socket);
+            let outcome = send_all(|replies| send.send(socket, replies), batch, stats);
+            handled = outcome.handled;
+            self.writable = !outcome.would_block;
+        }
+        for reply in &batch[handled..] {
+            if !self.queue.push(reply) {
+                stats.udp_dropped_queue_full += 1;
+            }
+        }
+    }
+
+    /// Sends waiting replies, a batch per `sendmmsg`, until none wait or the socket is full.
+    fn flush_queue(&mut self, stats: &mut Stats) {
+        while self.writable && !self.queue.is_empty() {
+            let (send, socket) = (&mut self.send, &self.socket);
+            let (batch, count) = self.queue.front();
+            let outcome = send_all(|replies| send.send(socket, replies), &batch[..count], stats);
+            self.queue.pop(outcome.handled);
+            self.writable = !outcome.would_block;
+        }
+    }
+}
+
+/// What [`send_all`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SendOutcome {
+    /// Replies dealt with from the front: sent, or dropped on their own error.
+    handled: usize,
+    /// The socket would block: the rest must wait for the next writable edge.
+    would_block: bool,
+}
+
+/// Sends `replies` in order through `send` (one `sendmmsg` per call). A partial send resumes
+/// after the replies the kernel took; an error other than `WouldBlock`/`EINTR` is the first
+/// unsent reply's own (a bad destination, a datagram too long): that reply is dropped and
+/// counted, and sending goes on with the next.
+fn send_all(
+    mut send: impl FnMut(&[Reply<'_>]) -> io::Result<Sent>,
+    replies: &[Reply<'_>],
+    stats: &mut Stats,
+) -> SendOutcome {
+    let mut handled = 0;
+    while handled < replies.len() {
+        match send(&replies[handled..]) {
+            Ok(sent) => {
+                stats.udp_datagrams_out += (sent.count - sent.short) as u64;
+                stats.udp_bytes_out += sent.bytes;
+                stats.udp_dropped_send_error += sent.short as u64;
+                handled += sent.count;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return SendOutcome {
+                    handled,
+                    would_block: true,
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::debug!("udp sendmmsg to {}: {e}", replies[handled].to);
+                stats.udp_dropped_send_error += 1;
+                handled += 1;
+            }
+        }
+    }
+    SendOutcome {
+        handled,
+        would_block: false,
+    }
+}
+
+fn refusal_counter(refusal: Refusal, stats: &mut Stats) -> &mut u64 {
+    match refusal {
+        Refusal::PrivilegedPort => &mut stats.udp_dropped_privileged_port,
+        Refusal::OwnAddress => &mut stats.udp_dropped_own_address,
+        Refusal::EchoLoop => &mut stats.udp_dropped_loop,
+    }
+}
+
+/// Logs a broken echo loop, at most once per [`LOOP_WARNING_PERIOD`].
+fn warn_loop(last: &mut Option<Instant>, now: Instant, peer: SocketAddr, stats: &Stats) {
+    if last.is_some_and(|at| now.saturating_duration_since(at) < LOOP_WARNING_PERIOD) {
+        return;
+    }
+    *last = Some(now);
+    log::warn!(
+        "udp: broke an echo loop with {peer} (it sent back the datagram we had just sent it \
+         {} times in a row); {} datagrams refused as loops so far",
+        guard::LOOP_BOUNCES,
+        stats.udp_dropped_loop
+    );
+}
+
+/// A v4-mapped sender (on a dual-stack socket) as plain IPv4; others unchanged (an IPv6
+/// sender keeps its scope id, which link-local replies need).
+fn canonical_peer(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => peer,
+        },
+        SocketAddr::V4(_) => peer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replies(lengths: &[usize]) -> Vec<Vec<u8>> {
+        lengths.iter().map(|&len| vec![7; len]).collect()
+    }
+
+    fn as_replies(payloads: &[Vec<u8>]) -> Vec<Reply<'_>> {
+        payloads
+            .iter()
+            .map(|bytes| Reply {
+                bytes,
+                to: "127.0.0.1:4000".parse().unwrap(),
+                from: None,
+            })
+            .collect()
+    }
+
+    /// A scripted kernel: each call takes at most `take[i]` replies or fails with `fail[i]`.
+    fn scripted(script: Vec<io::Result<usize>>) -> impl FnMut(&[Reply<'_>]) -> io::Result<Sent> {
+        let mut script = script.into_iter();
+        move |replies| {
+            let take = script
+                .next()
+                .unwrap_or(Err(io::ErrorKind::WouldBlock.into()))?;
+            let taken = &replies[..take.min(replies.len())];
+            Ok(Sent {
+                count: taken.len(),
+                short: 0,
+                bytes: taken.iter().map(|r| r.bytes.len() as u64).sum(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_partial_sendmmsg_resumes_where_the_kernel_stopped() {
+        let payloads = replies(&[1, 2, 3, 4, 5]);
+        let mut stats = Stats::default();
+        let outcome = send_all(
+            scripted(vec![Ok(2), Ok(1), Ok(5)]),
+            &as_replies(&payloads),
+            &mut stats,
+        );
+        assert_eq!(
+            outcome,
+            SendOutcome {
+                handled: 5,
+                would_block: false
+            }
+        );
+        assert_eq!(stats.udp_datagrams_out, 5);
+        assert_eq!(stats.udp_bytes_out, 15);
+    }
+
+    #[test]
+    fn an_error_drops_one_reply_and_would_block_keeps_the_rest() {
+        let payloads = replies(&[1, 2, 3, 4, 5]);
+        let mut stats = Stats::default();
+        let script = vec![
+            Ok(1),
+            Err(io::Error::from_raw_os_error(nix::libc::EMSGSIZE)),
+            Err(io::ErrorKind::Interrupted.into()),
+            Ok(1),
+            Err(io::ErrorKind::WouldBlock.into()),
+        ];
+        let outcome = send_all(scripted(script), &as_replies(&payloads), &mut stats);
+        assert_eq!(
+            outcome,
+            SendOutcome {
+                handled: 3,
+                would_block: true
+            }
+        );
+        assert_eq!(stats.udp_datagrams_out, 2);
+        assert_eq!(stats.udp_bytes_out, 1 + 3);
+        assert_eq!(stats.udp_dropped_send_error, 1);
+    }
+
+    #[test]
+    fn a_short_send_counts_as_failed_not_echoed() {
+        let payloads = replies(&[10]);
+        let mut stats = Stats::default();
+        let short = |_: &[Reply<'_>]| {
+            Ok(Sent {
+                count: 1,
+                short: 1,
+                bytes: 0,
+            })
+        };
+        let outcome = send_all(short, &as_replies(&payloads), &mut stats);
+        assert_eq!(outcome.handled, 1);
+        assert_eq!(
+            (stats.udp_datagrams_out, stats.udp_dropped_send_error),
+            (0, 1)
+        );
+    }
+
+    /// A service other than echo, through a real socket: replies of its own bytes, echoes,
+    /// and silence, in the order the requests came.
+    #[test]
+    fn a_service_decides_the_bytes_of_each_reply() {
+        struct Reverse;
+        impl DatagramService for Reverse {
+            fn answer(&mut self, request: &Request<'_>, reply: &mut ReplyWriter<'_>) -> Answer {
+                assert_eq!(request.local.ip(), std::net::Ipv4Addr::LOCALHOST);
+                assert!(request.peer.ip().is_loopback() && request.peer.port() >= 1024);
+                match request.bytes {
+                    b"quiet" => Answer::Silent,
+                    b"same" => Answer::Echo,
+                    bytes => {
+                        let reversed: Vec<u8> = bytes.iter().rev().copied().collect();
+                        io::Write::write_all(reply, &reversed)
+                            .map_or(Answer::Silent, |()| Answer::Reply)
+                    }
+                }
+            }
+        }
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut endpoint = UdpEcho::new(socket, 8).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        for request in [&b"abc"[..], b"quiet", b"same", b"xy"] {
+            client.send_to(request, endpoint.local_addr()).unwrap();
+        }
+        let mut stats = Stats::default();
+        for _ in 0..1_000 {
+            if stats.udp_datagrams_in == 4 {
+                break;
+            }
+            endpoint.on_readiness(Readiness::READABLE);
+            endpoint.drive_with(&mut Reverse, 64, Instant::now(), &mut stats);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut buf = [0u8; 16];
+        for want in [&b"cba"[..], b"same", b"yx"] {
+            let (len, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..len], from), (want, endpoint.local_addr()));
+        }
+        assert_eq!((stats.udp_datagrams_in, stats.udp_datagrams_out), (4, 3));
+    }
+
+    #[test]
+    fn mapped_peers_become_ipv4_and_scope_ids_stay() {
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:5000".parse().unwrap();
+        assert_eq!(canonical_peer(mapped), "10.0.0.1:5000".parse().unwrap());
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            5000,
+            0,
+            3,
+        ));
+        assert_eq!(canonical_peer(scoped), scoped);
+    }
+}
