@@ -5,11 +5,11 @@
 //! listen backlog. With port 0 the kernel picks the TCP port, and UDP then binds the same
 //! number; if that number happens to be taken for UDP, we try again with a fresh TCP port.
 //!
-//! Every IPv6 socket is `IPV6_V6ONLY`, set explicitly rather than left to the
-//! `net.ipv6.bindv6only` sysctl: `::` then serves IPv6 only, the same on every machine, and
-//! `--bind :: --bind 0.0.0.0` binds both families on one port without the second bind failing
-//! with "address in use". (With the option off, `::` would also take IPv4 as v4-mapped
-//! addresses, and the server's own-address checks would have to unwrap them.)
+//! `IPV6_V6ONLY` is set explicitly, off, on every IPv6 socket rather than left to the
+//! `net.ipv6.bindv6only` sysctl: `::` is then dual stack on every machine, one socket for
+//! both families (IPv4 peers appear v4-mapped, and the UDP guards compare addresses in
+//! canonical form). A `0.0.0.0` beside `::` on the same port would fail with "address in
+//! use", so the command line drops a `--bind 0.0.0.0` that a `--bind ::` already covers.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -121,10 +121,10 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
     setup().map_err(|e| bind_error("UDP", addr, e))
 }
 
-/// IPv6 sockets serve IPv6 only, whatever the sysctl says (see the module doc).
+/// IPv6 sockets are dual stack, whatever the sysctl says (see the module doc).
 fn v6_only(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
     match addr {
-        SocketAddr::V6(_) => socket.set_only_v6(true),
+        SocketAddr::V6(_) => socket.set_only_v6(false),
         SocketAddr::V4(_) => Ok(()),
     }
 }
@@ -144,13 +144,14 @@ mod tests {
     use crate::listen::Protocol as Proto;
     use crate::service::ServiceKind;
 
-    #[test]
-    fn port_zero_gives_both_protocols_one_port_and_v6_is_v6_only() {
-        let bound = bind_pair("[::1]:0".parse().unwrap(), true, true, 16).expect("bind ::1");
+    /// On `::` (the wildcard, where dual stack matters; bound for the moment of the test, no
+    /// traffic), both protocols share the port and `IPV6_V6ONLY` is off.
+    fn port_zero_gives_both_protocols_one_port_and_v6_is_dual_stack() {
+        let bound = bind_pair("[::]:0".parse().unwrap(), true, true, 16).expect("bind ::");
         let tcp = bound.tcp.expect("tcp").local_addr().unwrap();
         let udp = bound.udp.expect("udp");
         assert_eq!(tcp.port(), udp.local_addr().unwrap().port());
-        assert!(socket2::SockRef::from(&udp).only_v6().unwrap());
+        assert!(!socket2::SockRef::from(&udp).only_v6().unwrap());
     }
 
     #[test]

@@ -64,7 +64,7 @@ fn parse_port(text: &str) -> Result<EchoPort, String> {
 pub struct Cli {
     /// Address to serve on; repeat for several. An IP address or a name (localhost: every
     /// address it resolves to). 0.0.0.0 or :: exposes the services beyond this machine; ::
-    /// is IPv6 only (IPV6_V6ONLY), add 0.0.0.0 for IPv4.
+    /// is dual stack (IPV6_V6ONLY off): it serves IPv4 too.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_bind)]
     pub bind: Vec<BindAddrs>,
 
@@ -169,13 +169,18 @@ impl Cli {
         }
     }
 
-    /// Every --bind address, names resolved, without duplicates.
+    /// Every --bind address, names resolved, without duplicates, and without a `0.0.0.0`
+    /// that a dual-stack `::` already covers (both could not bind one port).
     fn bind_addrs(&self) -> Vec<IpAddr> {
         let mut addrs: Vec<IpAddr> = Vec::new();
         for ip in self.bind.iter().flat_map(|b| b.0.iter()) {
             if !addrs.contains(ip) {
                 addrs.push(*ip);
             }
+        }
+        let any_v6 = IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
+        if addrs.contains(&any_v6) {
+            addrs.retain(|ip| *ip != IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED));
         }
         addrs
     }
@@ -449,6 +454,15 @@ mod tests {
         ips.dedup();
         assert_eq!(ips.len(), all.len(), "duplicates merged: {all:?}");
         assert!(invalid(&["--bind", "127.0.0.1:7"]).contains("no port here"));
+        let both = run(&["--bind", "0.0.0.0", "--bind", "::"])
+            .to_config()
+            .unwrap();
+        let ips: Vec<String> = both
+            .all_listeners()
+            .iter()
+            .map(|l| l.addr.ip().to_string())
+            .collect();
+        assert_eq!(ips, ["::"], "a dual-stack :: covers 0.0.0.0");
     }
 
     #[test]
