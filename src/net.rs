@@ -144,6 +144,7 @@ mod tests {
     use crate::listen::Protocol as Proto;
     use crate::service::ServiceKind;
 
+    #[test]
     /// On `::` (the wildcard, where dual stack matters; bound for the moment of the test, no
     /// traffic), both protocols share the port and `IPV6_V6ONLY` is off.
     fn port_zero_gives_both_protocols_one_port_and_v6_is_dual_stack() {
