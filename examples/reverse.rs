@@ -41,6 +41,14 @@ impl Service for Reverse {
             self.on_input(b"\n", out);
         }
     }
+
+    /// Over UDP each datagram stands alone (one value answers every peer: it keeps no line).
+    fn on_datagram(&mut self, request: &[u8], out: &mut Output<'_>) -> bool {
+        let mut once = Reverse::default();
+        once.on_input(request, out);
+        once.on_peer_closed(out);
+        true
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -102,6 +102,9 @@ pub trait Service: Send {
     /// UDP: one datagram arrived. Returns true to send what was written as the reply (which
     /// may be empty), false for no reply. The default treats the datagram as input and
     /// replies when that wrote something. Replies longer than [`MAX_REPLY`] are not sent.
+    ///
+    /// One value answers every peer of a UDP socket: a service that keeps state between
+    /// inputs (a partial line) should answer each datagram on its own here.
     fn on_datagram(&mut self, request: &[u8], out: &mut Output<'_>) -> bool {
         self.on_input(request, out);
         out.written() > 0
