@@ -8,10 +8,12 @@
 #   2. cargo test --release -- --ignored --nocapture --test-threads=1
 #      (tests/many_clients.rs: 1,000 clients x 1 MiB; tests/fd_exhaustion.rs: EMFILE with 800
 #      clients; tests/naive_writers.rs: 32 naive writers; tests/fairness.rs: the long fairness
-#      run with its budgets-off negative control; one at a time, since they measure CPU and
-#      latency)
+#      run with its budgets-off negative control; tests/mass_ingest.rs: 100 writers x 64 MiB
+#      with default flags beside a ping-pong probe, whose p99 must stay under 5 ms and max
+#      under 20 ms (a loaded machine shows in the max); one at a time, since they measure CPU
+#      and latency)
 #   3. the measuring tests' default set in release mode, for their figures (fd_exhaustion,
-#      naive_writers, fairness, slow_readers)
+#      naive_writers, fairness, slow_readers, mass_ingest)
 #   4. the UDP loop and batch tests in release mode, for their figures: forged sources inside a
 #      private network namespace (tests/udp_loops.rs: a mapped self-source, another local
 #      address, loops between two servers and how long one lives on the wire); skipped, with
@@ -112,7 +114,7 @@ step "ignored tests (release)" \
 	cargo test --release -- --ignored --nocapture --test-threads=1
 step "resource tests, default set (release)" \
 	cargo test --release --test fd_exhaustion --test naive_writers --test fairness \
-	--test slow_readers -- --nocapture
+	--test slow_readers --test mass_ingest -- --nocapture
 if unshare -n true 2>/dev/null; then
 	step "UDP loops in a network namespace (release)" \
 		cargo test --release --test udp_loops --test udp_batch -- --nocapture --test-threads=1

@@ -6,7 +6,7 @@
 //! load-test peer, and a safe default on a developer's machine (loopback only).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::listen::{Listener, Protocol};
@@ -79,6 +79,9 @@ pub struct Config {
     /// Close a connection whose pending output made no write progress for this long (a client
     /// that writes but never reads). Default 60 s.
     pub stall_timeout: Option<Duration>,
+    /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` from the event loop itself.
+    /// Default off. Port 0 picks a free one. Needs the `metrics` feature (on by default).
+    pub metrics: Option<SocketAddr>,
     /// More listeners, beside the echo listener that `bind`, `port`, `tcp` and `udp`
     /// describe (turn both of those off to serve only these). Each carries its service.
     pub listeners: Vec<Listener>,
@@ -145,6 +148,7 @@ impl Default for Config {
             memory_budget: 1 << 30,
             idle_timeout: None,
             stall_timeout: Some(Duration::from_secs(60)),
+            metrics: None,
             listeners: Vec::new(),
             udp_reply_rate: 10,
         }
@@ -174,6 +178,8 @@ pub enum ConfigError {
     MemoryBudgetTooSmall,
     /// `idle_timeout` or `stall_timeout` is zero (use `None` to turn it off).
     ZeroTimeout,
+    /// `metrics` is set, but the library was built without its `metrics` feature.
+    MetricsNotBuilt,
 }
 
 /// The smallest `max_pending`: one read's worth of echo.
@@ -203,6 +209,9 @@ impl fmt::Display for ConfigError {
             ConfigError::MemoryBudgetTooSmall => "memory-budget must be at least 1M",
             ConfigError::ZeroTimeout => {
                 "timeouts must be longer than zero (leave them off instead)"
+            }
+            ConfigError::MetricsNotBuilt => {
+                "metrics were asked for, but echoloop was built without its `metrics` feature"
             }
         })
     }
@@ -249,6 +258,10 @@ impl Config {
                     || self.stall_timeout == Some(Duration::ZERO),
                 ConfigError::ZeroTimeout,
             ),
+            (
+                self.metrics.is_some() && !cfg!(feature = "metrics"),
+                ConfigError::MetricsNotBuilt,
+            ),
         ];
         match checks.into_iter().find(|(failed, _)| *failed) {
             Some((_, error)) => Err(error),
@@ -274,6 +287,11 @@ impl Config {
         echo.into_iter()
             .chain(self.listeners.iter().cloned())
             .collect()
+    }
+
+    /// True when the metrics endpoint reaches beyond this machine.
+    pub fn metrics_exposed(&self) -> bool {
+        self.metrics.is_some_and(|addr| !addr.ip().is_loopback())
     }
 }
 

@@ -17,7 +17,7 @@ pub enum ServerError {
     Config(ConfigError),
     /// A socket could not be bound or set up.
     Bind {
-        /// "TCP" or "UDP".
+        /// "TCP", "UDP", or "metrics" (the `/metrics` endpoint, over TCP).
         protocol: &'static str,
         /// The address we tried.
         addr: SocketAddr,
@@ -28,13 +28,24 @@ pub enum ServerError {
     Poll(io::Error),
 }
 
+/// The `protocol` of a [`ServerError::Bind`] for the metrics endpoint.
+pub(crate) const METRICS: &str = "metrics";
+
 impl ServerError {
     /// Advice for the user, for the errors whose cause is usually the same.
     fn hint(&self) -> Option<&'static str> {
-        let ServerError::Bind { source, addr, .. } = self else {
+        let ServerError::Bind {
+            source,
+            addr,
+            protocol,
+        } = self
+        else {
             return None;
         };
         match source.kind() {
+            io::ErrorKind::AddrInUse if *protocol == METRICS => {
+                Some("another process holds this port; pick another with --metrics ADDR:PORT")
+            }
             io::ErrorKind::AddrInUse => {
                 Some("another process holds this port; pick another with --port, or --port 0 for any free port")
             }

@@ -50,6 +50,8 @@
 //! - `reactor/timers.rs`: idle and stall deadlines, the stats line, the poll timeout.
 //! - `reactor/deadlines.rs`: the min-heap of deadlines with lazy re-arming.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
+//! - `reactor/report.rs`: [`ReportHandle`] and the stats line (totals and rates).
+//! - `reactor/scrape.rs`: the metrics endpoint's tokens and hooks in the loop.
 //! - `reactor/bind.rs`: [`Server::bind`]: sockets, poller, policies from the config.
 //! - [`connection`]: one TCP connection's state machine, [`Readiness`](connection::Readiness)
 //!   in, an [`Outcome`](connection::Outcome) out; `connection/script.rs` holds its test
@@ -62,13 +64,16 @@
 //!   echo, discard, chargen, daytime, time, unixtime; UDP reply rate limits.
 //! - [`listen`]: listeners (service, protocol, address) and the `--listen` syntax.
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
-//! - `stats.rs`: [`Stats`] counters and [`CloseReason`].
+//! - `stats.rs`: [`Stats`] counters and [`CloseReason`]; the byte and datagram accounting.
+//! - `report.rs`: the periodic stats line: totals and per-second rates over the interval.
+//! - [`metrics`] (feature `metrics`): the Prometheus `/metrics` endpoint on the same loop.
 //! - `error.rs`: [`ServerError`], for setup and fatal failures.
 //! - [`units`]: sizes and durations as typed on a command line.
 //!
-//! The public API is what an embedder needs: [`Server`], [`ShutdownHandle`], [`Config`] (with
-//! [`config`]'s defaults), [`Stats`], [`CloseReason`], the errors, and [`connection`], the
-//! reusable state machine (also what the benches and the fuzz target drive).
+//! The public API is what an embedder needs: [`Server`], [`ShutdownHandle`], [`ReportHandle`],
+//! [`Config`] (with [`config`]'s defaults), [`Stats`], [`CloseReason`], the errors, and
+//! [`connection`], the reusable state machine (also what the benches and the fuzz target
+//! drive); with the `metrics` feature, [`metrics`] (the endpoint and the page renderer).
 //!
 //! The `echoloop` binary (`src/bin/echoloop/`, feature `cli`) maps its flags onto [`Config`].
 //! The load generator, `echoloop-bench`, is a crate of its own in `loadgen/`: it shares no code
@@ -137,8 +142,11 @@ pub mod config;
 pub mod connection;
 mod error;
 pub mod listen;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod net;
 mod reactor;
+mod report;
 pub mod service;
 mod stats;
 mod udp;
@@ -147,5 +155,5 @@ mod zero_copy;
 
 pub use config::{Config, ConfigError};
 pub use error::ServerError;
-pub use reactor::{Server, ShutdownHandle};
+pub use reactor::{ReportHandle, Server, ShutdownHandle};
 pub use stats::{CloseReason, ServiceStats, Stats};

@@ -3,6 +3,12 @@
 //! Every policy decision bumps a counter here (as Redis does in `server.stat_*`), so a user can
 //! cross-check a load generator against the server: bytes the generator saw echoed must equal
 //! `tcp_bytes_out`. The same line serves humans and scripts: `summary key=value ...`.
+//!
+//! The accounting is exact, at any moment ([`Stats::accounting_holds`]): every TCP byte read
+//! was echoed, is pending, or was discarded for a named reason
+//! (`tcp_bytes_in = tcp_bytes_out + pending_bytes + tcp_bytes_discarded`), and every datagram
+//! received was echoed, is queued, or was dropped for a named reason
+//! (`udp_datagrams_in = udp_datagrams_out + udp_queued_datagrams + udp_dropped`).
 
 use std::fmt;
 use std::time::Duration;
@@ -63,12 +69,25 @@ pub struct Stats {
     pub accept_errors: u64,
     /// ... of which were out of descriptors (EMFILE/ENFILE), pausing accepts briefly.
     pub accept_fd_exhausted: u64,
-    /// Bytes read from TCP clients.
+    /// Bytes read from TCP clients (including those read and discarded while lingering).
     pub tcp_bytes_in: u64,
     /// Bytes written back to TCP clients.
     pub tcp_bytes_out: u64,
-    /// Bytes read and discarded while lingering after shutdown (not echoed, by design).
+    /// Bytes read and never echoed, all reasons together (the `tcp_discarded_*` below).
     pub tcp_bytes_discarded: u64,
+    /// ... pending when the drain deadline closed their connection.
+    pub tcp_discarded_drain_timeout: u64,
+    /// ... pending when the stall timeout closed their connection.
+    pub tcp_discarded_stall_timeout: u64,
+    /// ... pending when the idle timeout closed their connection.
+    pub tcp_discarded_idle_timeout: u64,
+    /// ... pending when the peer reset the connection (or a write found it gone).
+    pub tcp_discarded_reset: u64,
+    /// ... pending when another I/O error ended the connection.
+    pub tcp_discarded_io_error: u64,
+    /// ... read while lingering after shutdown, by design: the server had sent its FIN and
+    /// reads only to reach the peer's, so closing sends no RST.
+    pub tcp_discarded_linger: u64,
     /// Times a connection hit its pending-output limit and stopped being read.
     pub backpressure_pauses: u64,
     /// ... of which happened because the global memory budget lowered the limit.
@@ -78,8 +97,10 @@ pub struct Stats {
     /// Bulk connections that stayed on the copying path because no pipe could be made
     /// (out of descriptors).
     pub zero_copy_unavailable: u64,
-    /// Pending output summed over all connections, now.
+    /// Pending output summed over all connections, now (a gauge).
     pub pending_bytes: u64,
+    /// Zero-copy pipes held by connections now (a gauge).
+    pub zero_copy_pipes_open: u64,
     /// Datagrams received.
     pub udp_datagrams_in: u64,
     /// Datagrams echoed.
@@ -102,6 +123,10 @@ pub struct Stats {
     pub udp_dropped_loop: u64,
     /// Datagrams the kernel truncated (`MSG_TRUNC`), dropped rather than echoed short.
     pub udp_dropped_truncated: u64,
+    /// Replies still queued when shutdown closed the UDP socket.
+    pub udp_dropped_shutdown: u64,
+    /// Replies waiting in the queue now (a gauge).
+    pub udp_queued_datagrams: u64,
     /// Datagrams not answered because their source was over its reply rate (services that
     /// can amplify, on a listener beyond loopback; see `service::reply_limit`).
     pub udp_dropped_rate_limited: u64,
@@ -140,10 +165,48 @@ impl Stats {
     /// Counts what one drive of a connection did: bytes each way, bytes discarded while
     /// lingering, and backpressure pauses.
     pub(crate) fn record_drive(&mut self, outcome: &Outcome) {
-        self.tcp_bytes_in += outcome.bytes_read as u64;
+        let lingered = outcome.bytes_discarded as u64;
+        self.tcp_bytes_in += outcome.bytes_read as u64 + lingered;
         self.tcp_bytes_out += outcome.bytes_written as u64;
-        self.tcp_bytes_discarded += outcome.bytes_discarded as u64;
+        self.tcp_bytes_discarded += lingered;
+        self.tcp_discarded_linger += lingered;
         self.backpressure_pauses += outcome.pauses as u64;
+    }
+
+    /// Counts the output still pending when a connection closed for `reason` as discarded.
+    pub(crate) fn record_discard(&mut self, reason: CloseReason, pending: u64) {
+        if pending == 0 {
+            return;
+        }
+        let counter = match reason {
+            CloseReason::DrainTimeout => &mut self.tcp_discarded_drain_timeout,
+            CloseReason::StallTimeout => &mut self.tcp_discarded_stall_timeout,
+            CloseReason::IdleTimeout => &mut self.tcp_discarded_idle_timeout,
+            CloseReason::Reset => &mut self.tcp_discarded_reset,
+            // An orderly close happens only with nothing pending; should one ever not, the
+            // bytes still land in a counter rather than vanish.
+            CloseReason::IoError | CloseReason::PeerClosed | CloseReason::Shutdown => {
+                &mut self.tcp_discarded_io_error
+            }
+        };
+        *counter += pending;
+        self.tcp_bytes_discarded += pending;
+    }
+
+    /// Whether every byte and datagram is accounted for (see the module doc). `pending_bytes`
+    /// and `udp_queued_datagrams` must be current, as in [`Server::stats`](crate::Server::stats).
+    pub fn accounting_holds(&self) -> bool {
+        let discarded_by_reason = self.tcp_discarded_drain_timeout
+            + self.tcp_discarded_stall_timeout
+            + self.tcp_discarded_idle_timeout
+            + self.tcp_discarded_reset
+            + self.tcp_discarded_io_error
+            + self.tcp_discarded_linger;
+        discarded_by_reason == self.tcp_bytes_discarded
+            && self.tcp_bytes_in
+                == self.tcp_bytes_out + self.pending_bytes + self.tcp_bytes_discarded
+            && self.udp_datagrams_in
+                == self.udp_datagrams_out + self.udp_queued_datagrams + self.udp_dropped()
     }
 
     /// Counts one closed connection under its reason.
@@ -170,6 +233,7 @@ impl Stats {
             + self.udp_dropped_own_address
             + self.udp_dropped_loop
             + self.udp_dropped_truncated
+            + self.udp_dropped_shutdown
             + self.udp_dropped_rate_limited
     }
 
@@ -192,7 +256,7 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
-        let fields: [(&str, u64); 34] = [
+        let fields: [(&str, u64); 43] = [
             ("conn_accepted", self.conn_accepted),
             ("conn_active", self.conn_active),
             ("conn_closed", self.conn_closed),
@@ -210,8 +274,24 @@ impl fmt::Display for Stats {
             ("tcp_bytes_in", self.tcp_bytes_in),
             ("tcp_bytes_out", self.tcp_bytes_out),
             ("tcp_bytes_discarded", self.tcp_bytes_discarded),
+            (
+                "tcp_discarded_drain_timeout",
+                self.tcp_discarded_drain_timeout,
+            ),
+            (
+                "tcp_discarded_stall_timeout",
+                self.tcp_discarded_stall_timeout,
+            ),
+            (
+                "tcp_discarded_idle_timeout",
+                self.tcp_discarded_idle_timeout,
+            ),
+            ("tcp_discarded_reset", self.tcp_discarded_reset),
+            ("tcp_discarded_io_error", self.tcp_discarded_io_error),
+            ("tcp_discarded_linger", self.tcp_discarded_linger),
             ("zero_copy_conns", self.zero_copy_conns),
             ("zero_copy_unavailable", self.zero_copy_unavailable),
+            ("zero_copy_pipes_open", self.zero_copy_pipes_open),
             ("pending_bytes", self.pending_bytes),
             ("backpressure_pauses", self.backpressure_pauses),
             ("memory_budget_pauses", self.memory_budget_pauses),
@@ -228,8 +308,10 @@ impl fmt::Display for Stats {
             ("udp_dropped_own_address", self.udp_dropped_own_address),
             ("udp_dropped_loop", self.udp_dropped_loop),
             ("udp_dropped_truncated", self.udp_dropped_truncated),
+            ("udp_dropped_shutdown", self.udp_dropped_shutdown),
             ("udp_dropped_rate_limited", self.udp_dropped_rate_limited),
             ("udp_dropped", self.udp_dropped()),
+            ("udp_queued_datagrams", self.udp_queued_datagrams),
         ];
         for (key, value) in fields {
             write!(f, " {key}={value}")?;
@@ -266,6 +348,46 @@ mod tests {
         assert_eq!(stats.conn_active, 0);
         assert_eq!(stats.closed_reset, 1);
         assert_eq!(stats.closed_peer, 1);
+    }
+
+    /// Pending output of a closing connection lands under its reason; the invariant holds
+    /// before and after, and a byte that vanished would break it.
+    #[test]
+    fn discards_are_counted_by_reason_and_the_books_balance() {
+        let mut stats = Stats {
+            tcp_bytes_in: 100,
+            tcp_bytes_out: 40,
+            pending_bytes: 60,
+            ..Stats::default()
+        };
+        assert!(stats.accounting_holds());
+        stats.record_discard(CloseReason::StallTimeout, 50);
+        stats.record_discard(CloseReason::DrainTimeout, 10);
+        stats.pending_bytes = 0;
+        assert_eq!(stats.tcp_discarded_stall_timeout, 50);
+        assert_eq!(stats.tcp_discarded_drain_timeout, 10);
+        assert_eq!(stats.tcp_bytes_discarded, 60);
+        assert!(stats.accounting_holds(), "{stats}");
+        stats.tcp_bytes_in += 1;
+        assert!(!stats.accounting_holds(), "one unaccounted byte is caught");
+    }
+
+    #[test]
+    fn udp_datagrams_balance_with_queue_and_drops() {
+        let stats = Stats {
+            udp_datagrams_in: 10,
+            udp_datagrams_out: 6,
+            udp_queued_datagrams: 1,
+            udp_dropped_queue_full: 2,
+            udp_dropped_shutdown: 1,
+            ..Stats::default()
+        };
+        assert!(stats.accounting_holds(), "{stats}");
+        assert!(!Stats {
+            udp_queued_datagrams: 0,
+            ..stats
+        }
+        .accounting_holds());
     }
 
     #[test]

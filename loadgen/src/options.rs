@@ -6,6 +6,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use echoloop::units::MAX_DURATION;
+
 /// Largest UDP payload over IPv4 (65,535 - 8 UDP header - 20 IP header).
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
@@ -22,6 +24,18 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Every datagram starts with its 8-byte sequence number, so a datagram cannot be smaller.
 pub const UDP_HEADER: usize = 8;
+
+/// Most connections (or UDP sockets) one run may ask for. One source address reaches one
+/// target over at most 64K ports, so this is far past any real run; its purpose is to refuse
+/// a typo before the tables sized by it are allocated.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// Most worker threads: each has its own poll loop and buffers.
+pub const MAX_THREADS: usize = 1024;
+
+/// Most messages (pipeline `--depth`) or datagrams (udp `--window`) in flight per connection:
+/// the per-connection tables of send times are sized by it.
+pub const MAX_IN_FLIGHT: usize = 1 << 16;
 
 /// What traffic the generator produces.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -210,11 +224,26 @@ impl Options {
     /// Checks combinations that the types cannot express.
     pub fn validate(&self) -> Result<(), OptionError> {
         let bad = |msg: String| Err(OptionError(msg));
-        if self.threads == 0 {
-            return bad("--threads must be at least 1".into());
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            return bad(format!("--threads must be between 1 and {MAX_THREADS}"));
         }
-        if self.connections == 0 {
-            return bad("--connections must be at least 1".into());
+        if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
+            return bad(format!(
+                "--connections must be between 1 and {MAX_CONNECTIONS}"
+            ));
+        }
+        // The run adds these to clock readings (and the drain deadline up to ten times
+        // `drain_timeout`): bounded, no sum can overflow an `Instant`.
+        for (flag, value) in [
+            ("--duration", self.duration),
+            ("--warmup", self.warmup),
+            ("--drain-timeout", self.drain_timeout),
+            ("--loss-timeout", self.loss_timeout),
+            ("--connect-timeout", self.connect_timeout),
+        ] {
+            if value > MAX_DURATION {
+                return bad(format!("{flag} must be at most 100 years"));
+            }
         }
         if self.size.min() == 0 {
             return bad("--size must be at least 1 byte".into());
@@ -237,14 +266,16 @@ impl Options {
             }
         }
         match self.mode {
-            Mode::Pipeline { depth: 0 } => bad("--depth must be at least 1".into()),
+            Mode::Pipeline { depth } if !(1..=MAX_IN_FLIGHT).contains(&depth) => {
+                bad(format!("--depth must be between 1 and {MAX_IN_FLIGHT}"))
+            }
             Mode::Stream { window: 0 } => bad("--window must be at least 1".into()),
             Mode::Rate { rate } if !(rate > 0.0 && rate.is_finite()) => {
                 bad("--rate must be a positive number".into())
             }
             Mode::Udp { window, rate } => {
-                if window == 0 {
-                    return bad("--window must be at least 1".into());
+                if !(1..=MAX_IN_FLIGHT).contains(&window) {
+                    return bad(format!("--window must be between 1 and {MAX_IN_FLIGHT}"));
                 }
                 if let Some(r) = rate {
                     if !(r > 0.0 && r.is_finite()) {
@@ -408,5 +439,33 @@ mod tests {
         assert!(o.validate().is_err(), "larger than a UDP datagram");
         let o = Options::new(Mode::Pipeline { depth: 0 }, addr);
         assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn values_that_would_overflow_or_exhaust_memory_are_refused() {
+        let addr: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let ok = Options::new(Mode::PingPong, addr);
+        let refused = |change: &dyn Fn(&mut Options)| {
+            let mut o = ok.clone();
+            change(&mut o);
+            o.validate().expect_err("refused").0
+        };
+        assert!(refused(&|o| o.connections = usize::MAX).contains("--connections"));
+        assert!(refused(&|o| o.threads = MAX_THREADS + 1).contains("--threads"));
+        assert!(refused(&|o| o.duration = Duration::MAX).contains("--duration"));
+        assert!(refused(&|o| o.warmup = Duration::MAX).contains("--warmup"));
+        assert!(refused(&|o| o.drain_timeout = Duration::MAX).contains("--drain-timeout"));
+        assert!(refused(&|o| o.mode = Mode::Pipeline { depth: usize::MAX }).contains("--depth"));
+        let udp = |window| Mode::Udp { window, rate: None };
+        assert!(refused(&|o| o.mode = udp(usize::MAX)).contains("--window"));
+        // The largest accepted values are accepted.
+        let mut o = ok.clone();
+        o.connections = MAX_CONNECTIONS;
+        o.duration = MAX_DURATION;
+        o.drain_timeout = MAX_DURATION;
+        o.mode = Mode::Pipeline {
+            depth: MAX_IN_FLIGHT,
+        };
+        assert_eq!(o.validate(), Ok(()));
     }
 }

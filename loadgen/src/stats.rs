@@ -23,7 +23,7 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Whole microseconds, at least 0, clamped to the histogram's range.
 #[inline]
 fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).min(MAX_US)
+    u64::try_from(d.as_micros()).map_or(MAX_US, |us| us.min(MAX_US))
 }
 
 /// Error counters. `verify` is the sum of the three kinds of verification failure events;

@@ -340,7 +340,10 @@ impl Worker<'_> {
             (d, d)
         } else {
             let d = now + self.opts.drain_timeout;
-            (d, d + self.opts.drain_timeout * DRAIN_EXTENSION_CAP)
+            (
+                d,
+                d + self.opts.drain_timeout.saturating_mul(DRAIN_EXTENSION_CAP),
+            )
         };
         self.phase = Phase::Draining {
             deadline,

@@ -17,7 +17,8 @@ fn run(target: SocketAddr, only: &[&str]) -> SuiteReport {
     let mut opts = CheckOptions::new(target);
     opts.quick = true;
     opts.udp = only.iter().any(|n| n.starts_with("udp"));
-    opts.timeout = Some(Duration::from_secs(1));
+    // Long enough that the checks expected to pass do so on a loaded machine.
+    opts.timeout = Some(Duration::from_secs(3));
     opts.only = only.iter().map(|s| s.to_string()).collect();
     let r = check::run(&opts).expect("valid options");
     eprintln!("{}", r.human());
@@ -94,14 +95,22 @@ fn a_server_that_drops_short_write_remainders_fails_backpressure() {
     assert!(skipped || cut, "{detail}");
 }
 
-/// Closes after 512 KiB with input unread: the kernel resets the connection, and
-/// `half-close` says so at the 1 MiB size; pipelined small bursts pass.
+/// Closes after 512 KiB with input unread: the kernel resets the connection (or, if no
+/// input happened to be queued at that instant, sends a FIN too early), and `half-close`
+/// says so at the 1 MiB size; pipelined small bursts pass.
 #[test]
 fn a_server_that_closes_with_unread_input_fails_half_close() {
     let server = BrokenTcp::start(Broken::ClosesWithUnreadInput);
     let r = run(server.addr, &["pipelined", "half-close"]);
     assert_passes(&r, "pipelined");
-    assert_fails(&r, "half-close", &["size 1 MiB", "reset"]);
+    // Usually the kernel resets (input was unread at close). When the client was slow and
+    // the server's receive queue happened to be empty at that instant, the close is a FIN
+    // and the check sees the stream cut short instead: the same fault, also a failure.
+    let detail = assert_fails(&r, "half-close", &["size 1 MiB"]);
+    assert!(
+        detail.contains("reset") || detail.contains("truncated: the server closed (FIN)"),
+        "{detail}"
+    );
 }
 
 /// Blocks in its write while the client is still writing: `deadlock-10m` reports the

@@ -30,7 +30,9 @@
 //! flushes, sends FIN and lingers as a shutdown does.
 //!
 //! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
-//! write straight back, keep only the unsent rest). A bulk connection may also be given a
+//! write straight back, keep only the unsent rest). The buffer is a queue of fixed-size blocks
+//! from a per-thread free list (`blocks`): it grows without reallocating, and blocks sent are
+//! reused warm instead of faulting in fresh pages. A bulk connection may also be given a
 //! kernel pipe ([`Connection::use_pipe`], see `zero_copy`): input is then spliced into the
 //! pipe and out again, never copied. Everything about the pipe (the pipe itself, how many bytes
 //! it holds, whether it may be full, whether one can be had at all) lives in one field,
@@ -45,13 +47,14 @@
 //! each socket once and never call `epoll_ctl` again, and lets a connection cut short by its
 //! per-wakeup budget resume later without waiting for an edge that will not come.
 
+mod blocks;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod script;
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::ops::BitOr;
 
-use bytes::{Buf, BytesMut};
+use self::blocks::{BlockQueue, MAX_SLICES};
 
 use crate::service::{Output, Service};
 use crate::stats::CloseReason;
@@ -205,6 +208,14 @@ enum Step {
     Discard,
 }
 
+/// A service's staging buffer is kept between calls up to this capacity (so a quiet
+/// connection holds little, and a replying one does not allocate per call).
+const STAGING_KEPT: usize = 4096;
+/// A streaming service writes at most this much per call, and keeps a staging buffer this
+/// large while it streams: below the allocator's `mmap` threshold, so no call maps and
+/// unmaps fresh pages. A turn still streams up to the write budget, a chunk at a time.
+const PRODUCE_CHUNK: usize = 64 * 1024;
+
 /// The protocol of a connection that is not echo: its [`Service`] value and where it is.
 struct Session {
     service: Box<dyn Service>,
@@ -216,6 +227,9 @@ struct Session {
     finished: bool,
     /// `on_writable` wrote nothing last time: ask again only after new input (no busy loop).
     idle: bool,
+    /// Where the service writes before its bytes join the pending blocks; kept between calls
+    /// unless it grew large (a chargen turn), so a quiet connection holds little.
+    staging: Vec<u8>,
 }
 
 impl std::fmt::Debug for Session {
@@ -235,7 +249,7 @@ struct Pending<P> {
     pipe: PipeState<P>,
     /// Bytes in this connection's heap buffer. Empty, with no allocation, while the fast path
     /// keeps up. New input goes here, never into the pipe, while it holds anything.
-    buffer: BytesMut,
+    buffer: BlockQueue,
 }
 
 /// A connection's zero-copy pipe, from "none yet" to "attached".
@@ -318,7 +332,7 @@ impl<P> Connection<P> {
             phase: Phase::Open,
             pending: Pending {
                 pipe: PipeState::None,
-                buffer: BytesMut::new(),
+                buffer: BlockQueue::new(),
             },
             paused: false,
             ready: Readiness::default(),
@@ -336,6 +350,7 @@ impl<P> Connection<P> {
             opened: false,
             finished: false,
             idle: false,
+            staging: Vec::new(),
         }));
         conn
     }
@@ -568,15 +583,15 @@ impl<P> Connection<P> {
         if in_pipe > 0 {
             return self.send_from_pipe(io, in_pipe.min(budget.write), budget, outcome);
         }
+        // Up to MAX_SLICES blocks in one `writev`. Blocks sent go back to the free list, and
+        // an emptied queue holds no heap memory: an idle connection holds no buffer.
         let buffer = &mut self.pending.buffer;
-        let chunk = buffer.len().min(budget.write);
-        match write_nonblocking(io, &buffer[..chunk])? {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = buffer.front_slices(budget.write, &mut slices);
+        let chunk: usize = slices[..count].iter().map(|slice| slice.len()).sum();
+        match write_nonblocking_with(chunk, || io.write_vectored(&slices[..count]))? {
             Some(n) => {
                 buffer.advance(n);
-                if buffer.is_empty() {
-                    // Give the memory back: an idle connection holds no heap buffer.
-                    *buffer = BytesMut::new();
-                }
                 budget.spend_write(n, outcome);
             }
             None => self.ready.writable = false,
@@ -668,9 +683,15 @@ impl<P> Connection<P> {
         let mut sent = 0;
         if self.pending.len() == 0 && self.ready.writable {
             // The fast path: straight from the shared scratch buffer back to the socket.
-            match write_nonblocking(io, data)? {
-                Some(written) => sent = written,
-                None => self.ready.writable = false,
+            match write_nonblocking(io, data) {
+                Ok(Some(written)) => sent = written,
+                Ok(None) => self.ready.writable = false,
+                Err(reason) => {
+                    // Read but never echoed: keep it as pending so the reactor counts it as
+                    // discarded under this close reason (every byte read is accounted for).
+                    self.pending.buffer.extend_from_slice(data);
+                    return Err(reason);
+                }
             }
             budget.spend_write(sent, outcome);
         }
@@ -761,7 +782,7 @@ impl<P> Connection<P> {
     /// Step `Produce`: a streaming service (chargen) writes its next piece, at most the
     /// write budget left, so it gets the same share of a turn as echo.
     fn produce(&mut self, limits: &Limits, budget: &Budget) {
-        let room = budget.write.min(limits.high_water);
+        let room = budget.write.min(limits.high_water).min(PRODUCE_CHUNK);
         let before = self.pending.len();
         self.call_service(room, |service, out| service.on_writable(out));
         if self.pending.len() == before {
@@ -778,9 +799,21 @@ impl<P> Connection<P> {
             return;
         };
         session.opened = true;
-        let mut out = Output::with_wall_clock(&mut self.pending.buffer, room);
+        let mut staging = std::mem::take(&mut session.staging);
+        let mut out = Output::with_wall_clock(&mut staging, room);
         call(session.service.as_mut(), &mut out);
-        if out.is_closing() && !session.finished {
+        let closing = out.is_closing();
+        self.pending.buffer.extend_from_slice(&staging);
+        staging.clear();
+        let kept = if session.streams {
+            PRODUCE_CHUNK
+        } else {
+            STAGING_KEPT
+        };
+        if staging.capacity() <= kept {
+            session.staging = staging;
+        }
+        if closing && !session.finished {
             session.finished = true;
             if self.phase == Phase::Open {
                 self.phase = Phase::Finishing;

@@ -157,7 +157,10 @@ impl Server {
                 return true;
             };
             match listener.socket.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer, listener.service, now),
+                // Stamped when accepted, not with the turn's `now`: the turn's earlier work would
+                // otherwise count against a new connection's idle timeout. One vDSO clock read
+                // beside an `accept` syscall costs next to nothing.
+                Ok((socket, peer)) => self.admit(socket, peer, listener.service, Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
@@ -178,7 +181,7 @@ impl Server {
 
     /// Keeps an accepted socket as a connection (registered, its timer armed), or drops it
     /// at once if admission says no (dropping closes it: the client sees EOF).
-    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, service: usize, now: Instant) {
+    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, service: usize, accepted_at: Instant) {
         if !self
             .admission
             .admit(peer, self.slots.len(), &mut self.stats)
@@ -196,7 +199,7 @@ impl Server {
             _ => Connection::new(),
         };
         let id = self.admission.next_id();
-        let mut slot = Slot::new(socket, peer, (service, conn), id, now);
+        let mut slot = Slot::new(socket, peer, (service, conn), id, accepted_at);
         // Registered once, for both directions; readiness is tracked in `Connection` after.
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) =

@@ -3,6 +3,8 @@
 //! server: its addresses, a shutdown handle, the counters so far.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::{TcpListener, UdpSocket};
@@ -13,14 +15,22 @@ use super::admission::Admission;
 use super::listeners::{TcpSide, UdpSide};
 use super::memory::MemoryBudget;
 use super::pipes::PipeBudget;
+use super::report::ReportHandle;
 use super::shutdown::{Shutdown, ShutdownHandle};
 use super::timers::Timers;
 use super::{Queues, Server, Source, SCRATCH_SIZE, WAKER};
+#[cfg(feature = "metrics")]
+use super::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
 use crate::config::{open_file_limit, Config, RESERVED_FDS};
 use crate::connection::Limits;
 use crate::error::ServerError;
+#[cfg(feature = "metrics")]
+use crate::error::METRICS;
 use crate::listen::{Endpoint, Protocol};
+#[cfg(feature = "metrics")]
+use crate::metrics::MetricsEndpoint;
 use crate::net;
+use crate::report::Reporter;
 use crate::service::datagram::DatagramAnswers;
 use crate::service::reply_limit::ReplyLimit;
 use crate::service::ServiceKind;
@@ -97,6 +107,26 @@ impl Server {
         };
         let (tcp_addr, udp_addr) = (first_echo(Protocol::Tcp), first_echo(Protocol::Udp));
         log_connection_limit(&config);
+        #[cfg(feature = "metrics")]
+        let metrics = config
+            .metrics
+            .map(|addr| {
+                MetricsEndpoint::bind(addr, registry, METRICS_LISTENER, METRICS_FIRST_SCRAPE)
+                    .map_err(|source| ServerError::Bind {
+                        protocol: METRICS,
+                        addr,
+                        source,
+                    })
+            })
+            .transpose()?;
+        if config.metrics_exposed() {
+            log::warn!(
+                "metrics on {}: the counters are readable beyond this machine",
+                config
+                    .metrics
+                    .map_or_else(String::new, |addr| addr.to_string())
+            );
+        }
         let limits = Limits {
             high_water: config.max_pending,
             low_water: config.low_water,
@@ -123,6 +153,10 @@ impl Server {
             // something sensible.
             started,
             stats,
+            reporter: Reporter::default(),
+            report_requested: Arc::new(AtomicBool::new(false)),
+            #[cfg(feature = "metrics")]
+            metrics,
         })
     }
 
@@ -147,14 +181,29 @@ impl Server {
         self.shutdown.handle()
     }
 
-    /// The counters so far (an embedder running the loop elsewhere gets them from `run`).
+    /// The counters so far (an embedder running the loop elsewhere gets them from `run`),
+    /// with the gauges (pending bytes, pipes, queued datagrams) read now.
     pub fn stats(&self) -> Stats {
         Stats {
             // Not the turn's `now`: this is also called from outside the loop.
             uptime: self.started.elapsed(),
             pending_bytes: self.memory.pending_total() as u64,
+            zero_copy_pipes_open: self.pipes.open() as u64,
+            udp_queued_datagrams: self.udp.iter().map(|udp| udp.socket.queued() as u64).sum(),
             ..self.stats.clone()
         }
+    }
+
+    /// The bound `/metrics` address, when [`Config::metrics`] asked for one.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|endpoint| endpoint.local_addr())
+    }
+
+    /// A handle that asks this server, from another thread, to log its counters and rates now
+    /// (the binary sends one on SIGUSR1).
+    pub fn report_handle(&self) -> ReportHandle {
+        ReportHandle::new(&self.report_requested, self.shutdown.waker())
     }
 }
 

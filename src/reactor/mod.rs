@@ -21,12 +21,17 @@ mod deadlines;
 mod listeners;
 mod memory;
 mod pipes;
+mod report;
+mod scrape;
 mod shutdown;
 mod slot;
 mod timers;
+mod turn;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::event::Event;
@@ -40,12 +45,19 @@ use self::admission::Admission;
 use self::listeners::{TcpSide, UdpSide};
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
+pub use self::report::ReportHandle;
+#[cfg(feature = "metrics")]
+use self::scrape::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
 use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
 use self::slot::Slot;
 use self::timers::Timers;
+use self::turn::Turn;
 use crate::connection::Readiness;
 use crate::error::ServerError;
+#[cfg(feature = "metrics")]
+use crate::metrics::MetricsEndpoint;
+use crate::report::Reporter;
 use crate::stats::{CloseReason, Stats};
 
 impl Server {
@@ -65,7 +77,8 @@ impl Server {
                     _ => return Err(ServerError::Poll(e)),
                 }
             }
-            // The turn's one clock read: every decision below sees this `now`.
+            // The turn's clock: decisions below see this `now` (only the turn's own length and
+            // an accepted connection's stamp read the clock again; see `turn`, `admission`).
             let now = Instant::now();
             for event in events.iter() {
                 self.dispatch(event, now);
@@ -78,13 +91,17 @@ impl Server {
     }
 }
 
-/// Tokens: the waker at the top; below it a block for TCP listeners and one for UDP sockets,
-/// numbered down from the top of each block; connection tokens are slab keys, far below.
-const WAKER: Token = Token(usize::MAX);
+/// Tokens: the waker and the metrics endpoint's (`scrape`) at the top; below them a block
+/// for TCP listeners and one for UDP sockets, numbered down from the top of each block;
+/// connection tokens are slab keys, far below.
+const WAKER: Token = Token(usize::MAX - 3);
 /// Most listeners (and, separately, UDP sockets) one server binds.
 pub(crate) const MAX_SOCKETS: usize = 1 << 16;
 const _: () = assert!(crate::config::MAX_LISTENERS <= MAX_SOCKETS);
-const LISTENERS_TOP: usize = usize::MAX - 1;
+/// Tokens above this are reserved (waker, metrics).
+const LISTENERS_TOP: usize = usize::MAX - 1024;
+#[cfg(feature = "metrics")]
+const _: () = assert!(METRICS_FIRST_SCRAPE.0 > LISTENERS_TOP);
 const UDP_TOP: usize = LISTENERS_TOP - MAX_SOCKETS;
 const CONNECTIONS_END: usize = UDP_TOP - MAX_SOCKETS;
 
@@ -92,6 +109,8 @@ const CONNECTIONS_END: usize = UDP_TOP - MAX_SOCKETS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Waker,
+    /// Another reserved token: the metrics endpoint's (see `scrape`).
+    Reserved,
     /// `listeners[i]`.
     Listener(usize),
     /// `udp[i]`.
@@ -104,6 +123,7 @@ impl Source {
     fn of(token: Token) -> Source {
         match token.0 {
             t if t == WAKER.0 => Source::Waker,
+            t if t > LISTENERS_TOP => Source::Reserved,
             t if t > UDP_TOP => Source::Listener(LISTENERS_TOP - t),
             t if t > CONNECTIONS_END => Source::Udp(UDP_TOP - t),
             key => Source::Connection(key),
@@ -154,13 +174,23 @@ pub struct Server {
     udp_addr: Option<SocketAddr>,
     started: Instant,
     stats: Stats,
+    /// The previous report, so the next stats line can show rates.
+    reporter: Reporter,
+    /// Set by a [`ReportHandle`]; checked when the waker fires.
+    report_requested: Arc<AtomicBool>,
+    /// The `/metrics` endpoint, when configured.
+    #[cfg(feature = "metrics")]
+    metrics: Option<MetricsEndpoint>,
 }
 
 /// Work that no new event will announce (edge-triggered readiness is reported once), and
 /// teardown deferred to the end of the batch.
 #[derive(Debug, Default)]
 struct Queues {
-    /// Connections whose budget ran out with work left; they run again next turn.
+    /// Connections with new readiness and nothing queued before it; they run first next turn.
+    fresh: Vec<usize>,
+    /// Connections with work left (their budget or the turn's ran out); they run next turn
+    /// after `fresh`, oldest first.
     ready: Vec<usize>,
     /// Connections that finished during this batch; removed at its end.
     finished: Vec<usize>,
@@ -177,10 +207,10 @@ impl Server {
         self.timers.start(now);
     }
 
-    /// Routes one event to its source. Connections run at once; the listener and the UDP
-    /// socket only note their readiness and run in `run_ready_work`.
+    /// Routes one event to its source: each notes its readiness, and runs in `run_ready_work`.
     fn dispatch(&mut self, event: &Event, now: Instant) {
-        match Source::of(event.token()) {
+        let token = event.token();
+        match Source::of(token) {
             Source::Listener(_) => self.queues.accept_ready = true,
             Source::Udp(index) => {
                 if let Some(udp) = self.udp.get_mut(index) {
@@ -193,6 +223,8 @@ impl Server {
                 }
             }
             Source::Waker => self.on_wake(now),
+            Source::Reserved if self.is_metrics_token(token) => self.on_metrics_ready(token, now),
+            Source::Reserved => {}
             Source::Connection(key) => {
                 if let Some(slot) = self.slots.get_mut(key) {
                     slot.conn.on_readiness(Readiness {
@@ -200,14 +232,21 @@ impl Server {
                         writable: event.is_writable() || event.is_write_closed(),
                         read_closed: event.is_read_closed() || event.is_error(),
                     });
-                    self.drive_connection(key, now);
+                    // It runs in `run_ready_work`, before the work carried over (see `turn`);
+                    // one already queued has work left and keeps its place.
+                    if !slot.queued {
+                        slot.queued = true;
+                        self.queues.fresh.push(key);
+                    }
                 }
             }
         }
     }
 
-    /// Runs work that no new event will announce: accepts and datagrams past their budget,
-    /// connections that yielded.
+    /// Runs the turn's work: accepts and datagrams, then connections with new readiness, then
+    /// the work carried over (at least one connection of it), until the turn has moved
+    /// `turn::TURN_BYTES` or lasted `turn::TURN_TIME`. Connections not reached stay queued,
+    /// in order, for the next turn.
     fn run_ready_work(&mut self, now: Instant) {
         if self.queues.accept_ready {
             self.accept_batch(now);
@@ -220,28 +259,44 @@ impl Server {
             }
             self.queues.udp_ready = more;
         }
-        let queued = std::mem::take(&mut self.queues.ready);
-        for &key in &queued {
+        let mut turn = Turn::begin(now);
+        let mut fresh = std::mem::take(&mut self.queues.fresh);
+        let mut carried = std::mem::take(&mut self.queues.ready);
+        let fresh_reached = self.drive_queued(&fresh, &mut turn, 0);
+        let carried_reached = self.drive_queued(&carried, &mut turn, 1);
+        // Next turn: new readiness not reached keeps its priority; the carried-over work not
+        // reached goes before the connections that yielded in this turn.
+        fresh.drain(..fresh_reached);
+        self.queues.fresh = fresh;
+        carried.drain(..carried_reached);
+        carried.append(&mut self.queues.ready);
+        self.queues.ready = carried;
+    }
+
+    /// Drives `keys` in order until `turn` is spent, but at least `at_least` of them; returns
+    /// how many it drove.
+    fn drive_queued(&mut self, keys: &[usize], turn: &mut Turn, at_least: usize) -> usize {
+        for (reached, &key) in keys.iter().enumerate() {
+            if reached >= at_least && turn.is_spent() {
+                return reached;
+            }
             if let Some(slot) = self.slots.get_mut(key) {
                 slot.queued = false;
             }
-            self.drive_connection(key, now);
+            turn.record(self.drive_connection(key, turn.now()));
         }
-        // Keep the allocation of whichever queue is larger, for the next turn.
-        if self.queues.ready.is_empty() {
-            self.queues.ready = queued;
-            self.queues.ready.clear();
-        }
+        keys.len()
     }
 
-    /// Drives one connection's I/O, accounts for what it did, and files it.
-    fn drive_connection(&mut self, key: usize, now: Instant) {
+    /// Drives one connection's I/O, accounts for what it did, and files it. Returns the bytes
+    /// it moved (read plus written).
+    fn drive_connection(&mut self, key: usize, now: Instant) -> usize {
         let limits = self.memory.limits();
         let Some(slot) = self.slots.get_mut(key) else {
-            return;
+            return 0;
         };
         if slot.conn.close_reason().is_some() {
-            return; // already in `finished`
+            return 0; // already in `finished`
         }
         let before = slot.conn.pending();
         let outcome = slot
@@ -256,10 +311,11 @@ impl Server {
         self.memory
             .record(before, after, outcome.pauses, &limits, &mut self.stats);
         slot.record_progress(&outcome, now);
+        let moved = outcome.bytes_read + outcome.bytes_written;
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
             self.queues.finished.push(key);
-            return;
+            return moved;
         }
         if outcome.yielded && !slot.queued {
             slot.queued = true;
@@ -269,6 +325,7 @@ impl Server {
         if self.pipes.wants(&outcome, slot) {
             self.pipes.offer(key, slot, &mut self.stats);
         }
+        moved
     }
 
     /// Teardown at the batch boundary: drops the sockets of connections that finished and
@@ -282,6 +339,7 @@ impl Server {
                 continue;
             };
             if slot.queued {
+                self.queues.fresh.retain(|&queued| queued != key);
                 self.queues.ready.retain(|&queued| queued != key);
             }
             self.memory.release(slot.conn.pending());
@@ -290,6 +348,9 @@ impl Server {
             let reason = slot.conn.close_reason().unwrap_or(CloseReason::IoError);
             log::debug!("closed {} (#{key}): {reason:?}", slot.peer);
             self.stats.record_close(reason);
+            // Whatever it still owed its peer was read and will never be echoed.
+            self.stats
+                .record_discard(reason, slot.conn.pending() as u64);
         }
         self.timers.sweep(&self.slots);
         // A descriptor was freed: if accepting paused for lack of one, try again now.

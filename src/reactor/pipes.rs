@@ -23,6 +23,11 @@ pub(super) struct PipeBudget {
 }
 
 impl PipeBudget {
+    /// Pipes held by connections now.
+    pub(super) fn open(&self) -> usize {
+        self.open
+    }
+
     /// No pipe open yet; at most `max` at once.
     pub(super) fn new(max: usize) -> PipeBudget {
         PipeBudget { max, open: 0 }

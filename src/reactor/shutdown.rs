@@ -55,6 +55,11 @@ impl Shutdown {
         }
     }
 
+    /// The waker, shared with the other handles that wake the loop (reports).
+    pub(super) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
     /// A handle for another thread.
     pub(super) fn handle(&self) -> ShutdownHandle {
         ShutdownHandle {
@@ -75,9 +80,10 @@ impl Shutdown {
 }
 
 impl Server {
-    /// The waker fired: begins shutdown if a handle asked for it (wake-ups are not counted,
-    /// so the flag is what says why).
+    /// The waker fired: logs a report and/or begins shutdown, as handles asked (wake-ups are
+    /// not counted, so the flags are what say why).
     pub(super) fn on_wake(&mut self, now: Instant) {
+        self.report_if_requested();
         if self.shutdown.requested.load(Ordering::SeqCst) && !self.shutdown.begun {
             self.begin_shutdown(now);
         }
@@ -93,7 +99,10 @@ impl Server {
         self.shutdown.begun = true;
         self.shutdown.deadline = now.checked_add(self.shutdown.drain_timeout);
         self.listeners.clear();
-        self.udp.clear();
+        for udp in self.udp.drain(..) {
+            // Closing the socket drops the replies still queued: counted, not lost.
+            self.stats.udp_dropped_shutdown += udp.socket.queued() as u64;
+        }
         self.queues.accept_ready = false;
         self.queues.udp_ready = false;
         self.admission.stop();

@@ -2,8 +2,11 @@
 //! the poll timeout that wakes the loop for whichever comes first (or for the accept retry and
 //! the drain deadline, which their own policies keep).
 //!
-//! Every check here uses the turn's `now`, read once after `poll` returns. The one other
-//! clock read is in `poll_timeout`, before `poll`: see there why.
+//! Every check here uses the turn's `now`, read once after `poll` returns, and so do the
+//! activity clocks of the connections a turn drives: a timeout can fire up to one turn early,
+//! and a turn's work is bounded (`turn`: 2 ms, plus whatever time the machine takes the CPU
+//! away). A new connection is stamped when accepted (`admission`). The other clock read here
+//! is in `poll_timeout`, before `poll`: see there why.
 
 use std::time::{Duration, Instant};
 
@@ -95,7 +98,11 @@ impl Server {
             self.queues.accept_ready = true;
         }
         if self.timers.stats_due(now) {
-            log::info!("stats {}", self.stats());
+            self.log_report();
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.expire(now);
         }
         if self.shutdown.deadline_passed(now) {
             self.abort_remaining();
@@ -133,7 +140,8 @@ impl Server {
     /// forever.
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
         let queues = &self.queues;
-        if queues.accept_ready || queues.udp_ready || !queues.ready.is_empty() {
+        let work_queued = !queues.fresh.is_empty() || !queues.ready.is_empty();
+        if queues.accept_ready || queues.udp_ready || work_queued {
             return Some(Duration::ZERO);
         }
         let next = [
@@ -141,6 +149,7 @@ impl Server {
             self.timers.next_stats_at,
             self.shutdown.deadline(),
             self.timers.deadlines.next(),
+            self.metrics_deadline(),
         ]
         .into_iter()
         .flatten()

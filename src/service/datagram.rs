@@ -7,8 +7,6 @@
 use std::io::Write;
 use std::time::Instant;
 
-use bytes::BytesMut;
-
 use super::reply_limit::ReplyLimit;
 use super::{Output, Service, MAX_REPLY};
 use crate::udp::{Answer, DatagramService, ReplyWriter, Request};
@@ -18,7 +16,7 @@ pub(crate) struct DatagramAnswers {
     service: Box<dyn Service>,
     limit: Option<ReplyLimit>,
     /// The reply being written, reused for every datagram.
-    reply: BytesMut,
+    reply: Vec<u8>,
     /// The turn's clock, for the rate limit.
     now: Instant,
     /// Replies the limit refused since the last [`DatagramAnswers::take_limited`].
@@ -31,7 +29,7 @@ impl DatagramAnswers {
         DatagramAnswers {
             service,
             limit,
-            reply: BytesMut::new(),
+            reply: Vec::new(),
             now: Instant::now(),
             limited: 0,
         }

@@ -57,8 +57,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::BytesMut;
-
 pub mod chargen;
 pub mod clock;
 pub(crate) mod datagram;
@@ -114,7 +112,7 @@ pub trait Service: Send {
 /// What a service writes in one call, and what it is told: the room and the time.
 #[derive(Debug)]
 pub struct Output<'a> {
-    buffer: &'a mut BytesMut,
+    buffer: &'a mut Vec<u8>,
     start: usize,
     room: usize,
     /// `None`: read the wall clock when asked (the reactor); `Some`: a fixed time (tests).
@@ -124,7 +122,7 @@ pub struct Output<'a> {
 
 impl<'a> Output<'a> {
     /// Output appended to `buffer`, with `room` bytes advised and the clock at `now`.
-    pub fn new(buffer: &'a mut BytesMut, room: usize, now: SystemTime) -> Self {
+    pub fn new(buffer: &'a mut Vec<u8>, room: usize, now: SystemTime) -> Self {
         let start = buffer.len();
         Output {
             buffer,
@@ -136,7 +134,7 @@ impl<'a> Output<'a> {
     }
 
     /// As [`Output::new`], reading the wall clock only if the service asks for it.
-    pub(crate) fn with_wall_clock(buffer: &'a mut BytesMut, room: usize) -> Self {
+    pub(crate) fn with_wall_clock(buffer: &'a mut Vec<u8>, room: usize) -> Self {
         let start = buffer.len();
         Output {
             buffer,
@@ -353,7 +351,7 @@ impl FromStr for ServiceKind {
 /// whether it asked to close.
 pub struct Transcript {
     service: Box<dyn Service>,
-    buffer: BytesMut,
+    buffer: Vec<u8>,
     now: SystemTime,
     room: usize,
     closed: bool,
@@ -370,7 +368,7 @@ impl Transcript {
     pub fn open_at(service: Box<dyn Service>, now: SystemTime, room: usize) -> Transcript {
         let mut transcript = Transcript {
             service,
-            buffer: BytesMut::new(),
+            buffer: Vec::new(),
             now,
             room,
             closed: false,
@@ -451,7 +449,7 @@ mod tests {
 
     #[test]
     fn output_counts_room_and_written_from_its_own_start() {
-        let mut buffer = BytesMut::from(&b"old"[..]);
+        let mut buffer = b"old".to_vec();
         let mut out = Output::new(&mut buffer, 10, SystemTime::UNIX_EPOCH);
         out.write(b"abcd");
         assert_eq!(out.written(), 4);

@@ -223,6 +223,11 @@ impl UdpEcho {
         self.local
     }
 
+    /// Replies waiting in the queue now.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Records readiness reported by the poller, until a call says `WouldBlock`.
     pub(crate) fn on_readiness(&mut self, ready: Readiness) {
         self.readable |= ready.readable;

@@ -38,6 +38,11 @@ impl ReplyQueue {
         self.waiting.is_empty()
     }
 
+    /// How many replies wait.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// Copies `reply` to the back; false (and nothing kept) when the queue is full.
     pub(crate) fn push(&mut self, reply: &Reply<'_>) -> bool {
         if self.waiting.len() >= self.limit {

@@ -23,11 +23,13 @@ pub use rustix::process::Signal;
 /// The longest any single wait on a child may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A running child process: stdout by lines, stderr kept.
+/// A running child process: stdout by lines, stderr kept (and streamed, for tests that wait
+/// for a log line while the child runs).
 pub struct ChildProcess {
     child: std::process::Child,
     lines: mpsc::Receiver<String>,
     log: Option<JoinHandle<String>>,
+    log_lines: mpsc::Receiver<String>,
 }
 
 impl Drop for ChildProcess {
@@ -41,6 +43,19 @@ impl ChildProcess {
     /// Starts `command` with stdin closed and stdout and stderr captured.
     #[track_caller]
     pub fn spawn(command: &mut Command) -> ChildProcess {
+        ChildProcess::start(command, usize::MAX)
+    }
+
+    /// Like [`ChildProcess::spawn`], but stdout is closed after its first line, as a script
+    /// does with `| head -1`: later writes by the child fail with EPIPE.
+    #[track_caller]
+    pub fn spawn_reading_one_line(command: &mut Command) -> ChildProcess {
+        ChildProcess::start(command, 1)
+    }
+
+    /// Starts the child; stdout's read end is dropped after `stdout_lines` lines.
+    #[track_caller]
+    fn start(command: &mut Command, stdout_lines: usize) -> ChildProcess {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -50,18 +65,21 @@ impl ChildProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let (send, lines) = mpsc::channel();
         thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            for line in lines.take(stdout_lines) {
                 if send.send(line).is_err() {
                     break;
                 }
             }
         });
         let stderr = child.stderr.take().expect("piped stderr");
+        let (send_log, log_lines) = mpsc::channel();
         let log = thread::spawn(move || {
             let mut text = String::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 text.push_str(&line);
                 text.push('\n');
+                let _ = send_log.send(line); // nobody waiting on log lines: fine
             }
             text
         });
@@ -69,6 +87,22 @@ impl ChildProcess {
             child,
             lines,
             log: Some(log),
+            log_lines,
+        }
+    }
+
+    /// The next stderr line containing `needle` (earlier lines are skipped); fails the test if
+    /// none comes within [`WAIT`].
+    #[track_caller]
+    pub fn log_line_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log_lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?} in time: {e}"),
+            }
         }
     }
 
@@ -163,13 +197,14 @@ impl ChildProcess {
     }
 }
 
-/// The addresses in `listening tcp=IP:PORT udp=IP:PORT` (`off` for a side turned off), and,
-/// when a server has more than one echo listener, one `SERVICE/PROTO=IP:PORT` field per
-/// bound socket (`time/udp=127.0.0.1:37`), in order.
+/// The addresses in `listening tcp=IP:PORT udp=IP:PORT [metrics=IP:PORT]` (`off` for a side
+/// turned off; `metrics=` only with `--metrics`), and, when a server has more than one echo
+/// listener, one `SERVICE/PROTO=IP:PORT` field per bound socket (`time/udp=127.0.0.1:37`).
 #[derive(Debug, Clone)]
 pub struct Listening {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     /// `("time/udp", address)` for each listener field, in the order printed.
     pub sockets: Vec<(String, SocketAddr)>,
 }
@@ -188,11 +223,12 @@ impl Listening {
                     .unwrap_or_else(|_| panic!("bad address {addr:?} in {line:?}")),
             ),
         };
-        let (mut tcp, mut udp, mut sockets) = (None, None, Vec::new());
+        let (mut tcp, mut udp, mut metrics, mut sockets) = (None, None, None, Vec::new());
         for field in fields.split(' ') {
             match field.split_once('=') {
                 Some(("tcp", value)) => tcp = address(value),
                 Some(("udp", value)) => udp = address(value),
+                Some(("metrics", value)) => metrics = address(value),
                 Some((key, value)) if key.ends_with("/tcp") || key.ends_with("/udp") => {
                     let addr = address(value).unwrap_or_else(|| panic!("{field:?} is off"));
                     sockets.push((key.to_string(), addr));
@@ -200,7 +236,12 @@ impl Listening {
                 _ => panic!("unexpected field {field:?} in {line:?}"),
             }
         }
-        Listening { tcp, udp, sockets }
+        Listening {
+            tcp,
+            udp,
+            metrics,
+            sockets,
+        }
     }
 
     /// The `n`th (from 0) socket listed as `service_proto`, e.g. `("time/udp", 0)`; fails
@@ -228,7 +269,8 @@ impl Listening {
     }
 }
 
-/// The `summary key=value ...` line a server prints at exit.
+/// The `summary key=value ...` line a server prints at exit (or the `key=value` part of a
+/// `stats` log line, via [`Summary::from_pairs`]).
 pub struct Summary(HashMap<String, String>);
 
 impl Summary {
@@ -238,7 +280,12 @@ impl Summary {
         let rest = line
             .strip_prefix("summary ")
             .unwrap_or_else(|| panic!("not a summary line: {line:?}"));
-        let pairs = rest.split(' ').filter_map(|kv| kv.split_once('='));
+        Summary::from_pairs(rest)
+    }
+
+    /// The `key=value` words of `text`; other words are ignored.
+    pub fn from_pairs(text: &str) -> Summary {
+        let pairs = text.split(' ').filter_map(|kv| kv.split_once('='));
         Summary(pairs.map(|(k, v)| (k.into(), v.into())).collect())
     }
 

@@ -13,6 +13,8 @@ use echoloop::{Config, ServerError, ShutdownHandle, Stats};
 pub struct TestServer {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
+    /// The `/metrics` endpoint, when `Config::metrics` asked for one.
+    pub metrics: Option<SocketAddr>,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Result<Stats, ServerError>>>,
 }
@@ -30,21 +32,40 @@ impl TestServer {
         TestServer::bound_to(IpAddr::from([127, 0, 0, 1]), config)
     }
 
+    /// Starts a server with `config` as given (its drain timeout included), forced onto
+    /// loopback and port 0: for tests of what the drain deadline does.
+    #[track_caller]
+    pub fn with_drain(config: Config) -> TestServer {
+        TestServer::start_on(IpAddr::from([127, 0, 0, 1]), config)
+    }
+
     /// Starts a server with `config` bound to `bind` (a wildcard, or another loopback
     /// address), port 0, with a 3 s drain. The test must still send only loopback traffic;
     /// a wildcard bind lasts as long as the test.
     #[track_caller]
     pub fn bound_to(bind: IpAddr, config: Config) -> TestServer {
+        TestServer::start_on(
+            bind,
+            Config {
+                drain_timeout: Duration::from_secs(3),
+                ..config
+            },
+        )
+    }
+
+    /// Binds `config` on `bind`, port 0, and runs it on its own thread.
+    #[track_caller]
+    fn start_on(bind: IpAddr, config: Config) -> TestServer {
         let config = Config {
             bind,
             port: 0,
-            drain_timeout: Duration::from_secs(3),
             ..config
         };
         let server = echoloop::Server::bind(config).expect("bind test server");
-        let (tcp, udp, handle) = (
+        let (tcp, udp, metrics, handle) = (
             server.tcp_addr(),
             server.udp_addr(),
+            server.metrics_addr(),
             server.shutdown_handle(),
         );
         let thread = std::thread::Builder::new()
@@ -54,6 +75,7 @@ impl TestServer {
         TestServer {
             tcp,
             udp,
+            metrics,
             handle,
             thread: Some(thread),
         }

@@ -3,31 +3,102 @@
 //!
 //! This is the only place that knows about clap; embedders build a `Config` directly.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::error::ErrorKind;
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Parser, ValueEnum};
 use log::LevelFilter;
 
 use echoloop::config::{default_max_connections, Config, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS};
 use echoloop::listen::{resolve_host, ListenSpec, Listener, Protocol};
 use echoloop::service::ServiceKind;
-use echoloop::units::{parse_duration, parse_size};
+use echoloop::units::{parse_duration, parse_size, MAX_DURATION};
 
 use crate::logging::{Sink, DEFAULT_SYSLOG_SOCKET};
 
-/// A timeout that can be turned off: a duration, or `off` (also `0`).
+/// A timeout that can be turned off: a duration, or `off` (also `0`). A timeout of
+/// [`MAX_DURATION`] or more (`forever`, or a number that long) never fires, so it is off too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeout(pub Option<Duration>);
 
 fn parse_timeout(text: &str) -> Result<Timeout, String> {
     match text.trim() {
         "off" | "0" => Ok(Timeout(None)),
-        other => parse_duration(other).map(|d| Timeout(Some(d))),
+        other => parse_duration(other).map(|d| Timeout(Some(d).filter(|&d| d < MAX_DURATION))),
     }
 }
+
+/// Log levels, as `--log-level` spells them (clap lists them when a value is wrong).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// No log at all.
+    Off,
+    /// Failures only.
+    Error,
+    /// Failures and warnings (public bind, descriptors running out).
+    Warn,
+    /// Start, shutdown and stats lines.
+    Info,
+    /// One line per connection event.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The `log` crate's filter for this level.
+    pub fn filter(self) -> LevelFilter {
+        match self {
+            LogLevel::Off => LevelFilter::Off,
+            LogLevel::Error => LevelFilter::Error,
+            LogLevel::Warn => LevelFilter::Warn,
+            LogLevel::Info => LevelFilter::Info,
+            LogLevel::Debug => LevelFilter::Debug,
+            LogLevel::Trace => LevelFilter::Trace,
+        }
+    }
+}
+
+/// How the exit summary is printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum SummaryFormat {
+    /// An aligned block when stdout is a terminal, else the `summary key=value` line.
+    #[default]
+    Auto,
+    /// The aligned block, for a person.
+    Human,
+    /// One `summary key=value ...` line, for scripts.
+    Kv,
+}
+
+/// What `--generate` writes to stdout, from this very command definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    /// The man page (roff), e.g. `echoloop --generate man > echoloop.1`.
+    Man,
+    /// bash completions.
+    Bash,
+    /// zsh completions.
+    Zsh,
+    /// fish completions.
+    Fish,
+}
+
+/// Printed at the end of `--help`: what scripts and service managers rely on.
+const AFTER_HELP: &str = "\
+Signals:
+  SIGINT, SIGTERM, SIGHUP  stop accepting, drain pending output (up to --drain-timeout),
+                           print the summary, exit 0; a second one exits at once (130)
+  SIGUSR1                  log the counters and rates now (stderr) and keep serving
+  SIGPIPE                  ignored: a closed stdout or client never ends the server
+
+Exit codes:
+  0    graceful shutdown (also when stdout was closed and the summary could not be printed)
+  1    a failure while running (the event loop could not poll)
+  2    bad usage: unknown flag, bad value, unusable address, port in use or privileged
+  130  a second signal cut the drain short";
 
 /// The addresses one `--bind` value stands for: an IP address, or every address of a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +131,7 @@ fn parse_port(text: &str) -> Result<EchoPort, String> {
 /// A single-threaded mio reactor serving echo (RFC 862) over TCP and UDP, and the inetd
 /// family beside it (discard, chargen, daytime, time, unixtime) with --listen.
 #[derive(Debug, Parser)]
-#[command(name = "echoloop", version, about, long_about = None)]
+#[command(name = "echoloop", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Address to serve on; repeat for several. An IP address or a name (localhost: every
     /// address it resolves to). 0.0.0.0 or :: exposes the services beyond this machine; ::
@@ -136,9 +207,22 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = Config::default().udp_reply_rate)]
     pub udp_reply_rate: u32,
 
-    /// Log level: off, error, warn, info, debug, trace (overrides RUST_LOG).
-    #[arg(long, value_name = "LEVEL")]
-    pub log_level: Option<LevelFilter>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default), e.g.
+    /// 127.0.0.1:9107; a non-loopback address exposes the counters (logged as a warning).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Log level (overrides RUST_LOG; default info).
+    #[arg(long, value_name = "LEVEL", value_enum)]
+    pub log_level: Option<LogLevel>,
+
+    /// The exit summary: an aligned block on a terminal, one key=value line otherwise.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = SummaryFormat::Auto)]
+    pub summary: SummaryFormat,
+
+    /// Print the man page or shell completions for this command and exit.
+    #[arg(long, value_name = "WHAT", value_enum, hide = true)]
+    pub generate: Option<Generated>,
 
     /// Send log records to the local syslog (facility daemon, ident echoloop[pid]) instead
     /// of stderr.
@@ -233,6 +317,7 @@ impl Cli {
             memory_budget: self.memory_budget,
             idle_timeout: self.idle_timeout.0,
             stall_timeout: self.stall_timeout.0,
+            metrics: self.metrics,
             ..defaults
         })
     }
@@ -264,12 +349,19 @@ where
     }
 }
 
-/// Clap's error as one line: its first line without the `error: ` prefix, plus a hint.
+/// Clap's error as one line: its first line without the `error: ` prefix, the allowed values
+/// when clap knows them (they would be on a line of their own), plus a hint.
 pub fn one_line(error: &clap::Error, program: &str) -> String {
     let rendered = error.to_string();
     let first = rendered.lines().next().unwrap_or("invalid arguments");
     let message = first.strip_prefix("error: ").unwrap_or(first);
-    format!("{message} (try '{program} --help')")
+    match error.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(values)) if !values.is_empty() => format!(
+            "{message}; allowed: {} (try '{program} --help')",
+            values.join(", ")
+        ),
+        _ => format!("{message} (try '{program} --help')"),
+    }
 }
 
 #[cfg(test)]
@@ -337,7 +429,10 @@ mod tests {
         assert_eq!(config.low_water, 4 << 20);
         assert_eq!(config.drain_timeout, Duration::from_millis(250));
         assert_eq!(config.stats_interval, Some(Duration::from_secs(10)));
-        assert_eq!(cli.log_level, Some(LevelFilter::Debug));
+        assert_eq!(
+            cli.log_level.map(LogLevel::filter),
+            Some(LevelFilter::Debug)
+        );
     }
 
     #[test]
@@ -362,6 +457,50 @@ mod tests {
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.stall_timeout, None);
         assert!(invalid(&["--stall-timeout", "soon"]).contains("not a duration"));
+    }
+
+    #[test]
+    fn durations_at_any_size_are_capped_or_off() {
+        let huge = "10000000000000000000";
+        let config = run(&[
+            "--idle-timeout",
+            huge,
+            "--stall-timeout",
+            "forever",
+            "--drain-timeout",
+            huge,
+            "--stats-interval",
+            huge,
+        ])
+        .to_config()
+        .unwrap();
+        assert_eq!(
+            config.idle_timeout, None,
+            "a timeout that never fires is off"
+        );
+        assert_eq!(config.stall_timeout, None);
+        assert_eq!(config.drain_timeout, MAX_DURATION);
+        assert_eq!(config.stats_interval, Some(MAX_DURATION));
+        assert_eq!(config.validate(), Ok(()));
+        let long = run(&["--idle-timeout", "36524d"]).to_config().unwrap();
+        assert_eq!(
+            long.idle_timeout,
+            Some(Duration::from_secs(36_524 * 86_400))
+        );
+    }
+
+    #[test]
+    fn sizes_too_large_for_memory_are_refused_in_one_line() {
+        for flag in ["--max-pending", "--memory-budget"] {
+            let message = invalid(&[flag, "99999999999999999999G"]);
+            assert!(message.contains("too large"), "{message}");
+            assert!(!message.contains('\n'));
+        }
+        let config = run(&["--max-pending", &usize::MAX.to_string()])
+            .to_config()
+            .unwrap();
+        assert_eq!(config.low_water, usize::MAX / 4);
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]
@@ -481,5 +620,56 @@ mod tests {
     fn help_is_printed_not_an_error() {
         let parsed = parse(["echoloop", "--help"]);
         assert!(matches!(parsed, Parsed::Print(text) if text.contains("--max-pending")));
+    }
+
+    /// A wrong `--log-level` names every level it would have taken, still on one line.
+    #[test]
+    fn wrong_log_level_lists_the_allowed_values() {
+        let message = invalid(&["--log-level", "loud"]);
+        assert!(message.contains("'loud'"), "{message}");
+        assert!(
+            message.contains("allowed: off, error, warn, info, debug, trace"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    /// `--help` ends with the exit codes and the signals, which scripts and units rely on.
+    #[test]
+    fn help_lists_exit_codes_and_signals() {
+        let Parsed::Print(help) = parse(["echoloop", "--help"]) else {
+            panic!("--help prints");
+        };
+        for code in ["0 ", "1 ", "2 ", "130 "] {
+            assert!(
+                help.contains(&format!("\n  {code}")),
+                "exit code {code}in {help}"
+            );
+        }
+        for signal in ["SIGHUP", "SIGUSR1", "SIGPIPE"] {
+            assert!(help.contains(signal), "{signal} in {help}");
+        }
+        assert!(!help.contains("--generate"), "the generator flag is hidden");
+    }
+
+    #[test]
+    fn metrics_takes_an_address_with_port() {
+        assert_eq!(run(&[]).to_config().unwrap().metrics, None);
+        let config = run(&["--metrics", "127.0.0.1:9107"]).to_config().unwrap();
+        assert_eq!(config.metrics, Some("127.0.0.1:9107".parse().unwrap()));
+        assert!(!config.metrics_exposed());
+        assert!(run(&["--metrics", "0.0.0.0:0"])
+            .to_config()
+            .unwrap()
+            .metrics_exposed());
+        assert!(invalid(&["--metrics", "127.0.0.1"]).contains("invalid value"));
+    }
+
+    #[test]
+    fn summary_format_and_generate_parse() {
+        assert_eq!(run(&[]).summary, SummaryFormat::Auto);
+        assert_eq!(run(&["--summary", "kv"]).summary, SummaryFormat::Kv);
+        assert_eq!(run(&["--generate", "zsh"]).generate, Some(Generated::Zsh));
+        assert!(invalid(&["--summary", "pretty"]).contains("allowed: auto, human, kv"));
     }
 }

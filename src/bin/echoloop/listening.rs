@@ -1,8 +1,8 @@
 //! The start-up line on stdout: every bound socket, in a form scripts parse.
 //!
-//! `listening tcp=ADDR udp=ADDR` names the first echo listener (`off` for a side it does not
-//! serve), exactly as before services existed, so scripts written for the plain echo server
-//! keep working. When anything else is bound (another service, another address), one
+//! `listening tcp=ADDR udp=ADDR [metrics=ADDR]` names the first echo listener (`off` for a
+//! side it does not serve) and the metrics endpoint, exactly as before services existed, so
+//! scripts written for the plain echo server keep working. When anything else is bound (another service, another address), one
 //! `SERVICE/PROTOCOL=ADDR` field per socket follows, in the order of the flags, e.g.
 //!
 //! ```text
@@ -13,12 +13,14 @@
 //! fields whose key has a `/`.
 
 use std::fmt::Write;
+use std::net::SocketAddr;
 
 use echoloop::listen::{Endpoint, Protocol};
 use echoloop::service::ServiceKind;
 
-/// The line, without its newline.
-pub fn line(endpoints: &[Endpoint]) -> String {
+/// The line, without its newline; `metrics=ADDR` follows the two leading fields when the
+/// metrics endpoint is on.
+pub fn line(endpoints: &[Endpoint], metrics: Option<SocketAddr>) -> String {
     let first_echo = |protocol: Protocol| {
         endpoints
             .iter()
@@ -30,6 +32,9 @@ pub fn line(endpoints: &[Endpoint]) -> String {
         first_echo(Protocol::Tcp),
         first_echo(Protocol::Udp)
     );
+    if let Some(metrics) = metrics {
+        let _ = write!(line, " metrics={metrics}");
+    }
     if !is_plain_echo(endpoints) {
         for endpoint in endpoints {
             let _ = write!(
@@ -75,10 +80,13 @@ mod tests {
             endpoint(ServiceKind::Echo, Protocol::Udp, "127.0.0.1:7007"),
         ];
         assert_eq!(
-            line(&both),
+            line(&both, None),
             "listening tcp=127.0.0.1:7007 udp=127.0.0.1:7007"
         );
-        assert_eq!(line(&both[..1]), "listening tcp=127.0.0.1:7007 udp=off");
+        assert_eq!(
+            line(&both[..1], None),
+            "listening tcp=127.0.0.1:7007 udp=off"
+        );
     }
 
     #[test]
@@ -89,7 +97,7 @@ mod tests {
             endpoint(ServiceKind::Time, Protocol::Udp, "127.0.0.1:12345"),
         ];
         assert_eq!(
-            line(&many),
+            line(&many, None),
             "listening tcp=127.0.0.1:7007 udp=off echo/tcp=127.0.0.1:7007 \
              echo/tcp=[::1]:7007 time/udp=127.0.0.1:12345"
         );
@@ -99,7 +107,7 @@ mod tests {
             "127.0.0.1:13",
         )];
         assert_eq!(
-            line(&no_echo),
+            line(&no_echo, None),
             "listening tcp=off udp=off daytime/tcp=127.0.0.1:13"
         );
     }

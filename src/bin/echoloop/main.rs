@@ -4,30 +4,45 @@
 //! Exit codes: 0 after a graceful shutdown; 2 for bad flags or a failure to bind (port in use,
 //! privileged port, unknown address); 1 for a failure while running; 130 when a second signal
 //! cuts the drain short.
+//!
+//! stdout may be a pipe that a script closes once it has read the `listening` line (`echoloop
+//! --port 0 | head -1`). Rust's runtime sets SIGPIPE to "ignore" before `main`, so a write to
+//! it fails with EPIPE instead of killing the process; every write here goes through [`emit`],
+//! which reports that failure instead of panicking as `println!` would, and the exit code stays
+//! the documented one.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 mod cli;
+mod generate;
 mod listening;
 mod logging;
+mod summary;
 
-use cli::Parsed;
-use echoloop::{Server, ShutdownHandle};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use cli::{Parsed, SummaryFormat};
+use echoloop::{ReportHandle, Server, ShutdownHandle, Stats};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
         Parsed::Run(cli) => cli,
         Parsed::Print(text) => {
-            print!("{text}");
+            emit(text.trim_end());
             return ExitCode::SUCCESS;
         }
         Parsed::Invalid(message) => return fail(&message, 2),
     };
+    if let Some(what) = cli.generate {
+        return match generate::generate(what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("cannot write {what:?}: {e}"), 1),
+        };
+    }
     let sink = cli.log_sink();
-    if let Err(message) = logging::init(cli.log_level, &sink) {
+    if let Err(message) = logging::init(cli.log_level.map(cli::LogLevel::filter), &sink) {
         return fail(&message, 2);
     }
     let to_syslog = sink != logging::Sink::Stderr;
@@ -40,7 +55,7 @@ fn main() -> ExitCode {
         Err(e) => return fail_logged(&e.to_string(), 2, to_syslog),
     };
     // Handlers first: a script may signal us as soon as it has read the address line.
-    if let Err(e) = forward_signals(server.shutdown_handle()) {
+    if let Err(e) = forward_signals(server.shutdown_handle(), server.report_handle()) {
         return fail_logged(
             &format!("cannot install signal handlers: {e}"),
             1,
@@ -48,13 +63,12 @@ fn main() -> ExitCode {
         );
     }
     // One line a script can read to learn the ports (use with --port 0).
-    let listening = listening::line(&server.endpoints());
-    println!("{listening}");
-    let _ = std::io::stdout().flush();
+    let listening = listening::line(&server.endpoints(), server.metrics_addr());
+    emit(&listening);
     log::info!("started (pid {}): {listening}", std::process::id());
     match server.run() {
         Ok(stats) => {
-            println!("summary {stats}");
+            emit(&render_summary(&stats, cli.summary));
             log::info!("stopped: summary {stats}");
             ExitCode::SUCCESS
         }
@@ -62,9 +76,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// The exit summary in the chosen format; `auto` means the block on a terminal only.
+fn render_summary(stats: &Stats, format: SummaryFormat) -> String {
+    let human = match format {
+        SummaryFormat::Auto => std::io::stdout().is_terminal(),
+        SummaryFormat::Human => true,
+        SummaryFormat::Kv => false,
+    };
+    if human {
+        summary::human(stats).trim_end().to_string()
+    } else {
+        format!("summary {stats}")
+    }
+}
+
+/// Writes one line to stdout and flushes it. A closed stdout (EPIPE) is not an error of the
+/// server: it is logged at debug level once per line and the server carries on.
+fn emit(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        log::debug!("stdout: {e} (line not printed)");
+    }
+}
+
 /// The one-line failure on stderr, and the exit code.
 fn fail(message: &str, code: u8) -> ExitCode {
-    eprintln!("echoloop: {message}");
+    // stderr closed too: nothing left to tell; the exit code still says it.
+    let _ = writeln!(std::io::stderr(), "echoloop: {message}");
     ExitCode::from(code)
 }
 
@@ -77,21 +115,42 @@ fn fail_logged(message: &str, code: u8, to_syslog: bool) -> ExitCode {
     fail(message, code)
 }
 
-/// The first SIGINT/SIGTERM starts a graceful shutdown; a second one exits at once.
-fn forward_signals(handle: ShutdownHandle) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+/// SIGINT, SIGTERM and SIGHUP (the terminal went away) start a graceful shutdown; a second one
+/// exits at once. SIGUSR1 asks for a report and changes nothing else.
+///
+/// A stop signal within [`SAME_REQUEST`] of the first counts as the same request: `timeout(1)`
+/// signals both its child and the child's process group, so one timeout delivers SIGTERM
+/// twice within microseconds, and that must not cut the drain short.
+fn forward_signals(shutdown: ShutdownHandle, report: ReportHandle) -> std::io::Result<()> {
+    const SAME_REQUEST: Duration = Duration::from_millis(100);
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut received = 0;
+            let mut first_stop: Option<Instant> = None;
             for signal in signals.forever() {
-                received += 1;
-                if received == 1 {
-                    log::info!("signal {signal}: shutting down (send it again to exit at once)");
-                    handle.shutdown();
-                } else {
-                    eprintln!("echoloop: second signal, exiting without draining");
-                    std::process::exit(130);
+                if signal == SIGUSR1 {
+                    report.request();
+                    continue;
+                }
+                match first_stop {
+                    None => {
+                        first_stop = Some(Instant::now());
+                        log::info!(
+                            "signal {signal}: shutting down (send it again to exit at once)"
+                        );
+                        shutdown.shutdown();
+                    }
+                    Some(at) if at.elapsed() < SAME_REQUEST => {
+                        log::debug!("signal {signal} again at once: same shutdown request");
+                    }
+                    Some(_) => {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "echoloop: second signal, exiting without draining"
+                        );
+                        std::process::exit(130);
+                    }
                 }
             }
         })?;
