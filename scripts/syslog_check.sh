@@ -33,6 +33,8 @@ cleanup() {
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
+# A reader that goes away (`| head`) or Ctrl-C must not leave the daemon behind.
+trap "exit 1" INT TERM PIPE
 fail() {
 	echo "syslog_check: FAIL: $*" >&2
 	echo "--- daemon log:" >&2
