@@ -9,9 +9,15 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::listen::{Listener, Protocol};
+use crate::service::ServiceKind;
+
 /// The default port for both TCP and UDP. Echo's well-known port is 7 (RFC 862), which needs
 /// privileges; 7007 keeps the 7 and is unprivileged.
 pub const DEFAULT_PORT: u16 = 7007;
+
+/// Most listeners one server takes (each may bind TCP and UDP).
+pub const MAX_LISTENERS: usize = 4096;
 
 /// Everything the server needs to know before it binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +86,13 @@ pub struct Config {
     /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` from the event loop itself.
     /// Default off. Port 0 picks a free one. Needs the `metrics` feature (on by default).
     pub metrics: Option<SocketAddr>,
+    /// More listeners, beside the echo listener that `bind`, `port`, `tcp` and `udp`
+    /// describe (turn both of those off to serve only these). Each carries its service.
+    pub listeners: Vec<Listener>,
+    /// Replies per second per source address for a UDP service that can amplify (all but
+    /// echo and discard) on a listener bound beyond loopback; bursts of twice that, and 100
+    /// times that from all sources together. See `service::reply_limit`. Default 10.
+    pub udp_reply_rate: u32,
 }
 
 pub use crate::descriptors::RESERVED_FDS;
@@ -118,6 +131,8 @@ impl Default for Config {
             idle_timeout: None,
             stall_timeout: Some(Duration::from_secs(60)),
             metrics: None,
+            listeners: Vec::new(),
+            udp_reply_rate: 10,
         }
     }
 }
@@ -127,6 +142,8 @@ impl Default for Config {
 pub enum ConfigError {
     /// Both `tcp` and `udp` are off.
     NothingToServe,
+    /// More than [`MAX_LISTENERS`] listeners.
+    TooManyListeners,
     /// `backlog` is 0.
     ZeroBacklog,
     /// `max_pending` is below [`MIN_MAX_PENDING`].
@@ -157,7 +174,10 @@ pub const MIN_MEMORY_BUDGET: usize = 1 << 20;
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ConfigError::NothingToServe => "both TCP and UDP are turned off; nothing to serve",
+            ConfigError::TooManyListeners => "more than 4096 listeners",
+            ConfigError::NothingToServe => {
+                "nothing to serve: TCP and UDP are both off and no other listener is set"
+            }
             ConfigError::ZeroBacklog => "backlog must be at least 1",
             ConfigError::MaxPendingTooSmall => {
                 "max-pending must be at least 64K (one read's worth of echo)"
@@ -185,7 +205,11 @@ impl Config {
     /// Checks that the values make sense together. `Server::bind` calls this first.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let checks = [
-            (!self.tcp && !self.udp, ConfigError::NothingToServe),
+            (self.all_listeners().is_empty(), ConfigError::NothingToServe),
+            (
+                self.all_listeners().len() > MAX_LISTENERS,
+                ConfigError::TooManyListeners,
+            ),
             (self.backlog == 0, ConfigError::ZeroBacklog),
             (
                 self.max_pending < MIN_MAX_PENDING,
@@ -227,9 +251,24 @@ impl Config {
         }
     }
 
-    /// True when the bind address reaches beyond this machine.
+    /// True when a listener reaches beyond this machine.
     pub fn is_exposed(&self) -> bool {
-        !self.bind.is_loopback()
+        self.all_listeners()
+            .iter()
+            .any(|listener| !listener.addr.ip().is_loopback())
+    }
+
+    /// Every listener to bind: the echo listener on `bind:port` (unless TCP and UDP are both
+    /// off), then `listeners`.
+    pub fn all_listeners(&self) -> Vec<Listener> {
+        let echo = Protocol::from_flags(self.tcp, self.udp).map(|protocol| Listener {
+            service: ServiceKind::Echo,
+            protocol,
+            addr: std::net::SocketAddr::new(self.bind, self.port),
+        });
+        echo.into_iter()
+            .chain(self.listeners.iter().cloned())
+            .collect()
     }
 
     /// True when the metrics endpoint reaches beyond this machine.
@@ -274,6 +313,18 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(off.validate(), Err(ConfigError::NothingToServe));
+        let only_time = Config {
+            tcp: false,
+            udp: false,
+            listeners: vec![Listener {
+                service: ServiceKind::Time,
+                protocol: Protocol::Udp,
+                addr: "127.0.0.1:0".parse().unwrap(),
+            }],
+            ..Config::default()
+        };
+        assert_eq!(only_time.validate(), Ok(()));
+        assert_eq!(only_time.all_listeners(), only_time.listeners);
         let water = Config {
             low_water: Config::default().max_pending,
             ..Config::default()
@@ -305,5 +356,12 @@ mod tests {
             ..Config::default()
         };
         assert!(!v6.is_exposed());
+        let mut public_time = Config::default();
+        public_time.listeners.push(Listener {
+            service: ServiceKind::Time,
+            protocol: Protocol::Both,
+            addr: "[::]:37".parse().unwrap(),
+        });
+        assert!(public_time.is_exposed());
     }
 }

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::descriptors;
 use crate::error::ServerError;
 use crate::net::{self, Sharing};
-use crate::reactor::{log_start, ReportHandle, Server, SharedLimits, ShutdownHandle};
+use crate::reactor::{log_start, Announce, ReportHandle, Server, SharedLimits, ShutdownHandle};
 use crate::stats::Stats;
 
 /// N reactors serving one address. Create with [`ServerGroup::bind`], run with
@@ -62,28 +62,32 @@ impl ServerGroup {
         // Each reactor polices an even share of the memory budget on its own.
         let each = Config {
             memory_budget: config.memory_budget / reactors,
-            ..config
+            ..config.clone()
         };
         let board = Arc::new(StatsBoard::new(reactors));
         let mut servers = Vec::with_capacity(reactors);
-        let first = net::bind(&each, sharing)?;
-        let port = first
-            .tcp
-            .as_ref()
-            .map(|s| s.local_addr())
-            .or_else(|| first.udp.as_ref().map(|s| s.local_addr()))
-            .transpose()
-            .map_err(ServerError::Poll)?
-            .map_or(each.port, |addr| addr.port());
-        log_start(&config, reactors);
-        servers.push(Server::with_sockets(&each, first, Arc::clone(&shared))?);
+        let first = net::bind_all(&each, sharing)?;
+        // The others join the ports the first got (port 0 included); reactor 0 alone serves
+        // `/metrics`, with every reactor's counters.
         let others = Config {
-            port,
-            ..each.clone()
+            metrics: None,
+            ..net::same_ports(&each, &first)
         };
+        log_start(&config, reactors);
+        servers.push(Server::with_sockets(
+            &each,
+            first,
+            Arc::clone(&shared),
+            Announce::Yes,
+        )?);
         for _ in 1..reactors {
-            let bound = net::bind(&others, sharing)?;
-            servers.push(Server::with_sockets(&others, bound, Arc::clone(&shared))?);
+            let bound = net::bind_all(&others, sharing)?;
+            servers.push(Server::with_sockets(
+                &others,
+                bound,
+                Arc::clone(&shared),
+                Announce::No,
+            )?);
         }
         if reactors > 1 {
             // With a `/metrics` page, reactors post their counters every second for it.
@@ -113,6 +117,13 @@ impl ServerGroup {
     /// How many reactors there are.
     pub fn reactors(&self) -> usize {
         self.servers.len()
+    }
+
+    /// Every bound socket with the service it serves (the same for every reactor).
+    pub fn endpoints(&self) -> Vec<crate::listen::Endpoint> {
+        self.servers
+            .first()
+            .map_or_else(Vec::new, Server::endpoints)
     }
 
     /// The bound TCP address (the same for every reactor), unless TCP is off.

@@ -33,6 +33,8 @@
 //!     | server shutdown                                                      |
 //!     v        pending empty: shutdown(Write)          read 0 (peer's FIN)   |
 //!   Draining --------------------------------> Lingering --------------------+
+//!     ^                                             ^
+//!   Finishing (a service said close) -- FIN --------+
 //!   (any phase) -- reset / I/O error / timeout / drain deadline -------------^
 //! ```
 //!
@@ -62,6 +64,9 @@
 //! - `udp/`: UDP in batches (`recvmmsg`/`sendmmsg`, replies from each datagram's real
 //!   destination), the reflection and loop guards, and the bounded reply queue.
 //! - `net.rs`: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
+//! - [`service`]: the sans-IO seam ([`Service`](service::Service)) and the inetd services:
+//!   echo, discard, chargen, daytime, time, unixtime; UDP reply rate limits.
+//! - [`listen`]: listeners (service, protocol, address) and the `--listen` syntax.
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
 //! - `stats.rs`: [`Stats`] counters and [`CloseReason`]; the byte and datagram accounting.
 //! - `report.rs`: the periodic stats line: totals and per-second rates over the interval.
@@ -90,6 +95,50 @@
 //! println!("{stats}");
 //! # Ok::<(), echoloop::ServerError>(())
 //! ```
+//!
+//! # A service of your own
+//! A listener carries the service it serves; several listeners share the one loop. A service
+//! is told what arrived and writes its answer (see [`service`]); the reactor does the rest.
+//! `examples/reverse.rs` is the whole program (`cargo run --example reverse`).
+//!
+//! ```
+//! use echoloop::listen::{Listener, Protocol};
+//! use echoloop::service::{Output, Service, ServiceKind};
+//! use std::io::{Read, Write};
+//!
+//! /// Answers every chunk in upper case.
+//! struct Shout;
+//!
+//! impl Service for Shout {
+//!     fn on_input(&mut self, input: &[u8], out: &mut Output<'_>) {
+//!         out.write(&input.to_ascii_uppercase());
+//!     }
+//! }
+//!
+//! let mut config = echoloop::Config { port: 0, ..Default::default() };
+//! config.listeners.push(Listener {
+//!     service: ServiceKind::custom("shout", || Box::new(Shout)),
+//!     protocol: Protocol::Tcp,
+//!     addr: "127.0.0.1:0".parse().unwrap(),
+//! });
+//! let server = echoloop::Server::bind(config)?;
+//! let shout = server.endpoints().iter().find(|e| e.service.name() == "shout").unwrap().addr;
+//! let stop = server.shutdown_handle();
+//! let thread = std::thread::spawn(move || server.run());
+//!
+//! let mut client = std::net::TcpStream::connect(shout).unwrap();
+//! client.write_all(b"hello").unwrap();
+//! let mut reply = [0u8; 5];
+//! client.read_exact(&mut reply).unwrap();
+//! assert_eq!(&reply, b"HELLO");
+//!
+//! stop.shutdown();
+//! drop(client);
+//! let stats = thread.join().expect("server thread")?;
+//! assert_eq!(stats.services[1].name, "shout");
+//! assert_eq!(stats.services[1].tcp_bytes_out, 5);
+//! # Ok::<(), echoloop::ServerError>(())
+//! ```
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -99,11 +148,13 @@ pub mod connection;
 pub mod descriptors;
 mod error;
 mod group;
+pub mod listen;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod net;
 mod reactor;
 mod report;
+pub mod service;
 mod stats;
 mod udp;
 pub mod units;
@@ -113,4 +164,4 @@ pub use config::{Config, ConfigError};
 pub use error::ServerError;
 pub use group::ServerGroup;
 pub use reactor::{ReportHandle, Server, ShutdownHandle};
-pub use stats::{CloseReason, Stats};
+pub use stats::{CloseReason, ServiceStats, Stats};

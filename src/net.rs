@@ -1,14 +1,20 @@
 //! Binding the listening sockets: options that must be set before `bind`, and one port for both
-//! protocols.
+//! protocols of a listener.
 //!
-//! `socket2` is used because std and mio cannot set `SO_REUSEADDR` or choose the listen backlog.
-//! With `--port 0` the kernel picks the TCP port, and UDP then binds the same number; if that
-//! number happens to be taken for UDP, we try again with a fresh TCP port.
+//! `socket2` is used because std and mio cannot set `SO_REUSEADDR`, `IPV6_V6ONLY` or choose the
+//! listen backlog. With port 0 the kernel picks the TCP port, and UDP then binds the same
+//! number; if that number happens to be taken for UDP, we try again with a fresh TCP port.
 //!
-//! Several reactors share one address with `SO_REUSEPORT` ([`Sharing::ReusePort`]): each has
-//! its own listener and UDP socket, and the kernel spreads connections and datagrams over
-//! them by a hash of the peer's address. Linux lets only sockets of the same user join such a
-//! group. One reactor alone binds without it, as before, so no other process can join.
+//! `IPV6_V6ONLY` is set explicitly, off, on every IPv6 socket rather than left to the
+//! `net.ipv6.bindv6only` sysctl: `::` is then dual stack on every machine, one socket for
+//! both families (IPv4 peers appear v4-mapped, and the UDP guards compare addresses in
+//! canonical form). A `0.0.0.0` beside `::` on the same port would fail with "address in
+//! use", so the command line drops a `--bind 0.0.0.0` that a `--bind ::` already covers.
+//!
+//! Several reactors share each address with `SO_REUSEPORT` ([`Sharing::ReusePort`]): each has
+//! its own sockets, and the kernel spreads connections and datagrams over them by a hash of
+//! the peer's address. Linux lets only sockets of the same user join such a group. One reactor
+//! alone binds without it, as before, so no other process can join.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -17,6 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::listen::Listener;
 
 /// The sockets a server listens on, already non-blocking.
 #[derive(Debug)]
@@ -32,25 +39,82 @@ pub(crate) struct Bound {
 pub(crate) enum Sharing {
     /// One reactor: the address is ours alone.
     Exclusive,
-    /// One of several reactors: `SO_REUSEPORT` on both sockets.
+    /// One of several reactors: `SO_REUSEPORT` on every socket.
     ReusePort,
 }
 
 /// How many fresh ports to try when `--port 0` finds the UDP twin of a TCP port taken.
 const PORT_ZERO_ATTEMPTS: usize = 16;
 
-/// Binds what `config` asks for, TCP and UDP on the same port.
-pub(crate) fn bind(config: &Config, sharing: Sharing) -> Result<Bound, ServerError> {
-    let wanted = SocketAddr::new(config.bind, config.port);
-    let attempts = if config.port == 0 && config.tcp && config.udp {
+/// A listener with its sockets bound.
+#[derive(Debug)]
+pub(crate) struct BoundListener {
+    /// What was asked for (the address may say port 0).
+    pub(crate) listener: Listener,
+    /// The sockets.
+    pub(crate) sockets: Bound,
+}
+
+/// Binds every listener `config` names, in order.
+pub(crate) fn bind_all(
+    config: &Config,
+    sharing: Sharing,
+) -> Result<Vec<BoundListener>, ServerError> {
+    config
+        .all_listeners()
+        .into_iter()
+        .map(|listener| {
+            let sockets = bind_pair(
+                listener.addr,
+                listener.protocol.tcp(),
+                listener.protocol.udp(),
+                config.backlog,
+                sharing,
+            )?;
+            Ok(BoundListener { listener, sockets })
+        })
+        .collect()
+}
+
+/// `config` with every port 0 replaced by the port the first reactor's sockets got, so the
+/// other reactors of a group join the same addresses. `bound` is what `bind_all(config, ..)`
+/// returned, in the order of `config.all_listeners()`: the echo listener, then the others.
+pub(crate) fn same_ports(config: &Config, bound: &[BoundListener]) -> Config {
+    let port = |b: &BoundListener| {
+        let tcp = b.sockets.tcp.as_ref().and_then(|s| s.local_addr().ok());
+        let udp = b.sockets.udp.as_ref().and_then(|s| s.local_addr().ok());
+        tcp.or(udp)
+            .map_or(b.listener.addr.port(), |addr| addr.port())
+    };
+    let mut same = config.clone();
+    let has_echo = config.tcp || config.udp;
+    let mut ports = bound.iter().map(port);
+    if has_echo {
+        same.port = ports.next().unwrap_or(config.port);
+    }
+    for (listener, port) in same.listeners.iter_mut().zip(ports) {
+        listener.addr.set_port(port);
+    }
+    same
+}
+
+/// Binds TCP, UDP or both on `wanted`; with port 0, both sides get the same number.
+fn bind_pair(
+    wanted: SocketAddr,
+    tcp: bool,
+    udp: bool,
+    backlog: u32,
+    sharing: Sharing,
+) -> Result<Bound, ServerError> {
+    let attempts = if wanted.port() == 0 && tcp && udp {
         PORT_ZERO_ATTEMPTS
     } else {
         1
     };
     let mut last_error = None;
     for _ in 0..attempts {
-        let tcp = match config.tcp {
-            true => Some(bind_tcp(wanted, config.backlog, sharing)?),
+        let tcp = match tcp {
+            true => Some(bind_tcp(wanted, backlog, sharing)?),
             false => None,
         };
         let udp_addr = match &tcp {
@@ -59,7 +123,7 @@ pub(crate) fn bind(config: &Config, sharing: Sharing) -> Result<Bound, ServerErr
                 .map_err(|e| bind_error("TCP", wanted, e))?,
             None => wanted,
         };
-        if !config.udp {
+        if !udp {
             return Ok(Bound { tcp, udp: None });
         }
         match bind_udp(udp_addr, sharing) {
@@ -81,6 +145,7 @@ fn bind_tcp(addr: SocketAddr, backlog: u32, sharing: Sharing) -> Result<TcpListe
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         // A restarted server can rebind while old connections sit in TIME_WAIT.
         socket.set_reuse_address(true)?;
+        v6_only(&socket, addr)?;
         share(&socket, sharing)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
@@ -95,6 +160,7 @@ fn bind_udp(addr: SocketAddr, sharing: Sharing) -> Result<UdpSocket, ServerError
     let setup = || -> io::Result<UdpSocket> {
         // No SO_REUSEADDR for UDP: on Linux it would let a second process share the port.
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        v6_only(&socket, addr)?;
         share(&socket, sharing)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
@@ -114,11 +180,62 @@ fn share(socket: &Socket, sharing: Sharing) -> io::Result<()> {
     }
 }
 
+/// IPv6 sockets are dual stack, whatever the sysctl says (see the module doc).
+fn v6_only(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    match addr {
+        SocketAddr::V6(_) => socket.set_only_v6(false),
+        SocketAddr::V4(_) => Ok(()),
+    }
+}
+
 /// The `ServerError` for a failed bind of `protocol` on `addr`.
 fn bind_error(protocol: &'static str, addr: SocketAddr, source: io::Error) -> ServerError {
     ServerError::Bind {
         protocol,
         addr,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listen::Protocol as Proto;
+    use crate::service::ServiceKind;
+
+    #[test]
+    /// On `::` (the wildcard, where dual stack matters; bound for the moment of the test, no
+    /// traffic), both protocols share the port and `IPV6_V6ONLY` is off.
+    fn port_zero_gives_both_protocols_one_port_and_v6_is_dual_stack() {
+        let bound = bind_pair(
+            "[::]:0".parse().unwrap(),
+            true,
+            true,
+            16,
+            Sharing::Exclusive,
+        )
+        .expect("bind ::");
+        let tcp = bound.tcp.expect("tcp").local_addr().unwrap();
+        let udp = bound.udp.expect("udp");
+        assert_eq!(tcp.port(), udp.local_addr().unwrap().port());
+        assert!(!socket2::SockRef::from(&udp).only_v6().unwrap());
+    }
+
+    #[test]
+    fn bind_all_binds_the_echo_listener_then_the_others() {
+        let mut config = Config {
+            port: 0,
+            ..Config::default()
+        };
+        config.listeners.push(Listener {
+            service: ServiceKind::Time,
+            protocol: Proto::Udp,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        });
+        let bound = bind_all(&config, Sharing::Exclusive).expect("bind");
+        assert_eq!(bound.len(), 2);
+        assert_eq!(bound[0].listener.service, ServiceKind::Echo);
+        assert!(bound[0].sockets.tcp.is_some() && bound[0].sockets.udp.is_some());
+        assert!(bound[1].sockets.tcp.is_none() && bound[1].sockets.udp.is_some());
     }
 }

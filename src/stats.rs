@@ -130,6 +130,55 @@ pub struct Stats {
     pub udp_dropped_shutdown: u64,
     /// Replies waiting in the queue now (a gauge).
     pub udp_queued_datagrams: u64,
+    /// Datagrams not answered because their source was over its reply rate (services that
+    /// can amplify, on a listener beyond loopback; see `service::reply_limit`).
+    pub udp_dropped_rate_limited: u64,
+    /// Counters per service, in the order the listeners were configured; one entry per
+    /// service name, summed over its listeners.
+    pub services: Vec<ServiceStats>,
+}
+
+/// What one service did, over all its listeners. In the stats line as
+/// `svc.NAME.KEY=VALUE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// The service's name (`echo`, `time`, ...).
+    pub name: String,
+    /// TCP connections accepted.
+    pub conn_accepted: u64,
+    /// Bytes read from its TCP clients.
+    pub tcp_bytes_in: u64,
+    /// Bytes written to its TCP clients.
+    pub tcp_bytes_out: u64,
+    /// Datagrams received.
+    pub udp_datagrams_in: u64,
+    /// Replies sent.
+    pub udp_datagrams_out: u64,
+}
+
+impl ServiceStats {
+    /// Adds another reactor's counters for the same service.
+    pub(crate) fn merge(&mut self, other: &ServiceStats) {
+        let ServiceStats {
+            name: _,
+            conn_accepted,
+            tcp_bytes_in,
+            tcp_bytes_out,
+            udp_datagrams_in,
+            udp_datagrams_out,
+        } = *other;
+        self.conn_accepted += conn_accepted;
+        self.tcp_bytes_in += tcp_bytes_in;
+        self.tcp_bytes_out += tcp_bytes_out;
+        self.udp_datagrams_in += udp_datagrams_in;
+        self.udp_datagrams_out += udp_datagrams_out;
+    }
+
+    /// Counts what one drive of one of its connections did.
+    pub(crate) fn record_drive(&mut self, outcome: &Outcome) {
+        self.tcp_bytes_in += outcome.bytes_read as u64;
+        self.tcp_bytes_out += outcome.bytes_written as u64;
+    }
 }
 
 impl Stats {
@@ -244,6 +293,8 @@ impl Stats {
             zero_copy_pipes_open,
             udp_dropped_shutdown,
             udp_queued_datagrams,
+            udp_dropped_rate_limited,
+            services,
         } = other.clone();
         self.uptime = self.uptime.max(uptime);
         self.conn_accepted += conn_accepted;
@@ -288,6 +339,14 @@ impl Stats {
         self.zero_copy_pipes_open += zero_copy_pipes_open;
         self.udp_dropped_shutdown += udp_dropped_shutdown;
         self.udp_queued_datagrams += udp_queued_datagrams;
+        self.udp_dropped_rate_limited += udp_dropped_rate_limited;
+        // Every reactor of a group serves the same listeners; match services by name anyway.
+        for service in services {
+            match self.services.iter_mut().find(|s| s.name == service.name) {
+                Some(mine) => mine.merge(&service),
+                None => self.services.push(service),
+            }
+        }
     }
 
     /// Total UDP replies dropped, all reasons together.
@@ -299,6 +358,21 @@ impl Stats {
             + self.udp_dropped_loop
             + self.udp_dropped_truncated
             + self.udp_dropped_shutdown
+            + self.udp_dropped_rate_limited
+    }
+
+    /// The index of `name`'s entry in [`Stats::services`], made if new.
+    pub(crate) fn service_index(&mut self, name: &str) -> usize {
+        match self.services.iter().position(|s| s.name == name) {
+            Some(index) => index,
+            None => {
+                self.services.push(ServiceStats {
+                    name: name.to_string(),
+                    ..ServiceStats::default()
+                });
+                self.services.len() - 1
+            }
+        }
     }
 }
 
@@ -306,7 +380,7 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
-        let fields: [(&str, u64); 43] = [
+        let fields: [(&str, u64); 44] = [
             ("conn_accepted", self.conn_accepted),
             ("conn_active", self.conn_active),
             ("conn_closed", self.conn_closed),
@@ -360,11 +434,24 @@ impl fmt::Display for Stats {
             ("udp_dropped_loop", self.udp_dropped_loop),
             ("udp_dropped_truncated", self.udp_dropped_truncated),
             ("udp_dropped_shutdown", self.udp_dropped_shutdown),
+            ("udp_dropped_rate_limited", self.udp_dropped_rate_limited),
             ("udp_dropped", self.udp_dropped()),
             ("udp_queued_datagrams", self.udp_queued_datagrams),
         ];
         for (key, value) in fields {
             write!(f, " {key}={value}")?;
+        }
+        for service in &self.services {
+            let fields = [
+                ("conn_accepted", service.conn_accepted),
+                ("tcp_bytes_in", service.tcp_bytes_in),
+                ("tcp_bytes_out", service.tcp_bytes_out),
+                ("udp_datagrams_in", service.udp_datagrams_in),
+                ("udp_datagrams_out", service.udp_datagrams_out),
+            ];
+            for (key, value) in fields {
+                write!(f, " svc.{}.{key}={value}", service.name)?;
+            }
         }
         Ok(())
     }

@@ -26,6 +26,8 @@
 //! - [`knee`]: the search for the highest rate that meets a p99 target.
 //! - [`sysinfo`]: CPU model, kernel, process CPU time, the start time.
 //! - [`check`]: `echoloop-bench check`, the conformance battery (not load: correctness).
+//! - [`ping`], [`time_client`]: the tutorials' clients as tools (`ping`, `time`): one
+//!   blocking socket each, not part of the load machinery.
 //!
 //! Timing of a run: connections open at `start`; traffic before `start + warmup` is sent and
 //! verified but not measured; at `start + warmup + duration` (or when the stop flag is
@@ -42,10 +44,12 @@ pub mod merge;
 pub mod options;
 mod pacer;
 pub mod payload;
+pub mod ping;
 pub mod report;
 pub mod schedule;
 pub mod stats;
 pub mod sysinfo;
+pub mod time_client;
 pub mod udp;
 mod worker;
 

@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod tools;
+
 const AFTER_HELP: &str = "\
 Sizes: 64, 1K, 64K, 1M, or a range 64..4K (a random size per message).
 Durations: 10s, 500ms, 2m, 1m30s, or a plain number of seconds.
@@ -174,6 +176,10 @@ enum ModeCmd {
     /// Conformance battery: is the server a correct echo before you measure it? One line
     /// per check (PASS/FAIL/SKIP), exit 1 on any failure. Uses --target, --seed, --json.
     Check(check_cmd::CheckArgs),
+    /// Tool: send --count messages at an interval, check each echo, print RTTs as ping does.
+    Ping(tools::PingArgs),
+    /// Tool: ask a time (RFC 868) or unixtime server and print the date.
+    Time(tools::TimeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -276,6 +282,11 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(msg) => return usage_error(&msg),
     };
+    match &cli.mode {
+        ModeCmd::Ping(args) => return tools::ping(args, target, &cli.size),
+        ModeCmd::Time(args) => return tools::time(args, target),
+        _ => {}
+    }
     let stop = Stop::install();
     let mode = match cli.mode {
         ModeCmd::Merge { ref files } => return merge_files(files, cli.json),
@@ -286,6 +297,7 @@ fn main() -> ExitCode {
         ModeCmd::Rate { rate } => Mode::Rate { rate },
         ModeCmd::Churn => Mode::Churn,
         ModeCmd::Udp { rate, window, .. } => Mode::Udp { window, rate },
+        ModeCmd::Ping(_) | ModeCmd::Time(_) => unreachable!("tools returned above"),
         ModeCmd::Check(ref args) => return check_cmd::run(args, target, cli.seed, cli.json),
     };
     let mut opts = Options::new(mode, target);

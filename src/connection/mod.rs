@@ -17,8 +17,17 @@
 //!     | server shutdown                                                      |
 //!     v        pending empty: shutdown(Write)          read 0 (peer's FIN)   |
 //!   Draining --------------------------------> Lingering --------------------+
+//!     ^                                             ^
+//!   Finishing (the service said close) -- FIN ------+
 //!   (any phase) -- reset / I/O error ----------------------------------------^
 //! ```
+//!
+//! A connection without a service echoes (the fast path below). One made
+//! [`with_service`](Connection::with_service) hands its input to a sans-IO
+//! [`Service`] instead and sends what it writes, through the same
+//! pending buffer, limits and budgets: the service may speak first (`on_open`), stream while
+//! the peer reads (`on_writable`, at most the write budget per call), and close, which
+//! flushes, sends FIN and lingers as a shutdown does.
 //!
 //! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
 //! write straight back, keep only the unsent rest). The buffer is a queue of fixed-size blocks
@@ -47,6 +56,7 @@ use std::ops::BitOr;
 
 use self::blocks::{BlockQueue, MAX_SLICES};
 
+use crate::service::{Output, Service};
 use crate::stats::CloseReason;
 
 /// A non-blocking byte stream: a TCP socket in production, a script in tests.
@@ -145,8 +155,12 @@ pub enum Phase {
     PeerClosed,
     /// The server is shutting down: stop echoing, flush what is pending, then send FIN.
     Draining,
-    /// Our FIN is sent during shutdown; read and discard until the peer's FIN, so that closing
-    /// never finds unread input (which would make the kernel send RST).
+    /// The service said it is done (daytime, time): flush what is pending, then send FIN
+    /// and linger.
+    Finishing,
+    /// Our FIN is sent during shutdown (or after the service finished); read and discard until
+    /// the peer's FIN, so that closing never finds unread input (which would make the kernel
+    /// send RST).
     Lingering,
     /// Finished; the reactor removes it at the end of the batch.
     Closed(CloseReason),
@@ -187,8 +201,45 @@ enum Step {
     Flush,
     ReadAndEcho,
     ReadIntoPipe,
+    OpenService,
+    ReadIntoService,
+    Produce,
     FinishWriting,
     Discard,
+}
+
+/// A service's staging buffer is kept between calls up to this capacity (so a quiet
+/// connection holds little, and a replying one does not allocate per call).
+const STAGING_KEPT: usize = 4096;
+/// A streaming service writes at most this much per call, and keeps a staging buffer this
+/// large while it streams: below the allocator's `mmap` threshold, so no call maps and
+/// unmaps fresh pages. A turn still streams up to the write budget, a chunk at a time.
+const PRODUCE_CHUNK: usize = 64 * 1024;
+
+/// The protocol of a connection that is not echo: its [`Service`] value and where it is.
+struct Session {
+    service: Box<dyn Service>,
+    /// `Service::streams`, read once.
+    streams: bool,
+    /// `on_open` has run.
+    opened: bool,
+    /// The service asked to close: the linger after our FIN ends as an orderly close.
+    finished: bool,
+    /// `on_writable` wrote nothing last time: ask again only after new input (no busy loop).
+    idle: bool,
+    /// Where the service writes before its bytes join the pending blocks; kept between calls
+    /// unless it grew large (a chargen turn), so a quiet connection holds little.
+    staging: Vec<u8>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("streams", &self.streams)
+            .field("opened", &self.opened)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Output owed to the peer, oldest first: what waits in the pipe, then the buffer.
@@ -221,6 +272,14 @@ enum PipeState<P> {
 }
 
 impl<P> Pending<P> {
+    /// Nothing owed, no pipe.
+    fn empty() -> Pending<P> {
+        Pending {
+            pipe: PipeState::None,
+            buffer: BlockQueue::new(),
+        }
+    }
+
     /// Bytes waiting in the pipe (0 without one).
     fn in_pipe(&self) -> usize {
         match self.pipe {
@@ -272,6 +331,9 @@ pub struct Connection<P = NoPipe> {
     paused: bool,
     /// What the poller reported, kept until a call says `WouldBlock` (edge-triggered).
     ready: Readiness,
+    /// The service, for a connection that does not echo; `None` is the echo fast path.
+    /// Boxed: an echo connection pays one pointer for it, not the session's size.
+    session: Option<Box<Session>>,
 }
 
 impl<P> Default for Connection<P> {
@@ -288,7 +350,35 @@ impl<P> Connection<P> {
             pending: None,
             paused: false,
             ready: Readiness::default(),
+            session: None,
         }
+    }
+
+    /// A fresh connection that speaks `service` instead of echo. The service is opened on
+    /// the first [`Connection::drive`] (so what it says first is accounted like any output).
+    pub fn with_service(service: Box<dyn Service>) -> Self {
+        let mut conn = Self::new();
+        conn.session = Some(Box::new(Session {
+            streams: service.streams(),
+            service,
+            opened: false,
+            finished: false,
+            idle: false,
+            staging: Vec::new(),
+        }));
+        conn
+    }
+
+    /// True when this connection echoes (no service), the only kind that may take a pipe.
+    pub fn is_echo(&self) -> bool {
+        self.session.is_none()
+    }
+
+    /// True once the service finished and the connection only waits for the peer's FIN (a
+    /// peer that never sends it is closed by the stall timeout).
+    pub fn awaits_peer_close(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.finished)
+            && matches!(self.phase, Phase::Finishing | Phase::Lingering)
     }
 
     /// Where the connection is in its life.
@@ -316,12 +406,8 @@ impl<P> Connection<P> {
 
     /// The pending output and pipe, made on first use.
     fn owed_mut(&mut self) -> &mut Pending<P> {
-        self.pending.get_or_insert_with(|| {
-            Box::new(Pending {
-                pipe: PipeState::None,
-                buffer: BlockQueue::new(),
-            })
-        })
+        self.pending
+            .get_or_insert_with(|| Box::new(Pending::empty()))
     }
 
     /// Drops the pending output's box once it holds nothing.
@@ -343,6 +429,7 @@ impl<P> Connection<P> {
         self.pending
             .as_ref()
             .map_or(true, |p| matches!(p.pipe, PipeState::None) && p.len() == 0)
+            && self.session.is_none()
     }
 
     /// From now on, input goes through `pipe`, moved by `splice` (zero-copy echo). Takes it only
@@ -450,6 +537,17 @@ impl<P> Connection<P> {
                     self.read_and_echo(io, scratch, limits, &mut budget, &mut outcome)
                 }
                 Step::ReadIntoPipe => self.read_into_pipe(io, limits, &mut budget, &mut outcome),
+                Step::OpenService => {
+                    self.call_service(limits.high_water, |service, out| service.on_open(out));
+                    Ok(())
+                }
+                Step::ReadIntoService => {
+                    self.read_into_service(io, scratch, limits, &mut budget, &mut outcome)
+                }
+                Step::Produce => {
+                    self.produce(limits, &budget);
+                    Ok(())
+                }
                 Step::FinishWriting => self.finish_writing(io),
                 Step::Discard => self.discard(io, scratch, &mut budget, &mut outcome),
             };
@@ -478,6 +576,8 @@ impl<P> Connection<P> {
         match self.phase {
             Phase::Closed(_) => None,
             _ if pending > 0 && can_write => Some(Step::Flush),
+            // One pointer test keeps echo's path as it was; services decide apart.
+            Phase::Open if self.session.is_some() => self.next_service_step(can_read, can_write),
             Phase::Open if can_read && !self.paused => {
                 let pipe_takes_input = self.pending.as_ref().is_some_and(|p| {
                     p.buffer.is_empty()
@@ -495,9 +595,26 @@ impl<P> Connection<P> {
                     Step::ReadAndEcho
                 })
             }
-            Phase::PeerClosed | Phase::Draining if pending == 0 => Some(Step::FinishWriting),
+            Phase::PeerClosed | Phase::Draining | Phase::Finishing if pending == 0 => {
+                Some(Step::FinishWriting)
+            }
             Phase::Lingering if can_read => Some(Step::Discard),
             _ => None,
+        }
+    }
+
+    /// `next_step` for an open connection with a service, once pending output cannot be
+    /// flushed: open it first, then read, then let a streaming service write more.
+    fn next_service_step(&self, can_read: bool, can_write: bool) -> Option<Step> {
+        let session = self.session.as_ref()?;
+        if !session.opened {
+            Some(Step::OpenService)
+        } else if can_read && !self.paused {
+            Some(Step::ReadIntoService)
+        } else if self.pending() == 0 && can_write && session.streams && !session.idle {
+            Some(Step::Produce)
+        } else {
+            None
         }
     }
 
@@ -562,6 +679,43 @@ impl<P> Connection<P> {
         Ok(())
     }
 
+    /// One read into `scratch`, bounded by the read budget and by the room left under the
+    /// high-water mark: `Some(n)` bytes read (never 0); `None` when the socket had nothing
+    /// (`WouldBlock`) or the peer sent its FIN (the phase is then `PeerClosed`).
+    #[inline]
+    fn read_input<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        limits: &Limits,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<Option<usize>, CloseReason> {
+        // Never read more than pending output may still grow: the limit is a hard bound.
+        let room = limits.high_water.saturating_sub(self.pending());
+        let want = scratch.len().min(budget.read).min(room);
+        // `next_step` reads only when not paused (so room > 0) and with budget left. A zero-byte
+        // read would return 0, indistinguishable from the peer's FIN.
+        debug_assert!(want > 0, "read with no room");
+        let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
+            self.ready.readable = false;
+            return Ok(None);
+        };
+        if n == 0 {
+            self.phase = Phase::PeerClosed;
+            self.ready.readable = false;
+            return Ok(None);
+        }
+        budget.read -= n;
+        outcome.bytes_read += n;
+        if n < want && !self.ready.read_closed {
+            // A short read drained the socket; new data raises a new edge. Skipping the read
+            // that would only say WouldBlock saves a syscall per message (tokio does the same).
+            self.ready.readable = false;
+        }
+        Ok(Some(n))
+    }
+
     /// Step `ReadAndEcho`: one read into `scratch`, written straight back if the socket takes
     /// it (the fast path); the rest is copied into the buffer.
     fn read_and_echo<S: Stream>(
@@ -572,28 +726,9 @@ impl<P> Connection<P> {
         budget: &mut Budget,
         outcome: &mut Outcome,
     ) -> Result<(), CloseReason> {
-        // Never read more than pending output may still grow: the limit is a hard bound.
-        let room = limits.high_water.saturating_sub(self.pending());
-        let want = scratch.len().min(budget.read).min(room);
-        // `next_step` reads only when not paused (so room > 0) and with budget left. A zero-byte
-        // read would return 0, indistinguishable from the peer's FIN.
-        debug_assert!(want > 0, "read with no room");
-        let Some(n) = read_nonblocking(io, &mut scratch[..want])? else {
-            self.ready.readable = false;
+        let Some(n) = self.read_input(io, scratch, limits, budget, outcome)? else {
             return Ok(());
         };
-        if n == 0 {
-            self.phase = Phase::PeerClosed;
-            self.ready.readable = false;
-            return Ok(());
-        }
-        budget.read -= n;
-        outcome.bytes_read += n;
-        if n < want && !self.ready.read_closed {
-            // A short read drained the socket; new data raises a new edge. Skipping the read
-            // that would only say WouldBlock saves a syscall per message (tokio does the same).
-            self.ready.readable = false;
-        }
         let data = &scratch[..n];
         let mut sent = 0;
         if self.pending() == 0 && self.ready.writable {
@@ -670,6 +805,80 @@ impl<P> Connection<P> {
         Ok(())
     }
 
+    /// Step `ReadIntoService`: one read into `scratch`, handed to the service, whose answer
+    /// joins the pending output (and goes out with the next `Flush`). The peer's FIN is
+    /// handed over as `on_peer_closed`.
+    fn read_into_service<S: Stream>(
+        &mut self,
+        io: &mut S,
+        scratch: &mut [u8],
+        limits: &Limits,
+        budget: &mut Budget,
+        outcome: &mut Outcome,
+    ) -> Result<(), CloseReason> {
+        let read = self.read_input(io, scratch, limits, budget, outcome)?;
+        let room = limits.high_water.saturating_sub(self.pending());
+        let Some(n) = read else {
+            if self.phase == Phase::PeerClosed {
+                self.call_service(room, |service, out| service.on_peer_closed(out));
+            }
+            return Ok(());
+        };
+        if let Some(session) = self.session.as_mut() {
+            session.idle = false; // new input: a quiet streaming service may have more to say
+        }
+        self.call_service(room, |service, out| service.on_input(&scratch[..n], out));
+        Ok(())
+    }
+
+    /// Step `Produce`: a streaming service (chargen) writes its next piece, at most the
+    /// write budget left, so it gets the same share of a turn as echo.
+    fn produce(&mut self, limits: &Limits, budget: &Budget) {
+        let room = budget.write.min(limits.high_water).min(PRODUCE_CHUNK);
+        let before = self.pending();
+        self.call_service(room, |service, out| service.on_writable(out));
+        if self.pending() == before {
+            if let Some(session) = self.session.as_mut() {
+                session.idle = true;
+            }
+        }
+    }
+
+    /// Lets the service write into the pending buffer with `room` advised, then follows its
+    /// wish to close.
+    fn call_service(&mut self, room: usize, call: impl FnOnce(&mut dyn Service, &mut Output<'_>)) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        session.opened = true;
+        let mut staging = std::mem::take(&mut session.staging);
+        let mut out = Output::with_wall_clock(&mut staging, room);
+        call(session.service.as_mut(), &mut out);
+        let closing = out.is_closing();
+        if !staging.is_empty() {
+            // `self.pending` directly, not `owed_mut`: `session` is still borrowed.
+            let pending = self
+                .pending
+                .get_or_insert_with(|| Box::new(Pending::empty()));
+            pending.buffer.extend_from_slice(&staging);
+        }
+        staging.clear();
+        let kept = if session.streams {
+            PRODUCE_CHUNK
+        } else {
+            STAGING_KEPT
+        };
+        if staging.capacity() <= kept {
+            session.staging = staging;
+        }
+        if closing && !session.finished {
+            session.finished = true;
+            if self.phase == Phase::Open {
+                self.phase = Phase::Finishing;
+            }
+        }
+    }
+
     /// Step `FinishWriting`: nothing is pending, so send our FIN.
     fn finish_writing<S: Stream>(&mut self, io: &mut S) -> Result<(), CloseReason> {
         io.shutdown_write().map_err(|e| classify(&e))?;
@@ -691,7 +900,14 @@ impl<P> Connection<P> {
     ) -> Result<(), CloseReason> {
         let want = scratch.len().min(budget.read);
         match read_nonblocking(io, &mut scratch[..want])? {
-            Some(0) => self.phase = Phase::Closed(CloseReason::Shutdown),
+            Some(0) => {
+                // After a service finished, both sides closed in order: as after a peer's FIN.
+                let finished = self.session.as_ref().is_some_and(|s| s.finished);
+                self.phase = Phase::Closed(match finished {
+                    true => CloseReason::PeerClosed,
+                    false => CloseReason::Shutdown,
+                });
+            }
             Some(n) => {
                 budget.read -= n;
                 outcome.bytes_discarded += n;

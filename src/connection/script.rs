@@ -603,6 +603,7 @@ fn legal(from: Phase, to: Phase) -> bool {
         (_, Closed(_)) => false,
         (Open, PeerClosed | Draining | Lingering) => true,
         (Draining, Lingering) => true,
+        (Open, Finishing) | (Finishing, Lingering) => true,
         _ => false,
     }
 }

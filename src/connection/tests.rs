@@ -421,3 +421,68 @@ mod properties {
         }
     }
 }
+
+/// A streaming service gets the write budget per drive, like echo, and yields with more
+/// to say; the stream continues where it stopped.
+#[test]
+fn chargen_streams_one_write_budget_per_drive_and_yields() {
+    use crate::service::chargen::{Chargen, CYCLE};
+    let mut conn = ScriptedConnection::with_service(Box::new(Chargen::new(1)));
+    let mut io = ScriptedStream::new(vec![], vec![]);
+    io.write_default = Output::Take(1 << 20);
+    let mut stats = Stats::default();
+    conn.on_readiness(Readiness::WRITABLE);
+    let first = drive(&mut conn, &mut io, &mut stats);
+    assert_eq!(first.bytes_written, limits().write_budget);
+    assert!(
+        first.yielded,
+        "more to stream: run again without a new edge"
+    );
+    let second = drive(&mut conn, &mut io, &mut stats);
+    assert_eq!(second.bytes_written, limits().write_budget);
+    let stream: Vec<u8> = CYCLE
+        .iter()
+        .cycle()
+        .take(io.echoed.len())
+        .copied()
+        .collect();
+    assert_eq!(io.echoed, stream);
+    assert_eq!(conn.pending(), 0, "nothing held between drives");
+    assert!(!conn.can_use_pipe(), "only echo takes a pipe");
+}
+
+/// A service that speaks first and closes: its line, our FIN, then the linger ends
+/// with the peer's FIN as an orderly close.
+#[test]
+fn daytime_speaks_first_then_closes_in_order() {
+    use crate::service::daytime::Daytime;
+    let mut conn = ScriptedConnection::with_service(Box::new(Daytime));
+    let mut io = ScriptedStream::new(vec![], vec![Output::Take(100)]);
+    let mut stats = Stats::default();
+    conn.on_readiness(Readiness::WRITABLE);
+    drive(&mut conn, &mut io, &mut stats);
+    assert!(io.echoed.ends_with(b" UTC\r\n"), "{:?}", io.echoed);
+    assert!(io.fin_sent);
+    assert_eq!(conn.phase(), Phase::Lingering);
+    assert!(conn.awaits_peer_close());
+    io.reads = vec![Input::Data(10), Input::Eof].into();
+    conn.on_readiness(Readiness::READ_CLOSED);
+    drive(&mut conn, &mut io, &mut stats);
+    assert_eq!(conn.close_reason(), Some(CloseReason::PeerClosed));
+    assert_eq!(stats.tcp_bytes_discarded, 10);
+}
+
+/// Discard reads everything and holds nothing.
+#[test]
+fn discard_reads_without_buffering() {
+    use crate::service::discard::Discard;
+    let mut conn = ScriptedConnection::with_service(Box::new(Discard));
+    let reads = vec![Input::Data(512), Input::Data(512), Input::Eof];
+    let mut io = ScriptedStream::new(reads, vec![]);
+    let mut stats = Stats::default();
+    conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
+    let outcome = drive(&mut conn, &mut io, &mut stats);
+    assert_eq!((outcome.bytes_read, outcome.bytes_written), (1024, 0));
+    assert_eq!(conn.buffer_capacity(), 0);
+    assert_eq!(conn.close_reason(), Some(CloseReason::PeerClosed));
+}

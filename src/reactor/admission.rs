@@ -20,6 +20,7 @@ use super::shared::SharedLimits;
 use super::slot::Slot;
 use super::Server;
 use crate::config::Config;
+use crate::connection::Connection;
 use crate::stats::Stats;
 
 /// How long accepting pauses after the process ran out of descriptors (nginx uses 500 ms).
@@ -165,16 +166,26 @@ impl Server {
     /// moment (and until a connection closes) instead of spinning or ending the server.
     pub(super) fn accept_batch(&mut self, now: Instant) {
         self.queues.accept_ready = false;
+        // Every listener gets its own budget; one with nothing waiting costs one `accept`.
+        for index in 0..self.listeners.len() {
+            if !self.accept_from(index, now) {
+                return; // out of descriptors: every listener waits for the retry
+            }
+        }
+    }
+
+    /// Accepts from `listeners[index]` up to the budget; false when out of descriptors.
+    fn accept_from(&mut self, index: usize, now: Instant) -> bool {
         for _ in 0..self.admission.budget {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
+            let Some(listener) = self.listeners.get(index) else {
+                return true;
             };
-            match listener.accept() {
+            match listener.socket.accept() {
                 // Stamped when accepted, not with the turn's `now`: the turn's earlier work would
                 // otherwise count against a new connection's idle timeout. One vDSO clock read
                 // beside an `accept` syscall costs next to nothing.
-                Ok((socket, peer)) => self.admit(socket, peer, Instant::now()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok((socket, peer)) => self.admit(socket, peer, listener.service, Instant::now()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
                     // Pipes give way to connections: pause only if none could be given back.
@@ -182,7 +193,7 @@ impl Server {
                         continue;
                     }
                     self.admission.pause(&e, now, &mut self.stats);
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     // ECONNABORTED and friends: that one client is gone; keep accepting.
@@ -193,11 +204,12 @@ impl Server {
         }
         // Budget spent: more may be waiting, and no new edge will say so.
         self.queues.accept_ready = true;
+        true
     }
 
     /// Keeps an accepted socket as a connection (registered, its timer armed), or turns it
     /// away at once if admission says no.
-    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, accepted_at: Instant) {
+    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, service: usize, accepted_at: Instant) {
         if !self.admission.admit(peer, &mut self.stats) {
             turn_away(socket, &mut self.scratch);
             return;
@@ -209,7 +221,13 @@ impl Server {
             log::debug!("set_nodelay for {peer}: {e}");
         }
         let entry = self.slots.vacant_entry();
-        let mut slot = Slot::new(socket, self.admission.next_id(), self.started, accepted_at);
+        // Echo keeps its fast path; any other service gets its own session.
+        let conn = match self.services.get(service) {
+            Some(kind) if !kind.is_echo() => Connection::with_service(kind.new_session()),
+            _ => Connection::new(),
+        };
+        let id = self.admission.next_id();
+        let mut slot = Slot::new(socket, (service, conn), id, self.started, accepted_at);
         // Registered once, for both directions; readiness is tracked in `Connection` after.
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) =
@@ -228,6 +246,9 @@ impl Server {
         entry.insert(slot);
         self.stats.conn_accepted += 1;
         self.stats.conn_active += 1;
+        if let Some(service) = self.stats.services.get_mut(service) {
+            service.conn_accepted += 1;
+        }
     }
 }
 

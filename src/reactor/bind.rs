@@ -12,13 +12,14 @@ use mio::{Interest, Poll, Waker};
 use slab::Slab;
 
 use super::admission::Admission;
+use super::listeners::{TcpSide, UdpSide};
 use super::memory::MemoryBudget;
 use super::pipes::PipeBudget;
 use super::report::ReportHandle;
 use super::shared::SharedLimits;
 use super::shutdown::{Shutdown, ShutdownHandle};
 use super::timers::Timers;
-use super::{Queues, Server, LISTENER, SCRATCH_SIZE, UDP, WAKER};
+use super::{Queues, Server, Source, SCRATCH_SIZE, WAKER};
 #[cfg(feature = "metrics")]
 use super::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
 use crate::config::Config;
@@ -28,53 +29,100 @@ use crate::error::ServerError;
 #[cfg(feature = "metrics")]
 use crate::error::METRICS;
 use crate::group::GroupMember;
+use crate::listen::{Endpoint, Protocol};
 #[cfg(feature = "metrics")]
 use crate::metrics::MetricsEndpoint;
-use crate::net::{self, Bound, Sharing};
+use crate::net::{self, BoundListener, Sharing};
 use crate::report::Reporter;
+use crate::service::datagram::DatagramAnswers;
+use crate::service::reply_limit::ReplyLimit;
+use crate::service::ServiceKind;
 use crate::stats::Stats;
 use crate::udp::UdpEcho;
 
 impl Server {
-    /// Validates `config`, binds its sockets and registers them. Port 0 works: read the real
-    /// addresses with [`Server::tcp_addr`] and [`Server::udp_addr`].
+    /// Validates `config`, binds every listener's sockets and registers them. Port 0 works:
+    /// read the real addresses with [`Server::endpoints`] (or, for the echo listener,
+    /// [`Server::tcp_addr`] and [`Server::udp_addr`]).
     pub fn bind(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
-        let bound = net::bind(&config, Sharing::Exclusive)?;
+        let bound = net::bind_all(&config, Sharing::Exclusive)?;
         log_start(&config, 1);
         let shared = Arc::new(SharedLimits::new(&config, descriptors::soft_limit(), 1));
-        Server::with_sockets(&config, bound, shared)
+        Server::with_sockets(&config, bound, shared, Announce::Yes)
     }
 
     /// A server on sockets bound already, counting its connections and pipes in `shared`
-    /// (with the other reactors of a `ServerGroup`, if any). `config` is valid.
+    /// (with the other reactors of a `ServerGroup`, if any). `config` is valid. `announce`
+    /// says whether to warn about exposed listeners (once per group, not per reactor).
     pub(crate) fn with_sockets(
         config: &Config,
-        bound: Bound,
+        bound: Vec<BoundListener>,
         shared: Arc<SharedLimits>,
+        announce: Announce,
     ) -> Result<Server, ServerError> {
         let poll = Poll::new().map_err(ServerError::Poll)?;
         let registry = poll.registry();
         let waker = Waker::new(registry, WAKER).map_err(ServerError::Poll)?;
 
-        let mut listener = bound.tcp.map(TcpListener::from_std);
-        let mut tcp_addr = None;
-        if let Some(listener) = listener.as_mut() {
-            tcp_addr = Some(listener.local_addr().map_err(ServerError::Poll)?);
-            registry
-                .register(listener, LISTENER, Interest::READABLE)
-                .map_err(ServerError::Poll)?;
+        let mut stats = Stats::default();
+        let mut services: Vec<ServiceKind> = Vec::new();
+        let mut listeners = Vec::new();
+        let mut udp = Vec::new();
+        let mut endpoints = Vec::new();
+        let started = Instant::now();
+        for net::BoundListener { listener, sockets } in bound {
+            let kind = listener.service;
+            let service = stats.service_index(kind.name());
+            if service == services.len() {
+                services.push(kind.clone());
+            }
+            let exposed = !listener.addr.ip().is_loopback();
+            let mut bound_at = listener.addr; // the real port, once a socket says it
+            if let Some(socket) = sockets.tcp {
+                let mut socket = TcpListener::from_std(socket);
+                let token = Source::listener_token(listeners.len());
+                registry
+                    .register(&mut socket, token, Interest::READABLE)
+                    .map_err(ServerError::Poll)?;
+                let addr = socket.local_addr().map_err(ServerError::Poll)?;
+                bound_at = addr;
+                endpoints.push(endpoint(&kind, Protocol::Tcp, addr));
+                listeners.push(TcpSide { socket, service });
+            }
+            if let Some(socket) = sockets.udp {
+                let mut socket =
+                    UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams)
+                        .map_err(ServerError::Poll)?;
+                socket
+                    .register(registry, Source::udp_token(udp.len()))
+                    .map_err(ServerError::Poll)?;
+                bound_at = socket.local_addr();
+                endpoints.push(endpoint(&kind, Protocol::Udp, bound_at));
+                // The endpoint's guards come first; then, beyond loopback, the rate limit of
+                // a service that can amplify (see `service::reply_limit`).
+                let answers = (!kind.is_echo()).then(|| {
+                    let limited = exposed && kind.may_amplify();
+                    let limit = limited.then(|| ReplyLimit::new(config.udp_reply_rate, started));
+                    DatagramAnswers::new(kind.new_session(), limit)
+                });
+                udp.push(UdpSide {
+                    socket,
+                    service,
+                    answers,
+                });
+            }
+            if exposed && announce == Announce::Yes {
+                warn_exposed(&bound_at, &kind, listener.protocol, config.udp_reply_rate);
+            }
         }
-        let mut udp = bound
-            .udp
-            .map(|socket| UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams))
-            .transpose()
-            .map_err(ServerError::Poll)?;
-        let mut udp_addr = None;
-        if let Some(udp) = udp.as_mut() {
-            udp_addr = Some(udp.local_addr());
-            udp.register(registry, UDP).map_err(ServerError::Poll)?;
-        }
+        let first_echo = |protocol| {
+            endpoints
+                .iter()
+                .find(|e: &&Endpoint| e.service.is_echo() && e.protocol == protocol)
+                .map(|e| e.addr)
+        };
+        let (tcp_addr, udp_addr) = (first_echo(Protocol::Tcp), first_echo(Protocol::Udp));
         #[cfg(feature = "metrics")]
         let metrics = config
             .metrics
@@ -95,8 +143,10 @@ impl Server {
         };
         Ok(Server {
             poll,
-            listener,
+            listeners,
             udp,
+            services,
+            endpoints,
             slots: Slab::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             queues: Queues::default(),
@@ -109,8 +159,8 @@ impl Server {
             udp_addr,
             // Reset when `run` starts; set here so `stats()` on a server never run says
             // something sensible.
-            started: Instant::now(),
-            stats: Stats::default(),
+            started,
+            stats,
             reporter: Reporter::default(),
             report_requested: Arc::new(AtomicBool::new(false)),
             #[cfg(feature = "metrics")]
@@ -124,12 +174,18 @@ impl Server {
         self.group = Some(member);
     }
 
-    /// The bound TCP address, unless TCP is off.
+    /// Every bound socket with the service it serves, in the order of the configuration
+    /// (each listener's TCP side before its UDP side).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.endpoints.clone()
+    }
+
+    /// The first echo listener's TCP address, unless it has none.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
     }
 
-    /// The bound UDP address, unless UDP is off.
+    /// The first echo listener's UDP address, unless it has none.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
     }
@@ -147,7 +203,7 @@ impl Server {
             uptime: self.started.elapsed(),
             pending_bytes: self.memory.pending_total() as u64,
             zero_copy_pipes_open: self.pipes.open() as u64,
-            udp_queued_datagrams: self.udp.as_ref().map_or(0, |udp| udp.queued() as u64),
+            udp_queued_datagrams: self.udp.iter().map(|udp| udp.socket.queued() as u64).sum(),
             ..self.stats.clone()
         }
     }
@@ -165,18 +221,40 @@ impl Server {
     }
 }
 
-/// Says at start how many connections `reactors` reactors will serve and where the
-/// descriptors go; warns when the service is exposed beyond this machine, and when the
-/// open-file limit cannot back the connection limit (accepts would then fail with EMFILE,
-/// which is survived).
-pub(crate) fn log_start(config: &Config, reactors: usize) {
-    if config.is_exposed() {
-        log::warn!(
-            "listening on {}: the echo service is exposed beyond this machine \
-             (a public UDP echo can be abused as a reflection amplifier)",
-            config.bind
-        );
+fn endpoint(service: &ServiceKind, protocol: Protocol, addr: SocketAddr) -> Endpoint {
+    Endpoint {
+        service: service.clone(),
+        protocol,
+        addr,
     }
+}
+
+/// Warns once per listener bound beyond loopback, saying what protects it.
+fn warn_exposed(addr: &SocketAddr, service: &ServiceKind, protocol: Protocol, rate: u32) {
+    let udp_note = match (protocol.udp(), service.is_echo(), service.may_amplify()) {
+        (false, _, _) => String::new(),
+        (true, true, _) => {
+            " (a public UDP echo can be abused as a reflection amplifier)".to_string()
+        }
+        (true, false, true) => {
+            format!(" (its UDP replies are limited to {rate}/s per source against reflection)")
+        }
+        (true, false, false) => String::new(),
+    };
+    log::warn!(
+        "listening on {addr}: {service} ({}) is exposed beyond this machine{udp_note}",
+        protocol.name()
+    );
+}
+
+/// Whether a server says what it binds (the first reactor of a group does, the others not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announce {
+    Yes,
+    No,
+}
+
+pub(crate) fn log_start(config: &Config, reactors: usize) {
     if config.metrics_exposed() {
         log::warn!(
             "metrics on {}: the counters are readable beyond this machine",

@@ -1,5 +1,5 @@
-//! The reactor: one thread, one `mio::Poll`, the listener, the UDP socket and a slab of
-//! connections. [`Server::run`], right below, is the event loop; read it first, then the
+//! The reactor: one thread, one `mio::Poll`, the listeners (each TCP listener and UDP socket
+//! carries the service it serves) and a slab of connections. [`Server::run`], right below, is the event loop; read it first, then the
 //! functions it calls, in the order it calls them. Each policy the loop applies is a small
 //! type in its own file: `admission` (accepting, limits, running out of descriptors),
 //! `memory` (the global budget on pending output), `timers` (idle and stall deadlines, the
@@ -19,6 +19,7 @@
 mod admission;
 mod bind;
 mod deadlines;
+mod listeners;
 mod memory;
 mod pipes;
 mod report;
@@ -36,12 +37,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mio::event::Event;
-use mio::net::TcpListener;
 use mio::{Events, Poll, Token};
+
+use crate::listen::Endpoint;
+use crate::service::ServiceKind;
 use slab::Slab;
 
 use self::admission::Admission;
-pub(crate) use self::bind::log_start;
+pub(crate) use self::bind::{log_start, Announce};
+use self::listeners::{TcpSide, UdpSide};
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
 pub use self::report::ReportHandle;
@@ -60,7 +64,6 @@ use crate::group::GroupMember;
 use crate::metrics::MetricsEndpoint;
 use crate::report::Reporter;
 use crate::stats::{CloseReason, Stats};
-use crate::udp::UdpEcho;
 
 impl Server {
     /// The event loop. Returns the final counters after a graceful shutdown.
@@ -93,10 +96,53 @@ impl Server {
     }
 }
 
-/// Reserved tokens sit at the top of the range; connection tokens are slab keys, far below.
-const LISTENER: Token = Token(usize::MAX - 1);
-const UDP: Token = Token(usize::MAX - 2);
+/// Tokens: the waker and the metrics endpoint's (`scrape`) at the top; below them a block
+/// for TCP listeners and one for UDP sockets, numbered down from the top of each block;
+/// connection tokens are slab keys, far below.
 const WAKER: Token = Token(usize::MAX - 3);
+/// Most listeners (and, separately, UDP sockets) one server binds.
+pub(crate) const MAX_SOCKETS: usize = 1 << 16;
+const _: () = assert!(crate::config::MAX_LISTENERS <= MAX_SOCKETS);
+/// Tokens above this are reserved (waker, metrics).
+const LISTENERS_TOP: usize = usize::MAX - 1024;
+#[cfg(feature = "metrics")]
+const _: () = assert!(METRICS_FIRST_SCRAPE.0 > LISTENERS_TOP);
+const UDP_TOP: usize = LISTENERS_TOP - MAX_SOCKETS;
+const CONNECTIONS_END: usize = UDP_TOP - MAX_SOCKETS;
+
+/// What an event's token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Waker,
+    /// Another reserved token: the metrics endpoint's (see `scrape`).
+    Reserved,
+    /// `listeners[i]`.
+    Listener(usize),
+    /// `udp[i]`.
+    Udp(usize),
+    /// The slab key of a connection.
+    Connection(usize),
+}
+
+impl Source {
+    fn of(token: Token) -> Source {
+        match token.0 {
+            t if t == WAKER.0 => Source::Waker,
+            t if t > LISTENERS_TOP => Source::Reserved,
+            t if t > UDP_TOP => Source::Listener(LISTENERS_TOP - t),
+            t if t > CONNECTIONS_END => Source::Udp(UDP_TOP - t),
+            key => Source::Connection(key),
+        }
+    }
+
+    fn listener_token(index: usize) -> Token {
+        Token(LISTENERS_TOP - index)
+    }
+
+    fn udp_token(index: usize) -> Token {
+        Token(UDP_TOP - index)
+    }
+}
 
 /// The shared TCP read buffer. Larger reads amortise syscalls on bulk streams; it costs nothing
 /// per connection. (UDP reads into its own batch of slots, see `udp`.)
@@ -109,10 +155,15 @@ const UDP_BUDGET: usize = 256;
 #[derive(Debug)]
 pub struct Server {
     poll: Poll,
-    /// The TCP listener, until shutdown begins (or never, with TCP off).
-    listener: Option<TcpListener>,
-    /// UDP echo, until shutdown begins (or never, with UDP off).
-    udp: Option<UdpEcho>,
+    /// The TCP listeners, until shutdown begins.
+    listeners: Vec<TcpSide>,
+    /// The UDP sockets (echo or another service), until shutdown begins.
+    udp: Vec<UdpSide>,
+    /// Each listener's service, by the index its listeners and slots carry (the same index
+    /// as its entry in `Stats::services`).
+    services: Vec<ServiceKind>,
+    /// Every bound socket, for the start-up line and embedders.
+    endpoints: Vec<Endpoint>,
     /// The open connections; a connection's token is its key here.
     slots: Slab<Slot>,
     /// The one read buffer shared by every socket: input lands here and goes straight back.
@@ -166,10 +217,11 @@ impl Server {
 
     /// Routes one event to its source: each notes its readiness, and runs in `run_ready_work`.
     fn dispatch(&mut self, event: &Event, now: Instant) {
-        match event.token() {
-            LISTENER => self.queues.accept_ready = true,
-            UDP => {
-                if let Some(udp) = self.udp.as_mut() {
+        let token = event.token();
+        match Source::of(token) {
+            Source::Listener(_) => self.queues.accept_ready = true,
+            Source::Udp(index) => {
+                if let Some(udp) = self.udp.get_mut(index) {
                     udp.on_readiness(Readiness {
                         readable: event.is_readable(),
                         writable: event.is_writable(),
@@ -178,9 +230,10 @@ impl Server {
                     self.queues.udp_ready = true;
                 }
             }
-            WAKER => self.on_wake(now),
-            token if self.is_metrics_token(token) => self.on_metrics_ready(token, now),
-            Token(key) => {
+            Source::Waker => self.on_wake(now),
+            Source::Reserved if self.is_metrics_token(token) => self.on_metrics_ready(token, now),
+            Source::Reserved => {}
+            Source::Connection(key) => {
                 if let Some(slot) = self.slots.get_mut(key) {
                     slot.conn.on_readiness(Readiness {
                         readable: event.is_readable(),
@@ -207,10 +260,12 @@ impl Server {
             self.accept_batch(now);
         }
         if self.queues.udp_ready {
-            self.queues.udp_ready = match self.udp.as_mut() {
-                Some(udp) => udp.drive(UDP_BUDGET, now, &mut self.stats),
-                None => false,
-            };
+            // Each socket tracks its own readiness: an idle one costs no syscall here.
+            let mut more = false;
+            for udp in &mut self.udp {
+                more |= udp.drive(UDP_BUDGET, now, &mut self.stats);
+            }
+            self.queues.udp_ready = more;
         }
         let mut turn = Turn::begin(now);
         let mut fresh = std::mem::take(&mut self.queues.fresh);
@@ -257,10 +312,13 @@ impl Server {
             .drive(&mut slot.socket, &mut self.scratch, &limits);
         // Account: counters, the memory budget, the connection's activity clocks.
         self.stats.record_drive(&outcome);
+        if let Some(service) = self.stats.services.get_mut(slot.service()) {
+            service.record_drive(&outcome);
+        }
         let after = slot.conn.pending();
         self.memory
             .record(before, after, outcome.pauses, &limits, &mut self.stats);
-        slot.record_progress(&outcome, before, Stamp::at(self.started, now));
+        slot.record_progress(&outcome, Stamp::at(self.started, now));
         let moved = outcome.bytes_read + outcome.bytes_written;
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {

@@ -107,10 +107,10 @@ impl Server {
         );
         self.shutdown.begun = true;
         self.shutdown.deadline = now.checked_add(self.shutdown.drain_timeout);
-        self.listener = None;
-        if let Some(udp) = self.udp.take() {
+        self.listeners.clear();
+        for udp in self.udp.drain(..) {
             // Closing the socket drops the replies still queued: counted, not lost.
-            self.stats.udp_dropped_shutdown += udp.queued() as u64;
+            self.stats.udp_dropped_shutdown += udp.socket.queued() as u64;
         }
         self.queues.accept_ready = false;
         self.queues.udp_ready = false;

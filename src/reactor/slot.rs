@@ -25,13 +25,18 @@ pub(super) struct Slot {
     pub(super) id: u32,
     /// Last time a byte moved either way (for the idle timeout).
     last_activity: Stamp,
-    /// Since when output has been pending without write progress (for the stall timeout);
-    /// meaningful only while output is pending.
+    /// Since when it has owed the peer something without write progress (for the stall
+    /// timeout); meaningful only while `stalling`.
     stalled_since: Stamp,
+    /// Index of its service in `Server::services` (and `Stats::services`); 32 bits, as there
+    /// are at most `MAX_LISTENERS` (4,096) listeners.
+    service: u32,
     /// In the ready queue already (so it is queued once).
     pub(super) queued: bool,
     /// Has an entry in the deadline heap (at most one).
     pub(super) timer_armed: bool,
+    /// It owes the peer output (or, a service finished, the peer's FIN) since `stalled_since`.
+    stalling: bool,
     pub(super) conn: Connection<Pipe>,
 }
 
@@ -60,28 +65,48 @@ impl Stamp {
 }
 
 impl Slot {
-    /// A fresh connection accepted at `now`, by a reactor that started at `started`.
-    pub(super) fn new(socket: TcpStream, id: u32, started: Instant, now: Instant) -> Slot {
+    /// A fresh connection accepted at `now` (by a reactor that started at `started`), speaking
+    /// `conn`'s protocol for `service`.
+    pub(super) fn new(
+        socket: TcpStream,
+        (service, conn): (usize, Connection<Pipe>),
+        id: u32,
+        started: Instant,
+        now: Instant,
+    ) -> Slot {
         let stamp = Stamp::at(started, now);
         Slot {
             socket,
             id,
             last_activity: stamp,
             stalled_since: stamp,
+            service: u32::try_from(service).unwrap_or(u32::MAX),
             queued: false,
             timer_armed: false,
-            conn: Connection::new(),
+            stalling: false,
+            conn,
         }
     }
 
-    /// Moves the activity clocks after a drive that began with `before` bytes pending: any
-    /// byte moved is activity; pending output with no write progress keeps (or starts) the
-    /// stall clock.
-    pub(super) fn record_progress(&mut self, outcome: &Outcome, before: usize, now: Stamp) {
+    /// Index of its service in `Server::services` (and `Stats::services`).
+    pub(super) fn service(&self) -> usize {
+        self.service as usize
+    }
+
+    /// Moves the activity clocks after a drive: any byte moved is activity; owing the peer
+    /// something with no write progress keeps (or starts) the stall clock, and owing nothing
+    /// stops it.
+    pub(super) fn record_progress(&mut self, outcome: &Outcome, now: Stamp) {
         if outcome.bytes_read + outcome.bytes_written > 0 {
             self.last_activity = now;
         }
-        if self.conn.pending() > 0 && (before == 0 || outcome.bytes_written > 0) {
+        // Waiting for the peer's FIN after a service finished counts as owing it something: a
+        // peer that never closes is closed by the stall timeout, as one that never reads.
+        let owes = self.conn.pending() + usize::from(self.conn.awaits_peer_close());
+        if owes == 0 {
+            self.stalling = false;
+        } else if !self.stalling || outcome.bytes_written > 0 {
+            self.stalling = true;
             self.stalled_since = now;
         }
     }
@@ -112,7 +137,7 @@ impl Slot {
             .map(|at| (at, CloseReason::IdleTimeout));
         let stall = timeouts
             .stall
-            .filter(|_| self.conn.pending() > 0)
+            .filter(|_| self.stalling)
             .and_then(|after| deadline(self.stalled_since, after))
             .map(|at| (at, CloseReason::StallTimeout));
         match (idle, stall) {
@@ -137,15 +162,15 @@ mod tests {
     #[test]
     fn a_slab_entry_stays_small() {
         // `Slab<T>` stores `enum Entry<T> { Vacant(usize), Occupied(T) }`: at most a word more.
-        // The Slot is 40 bytes in release builds; mio's sockets carry a selector id in debug
+        // The Slot is 48 bytes in release builds; mio's sockets carry a selector id in debug
         // builds (8 bytes more), which is what this test runs as.
         let per_connection = std::mem::size_of::<Slot>() + std::mem::size_of::<usize>();
         assert!(
-            per_connection <= 56,
+            per_connection <= 64,
             "Slot is {} bytes",
             std::mem::size_of::<Slot>()
         );
-        assert!(std::mem::size_of::<Connection<Pipe>>() <= 16);
+        assert!(std::mem::size_of::<Connection<Pipe>>() <= 24);
     }
 
     #[test]

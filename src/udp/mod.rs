@@ -61,21 +61,21 @@ const RECV_BUFFER: usize = 4 << 20;
 /// At most one "echo loop broken" warning per this period (each loop is still counted).
 const LOOP_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
-/// One datagram as a service sees it.
-// Only echo uses the seam yet (it ignores the request); other services (issue 9) plug in here.
-#[cfg_attr(not(test), allow(dead_code))]
+/// One datagram as a service sees it (the services of issue 9 answer through
+/// `service::datagram`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
     /// The payload.
     pub(crate) bytes: &'a [u8],
     /// Who sent it (canonical: an IPv4 sender on a dual-stack socket is IPv4 here).
     pub(crate) peer: SocketAddr,
-    /// The address it was sent to: with pktinfo on a wildcard bind, the real one.
+    /// The address it was sent to: with pktinfo on a wildcard bind, the real one. (No
+    /// service answers differently per destination yet.)
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) local: SocketAddr,
 }
 
 /// What a service answers to one datagram.
-#[cfg_attr(not(test), allow(dead_code))] // as for `Request`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answer {
     /// Send the request's own bytes back (echo; sent from the receive slot, not copied).

@@ -198,12 +198,15 @@ impl ChildProcess {
 }
 
 /// The addresses in `listening tcp=IP:PORT udp=IP:PORT [metrics=IP:PORT]` (`off` for a side
-/// turned off; `metrics=` only with `--metrics`).
-#[derive(Debug, Clone, Copy)]
+/// turned off; `metrics=` only with `--metrics`), and, when a server has more than one echo
+/// listener, one `SERVICE/PROTO=IP:PORT` field per bound socket (`time/udp=127.0.0.1:37`).
+#[derive(Debug, Clone)]
 pub struct Listening {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    /// `("time/udp", address)` for each listener field, in the order printed.
+    pub sockets: Vec<(String, SocketAddr)>,
 }
 
 impl Listening {
@@ -220,16 +223,37 @@ impl Listening {
                     .unwrap_or_else(|_| panic!("bad address {addr:?} in {line:?}")),
             ),
         };
-        let (mut tcp, mut udp, mut metrics) = (None, None, None);
+        let (mut tcp, mut udp, mut metrics, mut sockets) = (None, None, None, Vec::new());
         for field in fields.split(' ') {
             match field.split_once('=') {
                 Some(("tcp", value)) => tcp = address(value),
                 Some(("udp", value)) => udp = address(value),
                 Some(("metrics", value)) => metrics = address(value),
+                Some((key, value)) if key.ends_with("/tcp") || key.ends_with("/udp") => {
+                    let addr = address(value).unwrap_or_else(|| panic!("{field:?} is off"));
+                    sockets.push((key.to_string(), addr));
+                }
                 _ => panic!("unexpected field {field:?} in {line:?}"),
             }
         }
-        Listening { tcp, udp, metrics }
+        Listening {
+            tcp,
+            udp,
+            metrics,
+            sockets,
+        }
+    }
+
+    /// The `n`th (from 0) socket listed as `service_proto`, e.g. `("time/udp", 0)`; fails
+    /// the test if there is none.
+    #[track_caller]
+    pub fn socket(&self, service_proto: &str, n: usize) -> SocketAddr {
+        self.sockets
+            .iter()
+            .filter(|(key, _)| key == service_proto)
+            .nth(n)
+            .unwrap_or_else(|| panic!("no {service_proto} #{n} in {self:?}"))
+            .1
     }
 
     /// The TCP address; fails the test if TCP is off.
@@ -287,6 +311,18 @@ mod tests {
         assert_eq!(both.udp().to_string(), "[::1]:7008");
         let tcp_only = Listening::parse("listening tcp=127.0.0.1:1 udp=off");
         assert!(tcp_only.udp.is_none());
+        assert!(tcp_only.sockets.is_empty());
+    }
+
+    #[test]
+    fn listener_fields_name_each_socket() {
+        let many = Listening::parse(
+            "listening tcp=off udp=off time/udp=127.0.0.1:37 time/udp=[::1]:38 \
+             chargen/tcp=127.0.0.1:19",
+        );
+        assert_eq!(many.socket("time/udp", 1).to_string(), "[::1]:38");
+        assert_eq!(many.socket("chargen/tcp", 0).port(), 19);
+        assert!(many.tcp.is_none());
     }
 
     #[test]

@@ -192,3 +192,26 @@ pub fn expect_closed_within(stream: &mut TcpStream, within: Duration) -> Duratio
 pub fn is_timeout(error: &std::io::Error) -> bool {
     matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
+
+/// Sends `request` from an unprivileged loopback port of `addr`'s family and returns the
+/// reply; tries three times (2 s each) before failing the test.
+#[track_caller]
+pub fn udp_ask(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let local = if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
+    let socket = std::net::UdpSocket::bind(local).expect("bind a UDP client");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("UDP timeout");
+    let mut buffer = vec![0u8; 65_536];
+    for _ in 0..3 {
+        socket.send_to(request, addr).expect("send a datagram");
+        if let Ok((n, _)) = socket.recv_from(&mut buffer) {
+            return buffer[..n].to_vec();
+        }
+    }
+    panic!("no UDP reply from {addr}");
+}

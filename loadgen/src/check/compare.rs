@@ -71,9 +71,9 @@ pub enum Failure {
 pub struct Mismatch {
     /// Stream offset of the first wrong byte.
     pub offset: u64,
-    /// The bytes that should have arrived there (up to [`SAMPLE`]).
+    /// The bytes that should have arrived there (up to `SAMPLE`).
     pub expected: Vec<u8>,
-    /// The bytes that did arrive (up to [`SAMPLE`]).
+    /// The bytes that did arrive (up to `SAMPLE`).
     pub got: Vec<u8>,
     /// Where the bytes that arrived come from, once [`Failure::explain`] found out.
     pub origin: Option<String>,

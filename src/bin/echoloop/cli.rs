@@ -4,6 +4,7 @@
 //! This is the only place that knows about clap; embedders build a `Config` directly.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -11,7 +12,11 @@ use clap::{Parser, ValueEnum};
 use log::LevelFilter;
 
 use echoloop::config::{default_max_connections, Config, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS};
+use echoloop::listen::{resolve_host, ListenSpec, Listener, Protocol};
+use echoloop::service::ServiceKind;
 use echoloop::units::{parse_duration, parse_size, MAX_DURATION};
+
+use crate::logging::{Sink, DEFAULT_SYSLOG_SOCKET};
 
 /// A timeout that can be turned off: a duration, or `off` (also `0`). A timeout of
 /// [`MAX_DURATION`] or more (`forever`, or a number that long) never fires, so it is off too.
@@ -113,17 +118,55 @@ Exit codes:
   2    bad usage: unknown flag, bad value, unusable address, port in use or privileged
   130  a second signal cut the drain short";
 
-/// A single-threaded mio reactor serving echo (RFC 862) over TCP and UDP.
+/// The addresses one `--bind` value stands for: an IP address, or every address of a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindAddrs(pub Vec<IpAddr>);
+
+fn parse_bind(text: &str) -> Result<BindAddrs, String> {
+    let text = text.trim();
+    if text.parse::<IpAddr>().is_err() && text.contains(':') && !text.starts_with('[') {
+        return Err(format!(
+            "'{text}' is not an address (no port here: use --port, or --listen for more)"
+        ));
+    }
+    resolve_host(text).map(BindAddrs).map_err(|e| e.0)
+}
+
+/// The echo listener's port, or `off` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EchoPort(pub Option<u16>);
+
+fn parse_port(text: &str) -> Result<EchoPort, String> {
+    match text.trim() {
+        "off" => Ok(EchoPort(None)),
+        other => other
+            .parse::<u16>()
+            .map(|port| EchoPort(Some(port)))
+            .map_err(|_| format!("'{other}' is not a port (0 to 65535, or off)")),
+    }
+}
+
+/// A single-threaded mio reactor serving echo (RFC 862) over TCP and UDP, and the inetd
+/// family beside it (discard, chargen, daytime, time, unixtime) with --listen.
 #[derive(Debug, Parser)]
 #[command(name = "echoloop", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Address to listen on; 0.0.0.0 or :: exposes the service beyond this machine.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
+    /// Address to serve on; repeat for several. An IP address or a name (localhost: every
+    /// address it resolves to). 0.0.0.0 or :: exposes the services beyond this machine; ::
+    /// is dual stack (IPV6_V6ONLY off): it serves IPv4 too.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_bind)]
+    pub bind: Vec<BindAddrs>,
 
-    /// Port for both TCP and UDP; 0 picks a free one (printed at start).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_PORT)]
-    pub port: u16,
+    /// Port of the echo listener, TCP and UDP; 0 picks a free one (printed at start); off
+    /// serves only the --listen listeners.
+    #[arg(long, value_name = "N|off", default_value_t = EchoPort(Some(DEFAULT_PORT)), value_parser = parse_port)]
+    pub port: EchoPort,
+
+    /// Adds a listener; repeat for several. SERVICE is echo, discard, chargen, daytime,
+    /// time or unixtime; without ADDR it listens on every --bind address; without /tcp or
+    /// /udp, on both. E.g. time=12345, daytime=7013/tcp, chargen=[::1]:7019/udp.
+    #[arg(long, value_name = "SERVICE=[ADDR:]PORT[/tcp|/udp]")]
+    pub listen: Vec<ListenSpec>,
 
     /// Listen backlog (capped by the kernel's net.core.somaxconn).
     #[arg(long, value_name = "N", default_value_t = Config::default().backlog)]
@@ -193,6 +236,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_raise_nofile: bool,
 
+    /// UDP replies per second per source for services that can amplify (chargen, daytime,
+    /// time, unixtime) on a listener beyond loopback; bursts of twice that.
+    #[arg(long, value_name = "N", default_value_t = Config::default().udp_reply_rate)]
+    pub udp_reply_rate: u32,
+
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default), e.g.
     /// 127.0.0.1:9107; a non-loopback address exposes the counters (logged as a warning).
     #[arg(long, value_name = "ADDR:PORT")]
@@ -209,17 +257,87 @@ pub struct Cli {
     /// Print the man page or shell completions for this command and exit.
     #[arg(long, value_name = "WHAT", value_enum, hide = true)]
     pub generate: Option<Generated>,
+
+    /// Send log records to the local syslog (facility daemon, ident echoloop[pid]) instead
+    /// of stderr.
+    #[arg(long)]
+    pub syslog: bool,
+
+    /// The syslog socket (implies --syslog) [default: /dev/log].
+    #[arg(long, value_name = "PATH")]
+    pub syslog_socket: Option<PathBuf>,
+}
+
+impl std::fmt::Display for EchoPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(port) => write!(f, "{port}"),
+            None => f.write_str("off"),
+        }
+    }
 }
 
 impl Cli {
-    /// The configuration these flags describe; everything else keeps its default.
-    pub fn to_config(&self) -> Config {
+    /// Where log records go.
+    pub fn log_sink(&self) -> Sink {
+        match (&self.syslog_socket, self.syslog) {
+            (Some(path), _) => Sink::Syslog(path.clone()),
+            (None, true) => Sink::Syslog(DEFAULT_SYSLOG_SOCKET.into()),
+            (None, false) => Sink::Stderr,
+        }
+    }
+
+    /// Every --bind address, names resolved, without duplicates, and without a `0.0.0.0`
+    /// that a dual-stack `::` already covers (both could not bind one port).
+    fn bind_addrs(&self) -> Vec<IpAddr> {
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        for ip in self.bind.iter().flat_map(|b| b.0.iter()) {
+            if !addrs.contains(ip) {
+                addrs.push(*ip);
+            }
+        }
+        let any_v6 = IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
+        if addrs.contains(&any_v6) {
+            addrs.retain(|ip| *ip != IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED));
+        }
+        addrs
+    }
+
+    /// The listeners beyond the first echo listener: echo on the other --bind addresses,
+    /// then each --listen. --no-tcp and --no-udp apply to every listener without a /tcp or
+    /// /udp suffix; a suffix says exactly what is wanted.
+    fn extra_listeners(&self, binds: &[IpAddr]) -> Result<Vec<Listener>, String> {
+        let default_protocol = Protocol::from_flags(!self.no_tcp, !self.no_udp);
+        let mut listeners = Vec::new();
+        if let (Some(port), Some(protocol)) = (self.port.0, default_protocol) {
+            for &ip in &binds[1..] {
+                listeners.push(Listener {
+                    service: ServiceKind::Echo,
+                    protocol,
+                    addr: std::net::SocketAddr::new(ip, port),
+                });
+            }
+        }
+        for spec in &self.listen {
+            let protocol = default_protocol.unwrap_or(Protocol::Both);
+            listeners.extend(spec.listeners(binds, protocol).map_err(|e| e.0)?);
+        }
+        Ok(listeners)
+    }
+
+    /// The configuration these flags describe; everything else keeps its default. Fails
+    /// when a --listen name does not resolve.
+    pub fn to_config(&self) -> Result<Config, String> {
         let defaults = Config::default();
-        Config {
-            bind: self.bind,
-            port: self.port,
-            tcp: !self.no_tcp,
-            udp: !self.no_udp,
+        let binds = self.bind_addrs();
+        let echo = self.port.0.is_some();
+        Ok(Config {
+            bind: binds[0],
+            port: self.port.0.unwrap_or(DEFAULT_PORT),
+            tcp: echo && !self.no_tcp,
+            udp: echo && !self.no_udp,
+            listeners: self.extra_listeners(&binds)?,
+            udp_reply_rate: self.udp_reply_rate,
             backlog: self.backlog,
             max_pending: self.max_pending,
             low_water: self.max_pending / 4,
@@ -235,7 +353,7 @@ impl Cli {
             stall_timeout: self.stall_timeout.0,
             metrics: self.metrics,
             ..defaults
-        }
+        })
     }
 }
 
@@ -306,12 +424,15 @@ mod tests {
 
     #[test]
     fn no_flags_give_the_default_config() {
-        assert_eq!(run(&[]).to_config(), Config::default());
+        assert_eq!(run(&[]).to_config(), Ok(Config::default()));
+        assert_eq!(run(&[]).log_sink(), Sink::Stderr);
     }
 
     #[test]
     fn bind_port_backlog_map_onto_config() {
-        let config = run(&["--bind", "::", "--port", "0", "--backlog", "16"]).to_config();
+        let config = run(&["--bind", "::", "--port", "0", "--backlog", "16"])
+            .to_config()
+            .unwrap();
         assert_eq!(config.bind, "::".parse::<IpAddr>().unwrap());
         assert_eq!(config.port, 0);
         assert_eq!(config.backlog, 16);
@@ -320,8 +441,8 @@ mod tests {
 
     #[test]
     fn no_udp_and_no_tcp_turn_one_side_off() {
-        assert!(!run(&["--no-udp"]).to_config().udp);
-        assert!(!run(&["--no-tcp"]).to_config().tcp);
+        assert!(!run(&["--no-udp"]).to_config().unwrap().udp);
+        assert!(!run(&["--no-tcp"]).to_config().unwrap().tcp);
         assert!(invalid(&["--no-tcp", "--no-udp"]).contains("cannot be used with"));
     }
 
@@ -337,7 +458,7 @@ mod tests {
             "--log-level",
             "debug",
         ]);
-        let config = cli.to_config();
+        let config = cli.to_config().unwrap();
         assert_eq!(config.max_pending, 16 << 20);
         assert_eq!(config.low_water, 4 << 20);
         assert_eq!(config.drain_timeout, Duration::from_millis(250));
@@ -362,7 +483,8 @@ mod tests {
             "--stall-timeout",
             "off",
         ])
-        .to_config();
+        .to_config()
+        .unwrap();
         assert_eq!(config.max_connections, 100);
         assert_eq!(config.max_per_source, Some(4));
         assert_eq!(config.memory_budget, 64 << 20);
@@ -383,8 +505,8 @@ mod tests {
         assert!(cli.pin && cli.no_raise_nofile);
         // Each further reactor holds four more descriptors.
         assert_eq!(
-            cli.to_config().max_connections + 8,
-            run(&[]).to_config().max_connections
+            cli.to_config().unwrap().max_connections + 8,
+            run(&[]).to_config().unwrap().max_connections
         );
     }
 
@@ -401,7 +523,8 @@ mod tests {
             "--stats-interval",
             huge,
         ])
-        .to_config();
+        .to_config()
+        .unwrap();
         assert_eq!(
             config.idle_timeout, None,
             "a timeout that never fires is off"
@@ -410,7 +533,7 @@ mod tests {
         assert_eq!(config.drain_timeout, MAX_DURATION);
         assert_eq!(config.stats_interval, Some(MAX_DURATION));
         assert_eq!(config.validate(), Ok(()));
-        let long = run(&["--idle-timeout", "36524d"]).to_config();
+        let long = run(&["--idle-timeout", "36524d"]).to_config().unwrap();
         assert_eq!(
             long.idle_timeout,
             Some(Duration::from_secs(36_524 * 86_400))
@@ -424,7 +547,9 @@ mod tests {
             assert!(message.contains("too large"), "{message}");
             assert!(!message.contains('\n'));
         }
-        let config = run(&["--max-pending", &usize::MAX.to_string()]).to_config();
+        let config = run(&["--max-pending", &usize::MAX.to_string()])
+            .to_config()
+            .unwrap();
         assert_eq!(config.low_water, usize::MAX / 4);
         assert_eq!(config.validate(), Ok(()));
     }
@@ -438,6 +563,108 @@ mod tests {
         let address = invalid(&["--bind", "localhost:80"]);
         assert!(address.contains("invalid value"), "{address}");
         assert!(!address.contains('\n'));
+    }
+
+    #[test]
+    fn listen_adds_listeners_on_every_bind_address_beside_echo() {
+        let config = run(&[
+            "--bind",
+            "127.0.0.1",
+            "--bind",
+            "::1",
+            "--listen",
+            "time=12345",
+            "--listen",
+            "daytime=[::1]:7013/tcp",
+        ])
+        .to_config()
+        .unwrap();
+        let all: Vec<String> = config
+            .all_listeners()
+            .iter()
+            .map(|l| format!("{} {} {}", l.service, l.protocol.name(), l.addr))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                "echo tcp+udp 127.0.0.1:7007",
+                "echo tcp+udp [::1]:7007",
+                "time tcp+udp 127.0.0.1:12345",
+                "time tcp+udp [::1]:12345",
+                "daytime tcp [::1]:7013",
+            ]
+        );
+    }
+
+    #[test]
+    fn port_off_and_no_udp_shape_the_listeners() {
+        let config = run(&[
+            "--port",
+            "off",
+            "--no-udp",
+            "--listen",
+            "chargen=7019",
+            "--listen",
+            "time=37/udp",
+        ])
+        .to_config()
+        .unwrap();
+        let all = config.all_listeners();
+        assert_eq!(all.len(), 2, "no echo listener: {all:?}");
+        assert_eq!(
+            all[0].protocol,
+            Protocol::Tcp,
+            "--no-udp applies without a suffix"
+        );
+        assert_eq!(
+            all[1].protocol,
+            Protocol::Udp,
+            "a suffix says exactly what is wanted"
+        );
+        assert!(run(&["--port", "off"])
+            .to_config()
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(invalid(&["--port", "seven"]).contains("not a port"));
+        assert!(invalid(&["--listen", "qotd=17"]).contains("unknown service"));
+    }
+
+    #[test]
+    fn bind_names_resolve_and_addresses_with_ports_are_refused() {
+        let config = run(&["--bind", "localhost", "--bind", "127.0.0.1"])
+            .to_config()
+            .unwrap();
+        assert!(config.bind.is_loopback());
+        let all = config.all_listeners();
+        assert!(all
+            .iter()
+            .all(|l| l.addr.ip().is_loopback() && l.addr.port() == 7007));
+        let mut ips: Vec<_> = all.iter().map(|l| l.addr.ip()).collect();
+        ips.dedup();
+        assert_eq!(ips.len(), all.len(), "duplicates merged: {all:?}");
+        assert!(invalid(&["--bind", "127.0.0.1:7"]).contains("no port here"));
+        let both = run(&["--bind", "0.0.0.0", "--bind", "::"])
+            .to_config()
+            .unwrap();
+        let ips: Vec<String> = both
+            .all_listeners()
+            .iter()
+            .map(|l| l.addr.ip().to_string())
+            .collect();
+        assert_eq!(ips, ["::"], "a dual-stack :: covers 0.0.0.0");
+    }
+
+    #[test]
+    fn syslog_flags_choose_the_sink() {
+        assert_eq!(
+            run(&["--syslog"]).log_sink(),
+            Sink::Syslog("/dev/log".into())
+        );
+        assert_eq!(
+            run(&["--syslog-socket", "/tmp/x.sock"]).log_sink(),
+            Sink::Syslog("/tmp/x.sock".into())
+        );
     }
 
     #[test]
@@ -478,12 +705,13 @@ mod tests {
 
     #[test]
     fn metrics_takes_an_address_with_port() {
-        assert_eq!(run(&[]).to_config().metrics, None);
-        let config = run(&["--metrics", "127.0.0.1:9107"]).to_config();
+        assert_eq!(run(&[]).to_config().unwrap().metrics, None);
+        let config = run(&["--metrics", "127.0.0.1:9107"]).to_config().unwrap();
         assert_eq!(config.metrics, Some("127.0.0.1:9107".parse().unwrap()));
         assert!(!config.metrics_exposed());
         assert!(run(&["--metrics", "0.0.0.0:0"])
             .to_config()
+            .unwrap()
             .metrics_exposed());
         assert!(invalid(&["--metrics", "127.0.0.1"]).contains("invalid value"));
     }

@@ -13,12 +13,13 @@
 //! the documented one.
 
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 mod cli;
 mod generate;
+mod listening;
+mod logging;
 mod summary;
 
 use cli::{Parsed, SummaryFormat};
@@ -41,15 +42,23 @@ fn main() -> ExitCode {
             Err(e) => fail(&format!("cannot write {what:?}: {e}"), 1),
         };
     }
-    init_logging(cli.log_level.map(cli::LogLevel::filter));
+    let sink = cli.log_sink();
+    if let Err(message) = logging::init(cli.log_level.map(cli::LogLevel::filter), &sink) {
+        return fail(&message, 2);
+    }
+    let to_syslog = sink != logging::Sink::Stderr;
     // Before the config: the default connection limit follows the raised limit.
     let raised = match cli.no_raise_nofile {
         true => None,
         false => Some(echoloop::descriptors::raise_open_file_limit()),
     };
-    let server = match ServerGroup::bind(cli.to_config(), cli.threads.0) {
+    let config = match cli.to_config() {
+        Ok(config) => config,
+        Err(message) => return fail_logged(&message, 2, to_syslog),
+    };
+    let server = match ServerGroup::bind(config, cli.threads.0) {
         Ok(server) => server.pin_to_cores(cli.pin),
-        Err(e) => return fail(&e.to_string(), 2),
+        Err(e) => return fail_logged(&e.to_string(), 2, to_syslog),
     };
     // Logged once bound, so that a server that cannot start prints only why.
     match raised {
@@ -59,23 +68,23 @@ fn main() -> ExitCode {
     }
     // Handlers first: a script may signal us as soon as it has read the address line.
     if let Err(e) = forward_signals(server.shutdown_handle(), server.report_handle()) {
-        return fail(&format!("cannot install signal handlers: {e}"), 1);
+        return fail_logged(
+            &format!("cannot install signal handlers: {e}"),
+            1,
+            to_syslog,
+        );
     }
     // One line a script can read to learn the ports (use with --port 0).
-    let metrics = server
-        .metrics_addr()
-        .map_or_else(String::new, |addr| format!(" metrics={addr}"));
-    emit(&format!(
-        "listening tcp={} udp={}{metrics}",
-        show(server.tcp_addr()),
-        show(server.udp_addr())
-    ));
+    let listening = listening::line(&server.endpoints(), server.metrics_addr());
+    emit(&listening);
+    log::info!("started (pid {}): {listening}", std::process::id());
     match server.run() {
         Ok(stats) => {
             emit(&render_summary(&stats, cli.summary));
+            log::info!("stopped: summary {stats}");
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e.to_string(), 1),
+        Err(e) => fail_logged(&e.to_string(), 1, to_syslog),
     }
 }
 
@@ -102,24 +111,20 @@ fn emit(line: &str) {
     }
 }
 
+/// The one-line failure on stderr, and the exit code.
 fn fail(message: &str, code: u8) -> ExitCode {
     // stderr closed too: nothing left to tell; the exit code still says it.
     let _ = writeln!(std::io::stderr(), "echoloop: {message}");
     ExitCode::from(code)
 }
 
-fn show(addr: Option<SocketAddr>) -> String {
-    addr.map_or_else(|| "off".to_string(), |addr| addr.to_string())
-}
-
-/// `--log-level` wins over `RUST_LOG`, which wins over the default, `info`.
-fn init_logging(level: Option<log::LevelFilter>) {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if let Some(level) = level {
-        builder.filter_level(level);
+/// [`fail`], and the same as an error record when records go to syslog (on stderr the line
+/// is said once).
+fn fail_logged(message: &str, code: u8, to_syslog: bool) -> ExitCode {
+    if to_syslog {
+        log::error!("{message}");
     }
-    builder.init();
+    fail(message, code)
 }
 
 /// SIGINT, SIGTERM and SIGHUP (the terminal went away) start a graceful shutdown; a second one

@@ -1,0 +1,59 @@
+//! What the reactor listens on: TCP listeners and UDP sockets, each carrying the service it
+//! serves (an index into `Server::services`, which is also its entry in `Stats::services`).
+//! The token of an event says which one it is for (`Source` in `reactor/mod.rs`).
+
+use std::time::Instant;
+
+use mio::net::TcpListener;
+
+use crate::connection::Readiness;
+use crate::service::datagram::DatagramAnswers;
+use crate::stats::Stats;
+use crate::udp::UdpEcho;
+
+/// A TCP listener and the service its connections get.
+#[derive(Debug)]
+pub(super) struct TcpSide {
+    pub(super) socket: TcpListener,
+    pub(super) service: usize,
+}
+
+/// A UDP socket and the service answering its datagrams.
+#[derive(Debug)]
+pub(super) struct UdpSide {
+    pub(super) socket: UdpEcho,
+    pub(super) service: usize,
+    /// A service other than echo (echo is the endpoint's own zero-copy path).
+    pub(super) answers: Option<DatagramAnswers>,
+}
+
+impl UdpSide {
+    /// Records readiness reported by the poller.
+    pub(super) fn on_readiness(&mut self, ready: Readiness) {
+        self.socket.on_readiness(ready);
+    }
+
+    /// Answers up to `budget` datagrams (see `UdpEcho::drive_with`) and counts what went in
+    /// and out under the service too. True when work is left for the next turn.
+    pub(super) fn drive(&mut self, budget: usize, now: Instant, stats: &mut Stats) -> bool {
+        let (before_in, before_out) = (stats.udp_datagrams_in, stats.udp_datagrams_out);
+        let more = match self.answers.as_mut() {
+            None => self.socket.drive(budget, now, stats),
+            Some(answers) => {
+                answers.start_turn(now);
+                let more = self.socket.drive_with(answers, budget, now, stats);
+                stats.udp_dropped_rate_limited += answers.take_limited();
+                more
+            }
+        };
+        let (datagrams_in, datagrams_out) = (
+            stats.udp_datagrams_in - before_in,
+            stats.udp_datagrams_out - before_out,
+        );
+        if let Some(service) = stats.services.get_mut(self.service) {
+            service.udp_datagrams_in += datagrams_in;
+            service.udp_datagrams_out += datagrams_out;
+        }
+        more
+    }
+}
