@@ -284,6 +284,7 @@ impl GroupMember {
     }
 
     /// Every reactor's counters: `own` (fresh) for this one, the others as last posted.
+    #[cfg(feature = "metrics")]
     pub(crate) fn snapshots(&self, own: Stats) -> Vec<Stats> {
         let mut all = self
             .board

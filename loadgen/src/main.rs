@@ -20,6 +20,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+
+/// Connections (or sockets, or churn loops) when `-c` is not given.
+const DEFAULT_CONNECTIONS: usize = 50;
 use std::time::Duration;
 
 mod tools;
@@ -61,9 +64,10 @@ struct Cli {
     #[arg(short = 't', long, global = true, default_value_t = 1)]
     threads: usize,
 
-    /// Connections (TCP), sockets (UDP), or concurrent connect/echo/close loops (churn).
-    #[arg(short = 'c', long, global = true, default_value_t = 50)]
-    connections: usize,
+    /// Connections (TCP), sockets (UDP), or concurrent connect/echo/close loops (churn)
+    /// [default: 50]; for `ping`, the number of messages, as in ping(1).
+    #[arg(short = 'c', long, global = true)]
+    connections: Option<usize>,
 
     /// Message size: 64, 1K, 64K, 1M, or a range such as 64..4K.
     #[arg(long, global = true, default_value = "64", value_parser = check_size)]
@@ -283,7 +287,10 @@ fn main() -> ExitCode {
         Err(msg) => return usage_error(&msg),
     };
     match &cli.mode {
-        ModeCmd::Ping(args) => return tools::ping(args, target, &cli.size),
+        ModeCmd::Ping(args) => {
+            let count_from_c = cli.connections.map(|c| c as u64);
+            return tools::ping(args, target, &cli.size, count_from_c);
+        }
         ModeCmd::Time(args) => return tools::time(args, target),
         _ => {}
     }
@@ -309,7 +316,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e.0),
     };
     opts.threads = cli.threads;
-    opts.connections = cli.connections;
+    opts.connections = cli.connections.unwrap_or(DEFAULT_CONNECTIONS);
     opts.duration = cli.duration;
     opts.warmup = cli.warmup;
     opts.connect_rate = cli.connect_rate;

@@ -20,9 +20,10 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// Flags of `ping`.
 #[derive(Debug, Args)]
 pub struct PingArgs {
-    /// Messages to send.
-    #[arg(short = 'n', long, default_value_t = 5)]
-    count: u64,
+    /// Messages to send [default: 5]. `-c N` says the same, as for ping(1): ping uses one
+    /// connection, so the global `-c` is its count.
+    #[arg(short = 'n', long)]
+    count: Option<u64>,
     /// Time between sends.
     #[arg(short = 'i', long, default_value = "1s", value_parser = duration)]
     interval: Duration,
@@ -68,7 +69,13 @@ fn exit(code: i32) -> ExitCode {
 }
 
 /// Runs `ping`; exit 1 when any echo is missing or wrong.
-pub fn ping(args: &PingArgs, target: SocketAddr, size: &str) -> ExitCode {
+/// `count_from_c` is the global `-c`, when given: ping's count, as in ping(1).
+pub fn ping(
+    args: &PingArgs,
+    target: SocketAddr,
+    size: &str,
+    count_from_c: Option<u64>,
+) -> ExitCode {
     let size = match parse_size(size) {
         Ok(size) if size >= ping::MIN_SIZE => size,
         _ => {
@@ -79,14 +86,15 @@ pub fn ping(args: &PingArgs, target: SocketAddr, size: &str) -> ExitCode {
             return exit(EXIT_USAGE);
         }
     };
-    if args.count == 0 {
+    let count = args.count.or(count_from_c).unwrap_or(5);
+    if count == 0 {
         eprintln!("echoloop-bench: --count must be at least 1");
         return exit(EXIT_USAGE);
     }
     let options = PingOptions {
         target,
         udp: args.udp,
-        count: args.count,
+        count,
         interval: args.interval,
         size,
         timeout: args.timeout,
