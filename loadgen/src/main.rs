@@ -536,6 +536,16 @@ mod tests {
         assert!(Cli::try_parse_from(["b", "pingpong", "--duration", "soon"]).is_err());
     }
 
+    /// `-c` is the connection count, and for `ping` its message count (as in ping(1)).
+    #[test]
+    fn c_counts_connections_or_pings() {
+        let cli = Cli::try_parse_from(["b", "ping", "-c", "3"]).unwrap();
+        assert_eq!(cli.connections, Some(3));
+        assert!(matches!(cli.mode, ModeCmd::Ping(_)));
+        let cli = Cli::try_parse_from(["b", "pingpong"]).unwrap();
+        assert_eq!(cli.connections, None, "the default (50) is applied later");
+    }
+
     #[test]
     fn targets_resolve() {
         assert_eq!(
