@@ -127,7 +127,7 @@ struct Cli {
 
     /// Open loop: stop sleeping this long before each send deadline and poll without
     /// blocking, for precise send times (0 = timer only, less CPU).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "20us", value_parser = duration)]
+    #[arg(long, global = true, value_name = "DURATION", default_value = "100us", value_parser = duration)]
     spin: Duration,
 }
 

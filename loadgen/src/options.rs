@@ -15,9 +15,12 @@ pub const MAX_UDP_PAYLOAD: usize = 65_507;
 /// only guards against typos such as `--size 64G` that would make one message take minutes.
 pub const MAX_TCP_MESSAGE: usize = 64 << 20;
 
-/// Default `--spin`: long enough to cover the timer's wake-up latency on an idle core,
-/// short enough to leave most of a 50 µs period (20,000/s) to the event loop.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
+/// Default `--spin`: long enough to cover the timer's wake-up latency. Measured here (a VM,
+/// timer slack already 1 ns): wake-ups came 25–28 µs late at the median, so a 20 µs spin left
+/// the corrected p50 25 µs above the uncorrected one at 1,000/s; 100 µs brought the gap to 0
+/// at 1,000/s and 20,000/s (`scripts/rate_precision.sh 5s --spin 100us`). The cost is CPU: at
+/// rates above 10,000/s the sender polls without sleeping.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 
 /// Shortest `--interval`: below it the lines are noise and the hand-over costs show.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
