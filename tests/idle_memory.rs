@@ -4,11 +4,10 @@
 //! open-file limit is 20,000) is `#[ignore]`d and run by `scripts/idle-memory.sh`; the default
 //! run uses 2,000 connections and a generous bound. Loopback, port 0, every loop bounded.
 
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use echoloop_testkit::child::ChildProcess;
+use echoloop_testkit::child::{bin_from_env, ChildProcess};
 use echoloop_testkit::{connect, ping};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
@@ -19,14 +18,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
 fn rss_per_idle_connection(count: usize) -> f64 {
     // The client side holds `count` descriptors too.
     let _ = echoloop::descriptors::raise_open_file_limit();
-    let bin = std::env::var("ECHOLOOP_BIN").unwrap_or_else(|_| BIN.to_string());
-    let server = ChildProcess::spawn(Command::new(&bin).args([
-        "--port",
-        "0",
-        "--no-udp",
-        "--log-level",
-        "warn",
-    ]));
+    let bin = bin_from_env(BIN, "ECHOLOOP_BIN");
+    let server = ChildProcess::spawn_tcp_echo(&bin);
     let addr = server.listening().tcp();
     thread::sleep(Duration::from_millis(200));
     let before = server.memory_kib("VmRSS");

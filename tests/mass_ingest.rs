@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use std::process::Command;
-
-use echoloop_testkit::child::ChildProcess;
+use echoloop_testkit::child::{bin_from_env, ChildProcess};
 use echoloop_testkit::connect_nodelay;
 use echoloop_testkit::measure::{ms, one_at_a_time, quantile};
 use mio::net::TcpStream;
@@ -89,14 +87,7 @@ fn write_without_reading(
 /// for `cap` at most. Only round trips that started while the ingest was still growing count.
 fn mass_ingest(writers: usize, cap: Duration) -> Figures {
     // Another build can be measured the same way, for a before/after comparison.
-    let bin = std::env::var("ECHOLOOP_INGEST_BIN").unwrap_or_else(|_| BIN.to_string());
-    let server = ChildProcess::spawn(Command::new(bin).args([
-        "--port",
-        "0",
-        "--no-udp",
-        "--log-level",
-        "warn",
-    ]));
+    let server = ChildProcess::spawn_tcp_echo(&bin_from_env(BIN, "ECHOLOOP_INGEST_BIN"));
     let addr = server.listening().tcp();
     let mut probe = connect_nodelay(addr);
     let (total, stop) = (

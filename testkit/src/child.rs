@@ -39,11 +39,30 @@ impl Drop for ChildProcess {
     }
 }
 
+/// The `echoloop` build to measure: `default_bin` (the test's own) unless the environment
+/// variable `env` names another, so a test can compare before and after.
+pub fn bin_from_env(default_bin: &str, env: &str) -> String {
+    std::env::var(env).unwrap_or_else(|_| default_bin.to_string())
+}
+
 impl ChildProcess {
     /// Starts `command` with stdin closed and stdout and stderr captured.
     #[track_caller]
     pub fn spawn(command: &mut Command) -> ChildProcess {
         ChildProcess::start(command, usize::MAX)
+    }
+
+    /// A TCP-only `echoloop` (the build at `bin`) on port 0 with warnings only, for
+    /// measuring the server from outside.
+    #[track_caller]
+    pub fn spawn_tcp_echo(bin: &str) -> ChildProcess {
+        ChildProcess::spawn(Command::new(bin).args([
+            "--port",
+            "0",
+            "--no-udp",
+            "--log-level",
+            "warn",
+        ]))
     }
 
     /// Like [`ChildProcess::spawn`], but stdout is closed after its first line, as a script
