@@ -13,6 +13,13 @@
 //! just without a latency sample. Loss is final only at the end: `sent - received` after the
 //! drain. Each socket is `connect()`ed, so the kernel filters out datagrams from any other
 //! address and reports ICMP port-unreachable as `ECONNREFUSED` (counted as connect errors).
+//!
+//! Syscalls: the generator must cost less per datagram than the server it measures, or it
+//! measures itself. So each socket is read with `recvmmsg` (a batch that comes back short has
+//! drained the socket, so no extra call meets `EAGAIN`: one call per echo in ping-pong instead
+//! of two), and writable interest is registered only while a socket's send buffer is full (on
+//! Linux every datagram sent frees room, so permanent writable interest queues an epoll event
+//! per send).
 
 use super::options::{Options, SizeSpec, UDP_HEADER};
 use super::pacer::Pacer;
@@ -21,14 +28,20 @@ use super::schedule::Schedule;
 use super::stats::Stats;
 use super::{Plan, Shared, INTERRUPTED_DRAIN, STOP_CHECK};
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
+use nix::sys::socket::{self, MsgFlags, MultiHeaders, SockaddrStorage};
+use std::io::IoSliceMut;
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// Large enough for the largest UDP payload, so nothing is silently truncated.
 const BUF: usize = 64 * 1024;
+/// Datagrams per `recvmmsg`: more than ping-pong's one, few enough that the receive slots
+/// (`RECV_BATCH` x [`BUF`]) stay small.
+const RECV_BATCH: usize = 8;
 /// How often sockets are checked for datagrams past the loss timeout.
 const EXPIRE_SCAN: Duration = Duration::from_millis(10);
 /// Rate mode: in-flight datagrams per socket we keep send times for.
@@ -212,8 +225,69 @@ impl SeqTracker {
 
 struct Sock {
     sock: UdpSocket,
+    token: Token,
     tracker: SeqTracker,
+    /// Assumed until a send would block; writable interest is registered only then.
     writable: bool,
+}
+
+impl Sock {
+    /// Registers writable interest exactly while the socket is known to be full.
+    fn watch_writable(&mut self, registry: &Registry) {
+        let interest = match self.writable {
+            true => Interest::READABLE,
+            false => Interest::READABLE | Interest::WRITABLE,
+        };
+        if let Err(e) = registry.reregister(&mut self.sock, self.token, interest) {
+            // Without writable interest the socket is retried on its next readable event.
+            log::debug!("udp: cannot change poll interest: {e}");
+        }
+    }
+}
+
+/// Receive slots and `mmsghdr`s for one thread's `recvmmsg` calls.
+struct RecvBatch {
+    slots: Vec<u8>,
+    headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl RecvBatch {
+    fn new() -> RecvBatch {
+        RecvBatch {
+            slots: vec![0; RECV_BATCH * BUF],
+            headers: MultiHeaders::preallocate(RECV_BATCH, None),
+        }
+    }
+
+    /// Reads up to [`RECV_BATCH`] datagrams from `sock` in one call and hands each to `each`
+    /// (`Ok(data)`, or the error of the call that read nothing). Returns how many were read;
+    /// fewer than [`RECV_BATCH`] means the socket is drained.
+    fn recv(&mut self, sock: &UdpSocket, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
+        let lengths = {
+            let mut chunks = self.slots.chunks_exact_mut(BUF);
+            let mut iovs: [[IoSliceMut<'_>; 1]; RECV_BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+            let results = socket::recvmmsg(
+                sock.as_raw_fd(),
+                &mut self.headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )?;
+            let mut lengths = [0usize; RECV_BATCH];
+            let mut count = 0;
+            for (length, msg) in lengths.iter_mut().zip(results) {
+                *length = msg.bytes;
+                count += 1;
+            }
+            (lengths, count)
+        };
+        let (lengths, count) = lengths;
+        for (slot, &length) in self.slots.chunks_exact(BUF).zip(&lengths[..count]) {
+            each(&slot[..length.min(BUF)]);
+        }
+        Ok(count)
+    }
 }
 
 /// Runs one UDP worker thread to completion and returns what it measured.
@@ -230,7 +304,7 @@ pub(crate) fn run(
     };
     let mut ticker = shared.ticker(plan.start);
     let mut stats = Stats::new(plan.measure_start);
-    let mut rbuf = vec![0u8; BUF];
+    let mut recv_batch = RecvBatch::new();
     let mut wbuf = vec![0u8; BUF];
     let ring = if plan.rate.is_some() {
         RATE_RING
@@ -246,11 +320,8 @@ pub(crate) fn run(
         let started = Instant::now();
         let opened = UdpSocket::bind(SocketAddr::new(unspecified, 0)).and_then(|mut s| {
             s.connect(opts.target)?;
-            poll.registry().register(
-                &mut s,
-                Token(socks.len()),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
+            poll.registry()
+                .register(&mut s, Token(socks.len()), Interest::READABLE)?;
             Ok(s)
         });
         match opened {
@@ -259,6 +330,7 @@ pub(crate) fn run(
                 let key = derive_key(opts.seed, plan.first_id + i as u64);
                 socks.push(Sock {
                     sock,
+                    token: Token(socks.len()),
                     tracker: SeqTracker::new(key, opts.size, ring, started),
                     writable: true,
                 });
@@ -309,9 +381,13 @@ pub(crate) fn run(
                     let mut sent = false;
                     for _ in 0..socks.len() {
                         rr = (rr + 1) % socks.len();
-                        if send_one(&mut socks[rr], &mut wbuf, sched.next_due(), now, &mut stats) {
+                        let s = &mut socks[rr];
+                        if send_one(s, &mut wbuf, sched.next_due(), now, &mut stats) {
                             sent = true;
                             break;
+                        }
+                        if !s.writable {
+                            s.watch_writable(poll.registry());
                         }
                     }
                     if !sent {
@@ -326,6 +402,9 @@ pub(crate) fn run(
             } else if now < end {
                 for s in &mut socks {
                     fill_window(s, window, &mut wbuf, now, &mut stats);
+                    if !s.writable {
+                        s.watch_writable(poll.registry());
+                    }
                 }
             }
             // After the timetable's last slot went out (above), stop sending.
@@ -352,14 +431,18 @@ pub(crate) fn run(
             let Some(s) = socks.get_mut(event.token().0) else {
                 continue;
             };
-            if event.is_writable() {
+            if event.is_writable() && !s.writable {
                 s.writable = true;
+                s.watch_writable(poll.registry());
             }
             if event.is_readable() || event.is_error() {
-                receive_all(s, &mut rbuf, now, &mut stats);
+                receive_all(s, &mut recv_batch, now, &mut stats);
             }
             if draining.is_none() && sched.is_none() {
                 fill_window(s, window, &mut wbuf, now, &mut stats);
+                if !s.writable {
+                    s.watch_writable(poll.registry());
+                }
             }
         }
     }
@@ -414,17 +497,20 @@ fn send_one(
     }
 }
 
-/// Receives until `WouldBlock`, checking each datagram.
-fn receive_all(s: &mut Sock, rbuf: &mut [u8], now: Instant, stats: &mut Stats) {
+/// Receives until the socket is drained, checking each datagram.
+fn receive_all(s: &mut Sock, batch: &mut RecvBatch, now: Instant, stats: &mut Stats) {
+    let tracker = &mut s.tracker;
     loop {
-        match s.sock.recv(rbuf) {
-            Ok(n) => {
-                stats.bytes_received += n as u64;
-                if s.tracker.on_datagram(&rbuf[..n], now, stats).is_err() {
-                    log::warn!("corrupted or unexpected datagram of {n} bytes");
-                    stats.mismatch();
-                }
+        let read = batch.recv(&s.sock, |data| {
+            stats.bytes_received += data.len() as u64;
+            if tracker.on_datagram(data, now, stats).is_err() {
+                log::warn!("corrupted or unexpected datagram of {} bytes", data.len());
+                stats.mismatch();
             }
+        });
+        match read {
+            Ok(count) if count < RECV_BATCH => return,
+            Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             // The error is consumed by this call; the socket stays usable.
