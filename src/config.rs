@@ -72,9 +72,11 @@ pub struct Config {
     /// Most connections from one source IP; beyond it, accepted and closed. `None`: no limit.
     /// In a [`ServerGroup`](crate::ServerGroup), counted over all its reactors.
     pub max_per_source: Option<usize>,
-    /// Soft bound on pending output summed over all connections. Above it, connections
-    /// holding more than a fair share (budget / connections with pending output) pause
-    /// reading; none is dropped for it. Default 1 GiB. In a [`ServerGroup`](crate::ServerGroup),
+    /// Bound on pending output summed over all connections: a connection grows only into what
+    /// is left of it, and over it (when clients stop reading) connections holding more than a
+    /// fair share (budget / connections with pending output) pause until they are under a
+    /// quarter of it; none is dropped for it. Each connection may always hold 64 KiB, so the
+    /// total is at most the budget plus 64 KiB per connection. Default 1 GiB. In a [`ServerGroup`](crate::ServerGroup),
     /// split evenly between its reactors (each polices its share without asking the others).
     pub memory_budget: usize,
     /// Close a connection that moved no byte either way for this long. Default off: benchmark

@@ -45,7 +45,7 @@
 //!   coarse activity stamps (kept small: it is what an idle connection costs).
 //! - `reactor/admission.rs`: accept batches, connection limits, pausing when out of
 //!   descriptors.
-//! - `reactor/memory.rs`: the global memory budget and the fair share it lowers limits to.
+//! - `reactor/memory.rs`: the global memory budget: the room it leaves each connection.
 //! - `reactor/pipes.rs`: which connections get a zero-copy pipe (from spare descriptors), and
 //!   when it is given back.
 //! - `reactor/shared.rs`: the limits that hold across the reactors of a process.

@@ -1,7 +1,7 @@
 //! Many reactors on one port (`ServerGroup`, `--threads N`): connections land on more than
-//! one reactor, the limits are totals over all of them (`max_connections`, `max_per_source`),
-//! one handle shuts them all down within the drain deadline, and the binary's summary sums
-//! them. Loopback (127.0.0.1 and 127.0.0.2), port 0, every loop bounded.
+//! one reactor, the limits are totals over all of them (`max_connections`, `max_per_source`,
+//! `memory_budget`), one handle shuts them all down within the drain deadline, and the
+//! binary's summary sums them. Loopback (127.0.0.1 and 127.0.0.2), port 0, every loop bounded.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -197,4 +197,51 @@ fn the_binary_sums_its_reactors() {
         })
         .sum();
     assert_eq!(per_reactor, 30);
+}
+
+/// `memory_budget` 8 MiB over four reactors (2 MiB each): sixteen clients that write without
+/// reading, all at once, leave at most the budget plus the 64 KiB floor per connection pending
+/// in all, however the kernel spread them (without the split each reactor would hold up to
+/// 8 MiB); and the budget is used, not just unreached. The drain deadline's discard count is
+/// what was pending when it came.
+#[test]
+fn memory_budget_is_a_total_over_reactors() {
+    const BUDGET: u64 = 8 << 20;
+    const CLIENTS: u64 = 16;
+    let config = Config {
+        memory_budget: BUDGET as usize,
+        max_pending: 4 << 20,
+        low_water: 1 << 20,
+        drain_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let group = TestGroup::with_config(config, 4);
+    let addr = group.tcp();
+    let writers: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            thread::spawn(move || {
+                // A small receive buffer keeps the echo in the server rather than in our kernel.
+                let mut client = connect_with(addr, None, Some(64 << 10));
+                let chunk = pattern(64 * 1024);
+                write_until_blocked(&mut client, &chunk, Duration::from_millis(500), 64 << 20);
+                client
+            })
+        })
+        .collect();
+    let clients: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    let each = group.stop();
+    drop(clients);
+    assert!(reactors_used(&each) > 1, "all on one reactor: {each:?}");
+    let sum = total(&each);
+    let held = sum.tcp_discarded_drain_timeout;
+    assert!(
+        held <= BUDGET + CLIENTS * (64 << 10),
+        "held {held} B: {sum}"
+    );
+    assert!(
+        held >= BUDGET * 3 / 4,
+        "the budget was never reached: {sum}"
+    );
+    assert!(sum.memory_budget_pauses >= 1, "{sum}");
+    assert_eq!(sum.closed_drain_timeout, CLIENTS, "{sum}");
 }

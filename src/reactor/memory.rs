@@ -1,9 +1,16 @@
-//! The memory budget: a soft bound on pending output summed over all connections.
+//! The memory budget: a bound on pending output summed over all connections.
 //!
 //! Each connection has its own high-water mark (`Config::max_pending`); this adds a global
-//! one. While the total is over `Config::memory_budget`, every connection's limits are lowered
-//! to a fair share (the budget divided among the connections holding output), so the ones
-//! above it stop reading until the total comes down. Nobody is dropped for it.
+//! one, `Config::memory_budget` (a reactor's share of it in a group). Under the budget, a
+//! connection may grow only into what is left of it, so the total never passes the budget by
+//! more than the floor below. Over it (clients that stopped reading, or a budget lowered by the
+//! split), nobody grows, and connections above a fair share (the budget divided among the
+//! connections holding output) stay paused until they are back under a quarter of it, so the
+//! budget is handed out evenly again as clients read. Nobody is dropped for it.
+//!
+//! The floor: every connection may always hold [`MIN_FAIR_SHARE`], so that each one makes
+//! progress however many share the budget; the total is therefore at most the budget plus
+//! that floor per connection.
 
 use crate::connection::Limits;
 use crate::stats::Stats;
@@ -35,17 +42,21 @@ impl MemoryBudget {
         }
     }
 
-    /// The per-connection limits for the next drive: as configured, or lowered to a fair share
-    /// while the budget is exceeded.
-    pub(super) fn limits(&self) -> Limits {
-        if self.pending_total <= self.budget {
+    /// The limits for the next drive of a connection holding `own_pending` bytes: as
+    /// configured, or lowered so that it grows at most into what is left of the budget (and,
+    /// over the budget, not at all, and no higher than a fair share).
+    pub(super) fn limits_for(&self, own_pending: usize) -> Limits {
+        let cap = match self.budget.checked_sub(self.pending_total) {
+            Some(left) => own_pending.saturating_add(left),
+            None => own_pending.min(self.budget / self.buffering_conns.max(1)),
+        };
+        let high_water = cap.max(MIN_FAIR_SHARE).min(self.limits.high_water);
+        if high_water == self.limits.high_water {
             return self.limits;
         }
-        let fair_share = (self.budget / self.buffering_conns.max(1))
-            .clamp(MIN_FAIR_SHARE, self.limits.high_water);
         Limits {
-            high_water: fair_share,
-            low_water: self.limits.low_water.min(fair_share / 4),
+            high_water,
+            low_water: self.limits.low_water.min(high_water / 4),
             ..self.limits
         }
     }
@@ -78,5 +89,78 @@ impl MemoryBudget {
     /// Pending output summed over connections, now.
     pub(super) fn pending_total(&self) -> usize {
         self.pending_total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    fn budget(total: usize) -> MemoryBudget {
+        let limits = Limits {
+            high_water: 4 * MIB,
+            low_water: MIB,
+            read_budget: 256 * 1024,
+            write_budget: 256 * 1024,
+        };
+        MemoryBudget::new(limits, total)
+    }
+
+    /// Moves one connection's pending output from `before` to `after`.
+    fn account(memory: &mut MemoryBudget, before: usize, after: usize) {
+        let limits = memory.limits_for(before);
+        memory.record(before, after, 0, &limits, &mut Stats::default());
+    }
+
+    #[test]
+    fn far_under_the_budget_the_configured_limits_hold() {
+        let mut memory = budget(64 * MIB);
+        account(&mut memory, 0, 10 * MIB);
+        assert_eq!(memory.limits_for(0).high_water, 4 * MIB);
+        assert_eq!(memory.limits_for(0).low_water, MIB);
+    }
+
+    #[test]
+    fn a_connection_grows_only_into_what_is_left() {
+        let mut memory = budget(8 * MIB);
+        account(&mut memory, 0, 3 * MIB);
+        account(&mut memory, 0, 3 * MIB);
+        // 2 MiB left: a newcomer may take it, one holding 1 MiB may reach 3 MiB.
+        assert_eq!(memory.limits_for(0).high_water, 2 * MIB);
+        assert_eq!(memory.limits_for(MIB).high_water, 3 * MIB);
+        assert_eq!(memory.limits_for(0).low_water, MIB / 2);
+    }
+
+    #[test]
+    fn over_the_budget_nobody_grows_past_the_floor_and_big_holders_wait_for_a_fair_share() {
+        let mut memory = budget(4 * MIB);
+        account(&mut memory, 0, 4 * MIB);
+        account(&mut memory, 0, MIB / 2); // over by half a MiB: two hold output
+        assert_eq!(memory.limits_for(0).high_water, MIN_FAIR_SHARE);
+        assert_eq!(memory.limits_for(MIB / 2).high_water, MIB / 2);
+        // The fair share is 2 MiB: the 4 MiB holder is paused until it is down to 512 KiB.
+        let big = memory.limits_for(4 * MIB);
+        assert_eq!(big.high_water, 2 * MIB);
+        assert_eq!(big.low_water, MIB / 2);
+    }
+
+    #[test]
+    fn the_total_stays_within_the_budget_plus_the_floor_per_connection() {
+        // Twenty connections that never drain, each taking all the room it is given.
+        let mut memory = budget(3 * MIB);
+        let mut held = [0usize; 20];
+        for _round in 0..5 {
+            for own in held.iter_mut() {
+                let room = memory.limits_for(*own).high_water.saturating_sub(*own);
+                account(&mut memory, *own, *own + room);
+                *own += room;
+            }
+        }
+        let total: usize = held.iter().sum();
+        assert_eq!(total, memory.pending_total());
+        assert!(total <= 3 * MIB + 20 * MIN_FAIR_SHARE, "{total}");
+        assert!(total >= 3 * MIB, "the budget was not used: {total}");
     }
 }

@@ -299,7 +299,6 @@ impl Server {
     /// Drives one connection's I/O, accounts for what it did, and files it. Returns the bytes
     /// it moved (read plus written).
     fn drive_connection(&mut self, key: usize, now: Instant) -> usize {
-        let limits = self.memory.limits();
         let Some(slot) = self.slots.get_mut(key) else {
             return 0;
         };
@@ -307,6 +306,7 @@ impl Server {
             return 0; // already in `finished`
         }
         let before = slot.conn.pending();
+        let limits = self.memory.limits_for(before);
         let outcome = slot
             .conn
             .drive(&mut slot.socket, &mut self.scratch, &limits);

@@ -208,8 +208,8 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_per_source: Option<usize>,
 
-    /// Soft bound on pending output across all connections; above it, connections over a
-    /// fair share pause reading, e.g. 512M.
+    /// Bound on pending output across all connections (plus at most 64K per connection);
+    /// connections grow only into what is left of it and pause at it, e.g. 512M.
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
     pub memory_budget: usize,
 
