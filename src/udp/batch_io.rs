@@ -292,12 +292,18 @@ fn to_socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
 #[derive(Debug)]
 pub(crate) struct SendBatch {
     ipv6: bool,
+    /// The destinations of the call being made (reused: a `sockaddr_storage` is 128 bytes,
+    /// and most calls carry a few replies, not [`BATCH`]).
+    addrs: Vec<Option<SockaddrStorage>>,
 }
 
 impl SendBatch {
     /// For a socket of the given family.
     pub(crate) fn new(ipv6: bool) -> SendBatch {
-        SendBatch { ipv6 }
+        SendBatch {
+            ipv6,
+            addrs: Vec::with_capacity(BATCH),
+        }
     }
 
     /// Sends the longest prefix of `replies` that shares one source address (at most
@@ -322,10 +328,14 @@ impl SendBatch {
         let replies = &replies[..run];
         let iovs: [[IoSlice<'_>; 1]; BATCH] =
             std::array::from_fn(|i| [IoSlice::new(replies.get(i).map_or(&[][..], |r| r.bytes))]);
-        let mut addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
-        for (slot, reply) in addrs.iter_mut().zip(replies) {
-            *slot = Some(SockaddrStorage::from(self.destination(reply.to)));
-        }
+        let ipv6 = self.ipv6;
+        self.addrs.clear();
+        self.addrs.extend(
+            replies
+                .iter()
+                .map(|reply| Some(SockaddrStorage::from(destination(ipv6, reply.to)))),
+        );
+        let addrs = &self.addrs;
         // The control message must outlive the results (nix ties their lifetimes).
         let (info4, info6) = pktinfo(
             first
@@ -352,7 +362,7 @@ impl SendBatch {
                 socket.as_raw_fd(),
                 headers,
                 iovs[..run].iter(),
-                &addrs[..run],
+                &addrs[..],
                 controls,
                 MsgFlags::empty(),
             )?;
@@ -369,14 +379,16 @@ impl SendBatch {
         })
     }
 
-    /// A dual-stack (IPv6) socket sends to IPv4 peers through their v4-mapped form.
-    fn destination(&self, to: SocketAddr) -> SocketAddr {
-        match (self.ipv6, to) {
-            (true, SocketAddr::V4(v4)) => {
-                SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
-            }
-            _ => to,
+}
+
+/// Where to send `to` from a socket of the given family: a dual-stack (IPv6) socket reaches
+/// IPv4 peers through their v4-mapped form.
+fn destination(ipv6: bool, to: SocketAddr) -> SocketAddr {
+    match (ipv6, to) {
+        (true, SocketAddr::V4(v4)) => {
+            SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
         }
+        _ => to,
     }
 }
 

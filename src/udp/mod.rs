@@ -129,6 +129,15 @@ enum ReplyBytes {
     Written(std::ops::Range<usize>),
 }
 
+/// A reply decided but not yet sent: its bytes are named, not borrowed, because the reply
+/// buffer still grows while the batch is answered.
+#[derive(Debug, Clone)]
+struct PlannedReply {
+    bytes: ReplyBytes,
+    to: SocketAddr,
+    from: Option<ReplySource>,
+}
+
 /// The UDP side of the server: the socket, its readiness, batches and waiting replies.
 #[derive(Debug)]
 pub(crate) struct UdpEcho {
@@ -139,6 +148,9 @@ pub(crate) struct UdpEcho {
     queue: ReplyQueue,
     /// Bytes of the current batch's non-echo replies.
     written: Vec<u8>,
+    /// The current batch's replies, in order (kept to reuse its allocation: a batch is
+    /// answered many times a second, and most hold a few datagrams, not [`BATCH`]).
+    planned: Vec<PlannedReply>,
     loops: LoopBreaker,
     local_addresses: LocalAddresses,
     /// The zero of the millisecond clock the guards use.
@@ -177,6 +189,7 @@ impl UdpEcho {
             send: SendBatch::new(ipv6),
             queue: ReplyQueue::new(queue_limit),
             written: Vec::new(),
+            planned: Vec::with_capacity(BATCH),
             loops: LoopBreaker::default(),
             local_addresses: LocalAddresses::default(),
             epoch: Instant::now(),
@@ -285,9 +298,7 @@ impl UdpEcho {
     ) {
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.written.clear();
-        let mut planned: [(ReplyBytes, SocketAddr, Option<ReplySource>); BATCH] =
-            std::array::from_fn(|_| (ReplyBytes::Slot(0), Reply::EMPTY.to, None));
-        let mut replies = 0;
+        self.planned.clear();
         for index in 0..count {
             let Some((meta, bytes)) = self.recv.datagram(index) else {
                 break;
@@ -322,7 +333,7 @@ impl UdpEcho {
             let mut writer = ReplyWriter {
                 buffer: &mut self.written,
             };
-            let source = match service.answer(&request, &mut writer) {
+            let bytes = match service.answer(&request, &mut writer) {
                 Answer::Echo => {
                     self.loops.record(fingerprint, now_ms);
                     self.written.truncate(start);
@@ -340,23 +351,31 @@ impl UdpEcho {
                     continue;
                 }
             };
-            planned[replies] = (source, peer, meta.reply_from);
-            replies += 1;
+            self.planned.push(PlannedReply {
+                bytes,
+                to: peer,
+                from: meta.reply_from,
+            });
+        }
+        if self.planned.is_empty() {
+            return;
         }
 
-        let mut batch = [Reply::EMPTY; BATCH];
-        for (reply, (source, to, from)) in batch.iter_mut().zip(&planned[..replies]) {
-            let bytes = match source {
-                ReplyBytes::Slot(index) => self.recv.datagram(*index).map_or(&[][..], |d| d.1),
-                ReplyBytes::Written(range) => &self.written[range.clone()],
-            };
-            *reply = Reply {
-                bytes,
-                to: *to,
-                from: *from,
-            };
-        }
-        let batch = &batch[..replies];
+        let batch: Vec<Reply<'_>> = self
+            .planned
+            .iter()
+            .map(|planned| Reply {
+                bytes: match &planned.bytes {
+                    ReplyBytes::Slot(index) => {
+                        self.recv.datagram(*index).map_or(&[][..], |d| d.1)
+                    }
+                    ReplyBytes::Written(range) => &self.written[range.clone()],
+                },
+                to: planned.to,
+                from: planned.from,
+            })
+            .collect();
+        let batch = &batch[..];
         let mut handled = 0;
         if self.queue.is_empty() && self.writable {
             let (send, socket) = (&mut self.send, &self.socket);
