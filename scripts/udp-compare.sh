@@ -2,18 +2,23 @@
 # UDP ping-pong, echoloop against the tokio current_thread peer (examples/tokio_echo.rs), in
 # one run: each server in turn is pinned to core 0, `echoloop-bench udp` to core 1.
 #
-#   scripts/udp-compare.sh [--duration 5s] [--repeats 3] [-c 50] [--size 64] [--syscalls]
-#                          [--echoloop BIN] [--tokio BIN] [--bench BIN]
+#   scripts/udp-compare.sh [--duration 5s] [--repeats 3] [-c 50] [--size 64] [--window 1]
+#                          [--syscalls] [--echoloop BIN] [--tokio BIN] [--bench BIN]
 #
 # Per run it prints datagrams/s (from the generator's --json), the server's CPU per datagram
 # (CPU time from /proc/PID/task/*/schedstat, in ns, over the generator's run, divided by the
-# datagrams it got back), and with --syscalls the server's syscalls per datagram (perf stat on
+# datagrams it got back), how busy each core was (from /proc/stat: user + system + softirq;
+# when both are near 100%, the pair is saturated and CPU per datagram is the core's share
+# divided by the rate, so it moves with throughput), and with --syscalls the server's
+# syscalls per datagram (perf stat on
 # the tracepoints of the calls an echo server makes: epoll_wait/epoll_pwait, recvfrom, sendto,
 # recvmsg, sendmsg, recvmmsg, sendmmsg; all ~400 sys_enter_* tracepoints would slow the server
 # enough to change its batching). The syscall figures come from separate runs: perf costs CPU
 # too. Runs alternate
 # echoloop, tokio, echoloop, ... and the medians and their ratios close the output.
 # --echoloop BIN compares another build (e.g. an older commit's binary) against the same peer.
+# --window N keeps N datagrams in flight per socket (1 is ping-pong): a load that offers the
+# server batches.
 # Exit status: 0 when every run echoed without loss, 1 otherwise, 2 for bad arguments.
 set -euo pipefail
 
@@ -25,6 +30,7 @@ duration=5s
 repeats=3
 conns=50
 size=64
+window=1
 syscalls=no
 cd "$(dirname "$0")/.."
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -37,6 +43,7 @@ while [[ $# -gt 0 ]]; do
 	--repeats) repeats="${2:?--repeats needs a number}"; shift ;;
 	-c | --connections) conns="${2:?-c needs a number}"; shift ;;
 	--size) size="${2:?--size needs a value}"; shift ;;
+	--window) window="${2:?--window needs a number}"; shift ;;
 	--syscalls) syscalls=yes ;;
 	--echoloop) echoloop_bin="${2:?--echoloop needs a path}"; shift ;;
 	--tokio) tokio_bin="${2:?--tokio needs a path}"; shift ;;
@@ -70,6 +77,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Busy and total jiffies of cores 0 and 1 so far: "busy0 total0 busy1 total1" (busy: user,
+# nice, system, irq, softirq).
+core_ticks() {
+	awk '$1 == "cpu0" || $1 == "cpu1" { printf "%d %d ", $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
 # CPU time of every thread of PID so far, in ns (first field of each task's schedstat).
 cpu_ns() {
 	cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ sum += $1 } END { printf "%d", sum }'
@@ -100,11 +113,13 @@ run_one() {
 		perf_pid=$!
 		sleep 0.3
 	fi
-	local before after rc=0
+	local before after cores_before cores_after rc=0
 	before=$(cpu_ns "$server_pid")
+	cores_before=$(core_ticks)
 	taskset -c 1 "$bench_bin" udp --target "$addr" -c "$conns" --size "$size" -d "$duration" \
-		--warmup 0s --json >"$work/bench.json" 2>"$work/bench.err" || rc=$?
+		--window "$window" --warmup 0s --json >"$work/bench.json" 2>"$work/bench.err" || rc=$?
 	after=$(cpu_ns "$server_pid")
+	cores_after=$(core_ticks)
 	if [[ -n $perf_pid ]]; then
 		kill -INT "$perf_pid" 2>/dev/null || true
 		wait "$perf_pid" 2>/dev/null || true
@@ -113,9 +128,12 @@ run_one() {
 	wait "$server_pid" 2>/dev/null || true
 	server_pid=""
 	python3 - "$name" "$before" "$after" "$rc" "$work/bench.json" "$work/perf.csv" "$syscalls" \
-		>>"$work/rows.tsv" <<'EOF'
+		"$cores_before" "$cores_after" >>"$work/rows.tsv" <<'EOF'
 import json, sys
-name, before, after, rc, bench, perf, syscalls = sys.argv[1:]
+name, before, after, rc, bench, perf, syscalls, cores_before, cores_after = sys.argv[1:]
+b0, t0, b1, t1 = (int(x) for x in cores_before.split())
+a0, u0, a1, u1 = (int(x) for x in cores_after.split())
+busy = [100 * (a0 - b0) / max(u0 - t0, 1), 100 * (a1 - b1) / max(u1 - t1, 1)]
 report = json.load(open(bench))
 received = report["udp"]["received"]
 lost = report["udp"]["lost"]
@@ -129,13 +147,13 @@ if syscalls == "yes":
         if len(parts) > 2 and parts[2].startswith("syscalls:sys_enter_") and parts[0].isdigit():
             total += int(parts[0])
     calls = f"{total / received:.3f}" if received else "nan"
-print(f"{name}\t{report['requests_per_s']:.0f}\t{per_dgram:.0f}\t{calls}\t{lost}\t{rc}")
+print(f"{name}\t{report['requests_per_s']:.0f}\t{per_dgram:.0f}\t{calls}\t{lost}\t{rc}\t{busy[0]:.0f}\t{busy[1]:.0f}")
 EOF
-	tail -n 1 "$work/rows.tsv" | awk -F'\t' '{ printf "  %-9s %9s dgrams/s  %6s ns CPU/dgram  syscalls/dgram %s  lost %s  exit %s\n", $1, $2, $3, $4, $5, $6 }'
+	tail -n 1 "$work/rows.tsv" | awk -F'\t' '{ printf "  %-9s %9s dgrams/s  %6s ns CPU/dgram  syscalls/dgram %s  lost %s  exit %s  busy: server core %s%%, generator core %s%%\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
 	[[ $rc -eq 0 ]]
 }
 
-echo "udp ping-pong: $conns sockets, $size B, $duration per run, $repeats pair(s); server on core 0, generator on core 1"
+echo "udp, window $window: $conns sockets, $size B, $duration per run, $repeats pair(s); server on core 0, generator on core 1"
 echo "  echoloop: $echoloop_bin"
 echo "  tokio:    $tokio_bin"
 status=0
