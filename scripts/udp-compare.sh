@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# UDP ping-pong, echoloop against the tokio current_thread peer (examples/tokio_echo.rs), in
+# UDP echo (ping-pong by default), echoloop against the tokio current_thread peer (examples/tokio_echo.rs), in
 # one run: each server in turn is pinned to core 0, `echoloop-bench udp` to core 1.
 #
 #   scripts/udp-compare.sh [--duration 5s] [--repeats 3] [-c 50] [--size 64] [--window 1]
@@ -54,6 +54,7 @@ while [[ $# -gt 0 ]]; do
 	shift
 done
 [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "udp-compare.sh: --repeats must be a positive number" >&2; exit 2; }
+[[ $window =~ ^[1-9][0-9]*$ ]] || { echo "udp-compare.sh: --window must be a positive number" >&2; exit 2; }
 
 if [[ -z $echoloop_bin || -z $tokio_bin || -z $bench_bin ]]; then
 	cargo build --release --bin echoloop --bin echoloop-bench --example tokio_echo >&2
