@@ -26,6 +26,8 @@ options:
   --duration D          measured time per run, passed to the generator (default 3s)
   --warmup W            warmup per run, passed to the generator (default 1s)
   --threads T           generator threads (default: the generator's own default)
+  --rate R              messages per second across all connections in mode rate
+                        (default 10k; e.g. 1000, 50k, 1.5M)
   --out DIR             results directory (default results/<UTC timestamp>)
   --quick               smoke test in well under a minute: connections "1 10 100",
                         sizes "64 1K", repeats 1, duration 1s, warmup 0.3s
@@ -72,6 +74,7 @@ REPEATS=3
 DURATION=3s
 WARMUP=1s
 THREADS=""
+RATE=10k
 OUT=""
 COMPARE=0
 TARGET=""
@@ -94,6 +97,7 @@ while [[ $# -gt 0 ]]; do
 	--duration) need_value "$@"; DURATION=$2; shift 2 ;;
 	--warmup) need_value "$@"; WARMUP=$2; shift 2 ;;
 	--threads) need_value "$@"; THREADS=$2; shift 2 ;;
+	--rate) need_value "$@"; RATE=$2; shift 2 ;;
 	--out) need_value "$@"; OUT=$2; shift 2 ;;
 	--target) need_value "$@"; TARGET=$2; shift 2 ;;
 	--tolerance) need_value "$@"; TOLERANCE=$2; shift 2 ;;
@@ -118,6 +122,7 @@ for m in $MODES; do
 done
 [[ -n $CONNECTIONS && -n $SIZES && -n $MODES ]] || die "empty --connections, --sizes or --modes"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "invalid --repeats '$REPEATS'"
+[[ $RATE =~ ^[0-9]+(\.[0-9]+)?[kKmM]?$ && ! $RATE =~ ^0+(\.0+)?[kKmM]?$ ]] || die "invalid --rate '$RATE' (use e.g. 1000, 50k, 1.5M)"
 [[ $GENERATORS =~ ^[1-9][0-9]*$ ]] || die "invalid --generators '$GENERATORS'"
 [[ -z $KNEE || $KNEE =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "invalid --knee '$KNEE' (e.g. 1ms, 500us)"
 [[ -z $THREADS || $THREADS =~ ^[1-9][0-9]*$ ]] || die "invalid --threads '$THREADS'"
@@ -475,6 +480,7 @@ sweep() {
 					gen=("$BENCH_BIN" "$mode" --target "$addr" --connections "$conns" --size "$size"
 						--duration "$DURATION" --warmup "$warmup" --json)
 					[[ -n $THREADS ]] && gen+=(--threads "$THREADS")
+					[[ $mode == rate ]] && gen+=(--rate "$RATE")
 					if [[ $mode == stream ]]; then
 						# Keep the bytes in flight within the same bound: the generator's
 						# default window (256K) x 10,000 connections would put 2.5 GB in
