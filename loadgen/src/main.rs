@@ -289,7 +289,10 @@ fn main() -> ExitCode {
     match &cli.mode {
         ModeCmd::Ping(args) => {
             let count_from_c = cli.connections.map(|c| c as u64);
-            return tools::ping(args, target, &cli.size, count_from_c);
+            let stop = Stop::install();
+            let (code, interrupted) =
+                tools::ping(args, target, &cli.size, count_from_c, &stop.flag);
+            return stop.exit_code(code, interrupted);
         }
         ModeCmd::Time(args) => return tools::time(args, target),
         _ => {}

@@ -16,9 +16,14 @@
 //! "is it up and does it echo?", not "how fast?". A message carries its sequence number, so
 //! a late echo (after its timeout) is recognised and skipped rather than taken for the next
 //! one. Any missing or wrong echo makes the exit code 1.
+//!
+//! Interrupted (the `stop` flag, raised by SIGINT or SIGTERM), it stops at once, whether it
+//! was waiting for an echo or for the next send, and still prints the summary, as `ping`
+//! does on Ctrl-C; a message whose wait was cut short counts as sent, not as lost.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What to ping and how.
@@ -40,6 +45,10 @@ pub struct PingOptions {
 
 /// The smallest message: the sequence number takes 8 bytes.
 pub const MIN_SIZE: usize = 8;
+
+/// The longest a wait (for an echo, or for the next send) goes without looking at the stop
+/// flag.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// Message `seq`: its number (big-endian), then bytes that depend on it and on position.
 pub fn message(seq: u64, size: usize) -> Vec<u8> {
@@ -63,6 +72,9 @@ pub enum Reply {
     Wrong(usize),
     /// Nothing came back in time.
     Lost,
+    /// The run was stopped while this one's echo was awaited: sent, but neither lost nor
+    /// echoed.
+    Cut,
 }
 
 /// Counts and round-trip times over the run (sans-IO: the summary is computed here).
@@ -76,6 +88,8 @@ pub struct Tally {
     pub wrong: u64,
     /// Messages with no echo in time.
     pub lost: u64,
+    /// A message whose wait the stop cut short (0 or 1).
+    pub cut: u64,
 }
 
 impl Tally {
@@ -86,15 +100,18 @@ impl Tally {
             Reply::Echoed(rtt) => self.rtts.push(rtt.as_secs_f64()),
             Reply::Wrong(_) => self.wrong += 1,
             Reply::Lost => self.lost += 1,
+            Reply::Cut => self.cut += 1,
         }
     }
 
-    /// Loss in percent: every message without an exact echo.
+    /// Loss in percent: every message without an exact echo, of those whose wait ran its
+    /// course.
     pub fn loss_percent(&self) -> f64 {
-        if self.sent == 0 {
+        let awaited = self.sent - self.cut;
+        if awaited == 0 {
             return 0.0;
         }
-        100.0 * (self.sent - self.rtts.len() as u64) as f64 / self.sent as f64
+        100.0 * (awaited - self.rtts.len() as u64) as f64 / awaited as f64
     }
 
     /// min, avg, max and mdev (as Linux ping: sqrt(mean(x²) − mean²)), in milliseconds.
@@ -113,7 +130,7 @@ impl Tally {
 
     /// True when every message came back exactly.
     pub fn all_echoed(&self) -> bool {
-        self.wrong == 0 && self.lost == 0 && self.rtts.len() as u64 == self.sent
+        self.wrong == 0 && self.lost == 0 && self.rtts.len() as u64 == self.sent - self.cut
     }
 }
 
@@ -123,12 +140,28 @@ pub fn differences(sent: &[u8], echoed: &[u8]) -> usize {
     common + sent.len().abs_diff(echoed.len())
 }
 
+/// How a wait for an echo ended.
+enum Wait {
+    /// The next echo (of `len` bytes over TCP; the next datagram over UDP).
+    Echo(Vec<u8>),
+    /// The deadline passed.
+    TimedOut,
+    /// The stop flag was raised.
+    Stopped,
+}
+
 /// One transport: send a message, wait for the echo of `seq`.
 trait Transport {
     fn send(&mut self, message: &[u8]) -> io::Result<()>;
-    /// Reads the next echo of `expected.len()` bytes (TCP) or the next datagram (UDP),
-    /// skipping echoes of earlier messages; `None` when the deadline passes.
-    fn receive(&mut self, seq: u64, len: usize, deadline: Instant) -> io::Result<Option<Vec<u8>>>;
+    /// Reads the next echo of `len` bytes (TCP) or the next datagram (UDP), skipping
+    /// echoes of earlier messages, until `deadline` or until `stop` is raised.
+    fn receive(
+        &mut self,
+        seq: u64,
+        len: usize,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> io::Result<Wait>;
 }
 
 struct Tcp(TcpStream);
@@ -138,6 +171,17 @@ fn until(deadline: Instant) -> Option<Duration> {
     deadline
         .checked_duration_since(Instant::now())
         .filter(|left| !left.is_zero())
+}
+
+/// The next slice of a wait for `deadline`: at most [`STOP_CHECK`]; `Err` with how the wait
+/// ends when it is over (stopped, or past the deadline).
+fn next_slice(deadline: Instant, stop: &AtomicBool) -> Result<Duration, Wait> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(Wait::Stopped);
+    }
+    until(deadline)
+        .map(|left| left.min(STOP_CHECK))
+        .ok_or(Wait::TimedOut)
 }
 
 fn timed_out(e: &io::Error) -> bool {
@@ -152,20 +196,27 @@ impl Transport for Tcp {
         self.0.write_all(message)
     }
 
-    fn receive(&mut self, seq: u64, len: usize, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+    fn receive(
+        &mut self,
+        seq: u64,
+        len: usize,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> io::Result<Wait> {
         loop {
             // Messages have one size, so the stream stays aligned even across a late echo.
             let mut echo = vec![0; len];
             let mut got = 0;
             while got < len {
-                let Some(left) = until(deadline) else {
-                    return Ok(None);
+                let slice = match next_slice(deadline, stop) {
+                    Ok(slice) => slice,
+                    Err(end) => return Ok(end),
                 };
-                self.0.set_read_timeout(Some(left))?;
+                self.0.set_read_timeout(Some(slice))?;
                 match self.0.read(&mut echo[got..]) {
                     Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                     Ok(n) => got += n,
-                    Err(e) if timed_out(&e) => return Ok(None),
+                    Err(e) if timed_out(&e) => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
@@ -173,7 +224,7 @@ impl Transport for Tcp {
             if sequence_of(&echo).is_some_and(|s| s < seq) {
                 continue; // the late echo of an earlier message
             }
-            return Ok(Some(echo));
+            return Ok(Wait::Echo(echo));
         }
     }
 }
@@ -183,17 +234,24 @@ impl Transport for Udp {
         self.0.send(message).map(|_| ())
     }
 
-    fn receive(&mut self, seq: u64, len: usize, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+    fn receive(
+        &mut self,
+        seq: u64,
+        len: usize,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> io::Result<Wait> {
         let mut buffer = vec![0; len.max(65_536)];
         loop {
-            let Some(left) = until(deadline) else {
-                return Ok(None);
+            let slice = match next_slice(deadline, stop) {
+                Ok(slice) => slice,
+                Err(end) => return Ok(end),
             };
-            self.0.set_read_timeout(Some(left))?;
+            self.0.set_read_timeout(Some(slice))?;
             match self.0.recv(&mut buffer) {
                 Ok(n) if sequence_of(&buffer[..n]).is_some_and(|s| s < seq) => continue,
-                Ok(n) => return Ok(Some(buffer[..n].to_vec())),
-                Err(e) if timed_out(&e) => return Ok(None),
+                Ok(n) => return Ok(Wait::Echo(buffer[..n].to_vec())),
+                Err(e) if timed_out(&e) => {}
                 // An ICMP port unreachable from an earlier send: nobody listens (yet).
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -203,8 +261,9 @@ impl Transport for Udp {
     }
 }
 
-/// Runs the pings, printing to `out`; returns the tally, or the I/O error that ended it.
-pub fn run(options: &PingOptions, out: &mut dyn Write) -> io::Result<Tally> {
+/// Runs the pings, printing to `out`, until all are done or `stop` is raised; returns the
+/// tally, or the I/O error that ended it.
+pub fn run(options: &PingOptions, out: &mut dyn Write, stop: &AtomicBool) -> io::Result<Tally> {
     let size = options.size.max(MIN_SIZE);
     let mut transport: Box<dyn Transport> = if options.udp {
         let local: SocketAddr = match options.target {
@@ -228,6 +287,9 @@ pub fn run(options: &PingOptions, out: &mut dyn Write) -> io::Result<Tally> {
     let started = Instant::now();
     let mut tally = Tally::default();
     for seq in 0..options.count {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let next_send = started
             + options
                 .interval
@@ -235,10 +297,11 @@ pub fn run(options: &PingOptions, out: &mut dyn Write) -> io::Result<Tally> {
         let message = message(seq, size);
         let sent_at = Instant::now();
         transport.send(&message)?;
-        let reply = match transport.receive(seq, size, sent_at + options.timeout)? {
-            Some(echo) if echo == message => Reply::Echoed(sent_at.elapsed()),
-            Some(echo) => Reply::Wrong(differences(&message, &echo)),
-            None => Reply::Lost,
+        let reply = match transport.receive(seq, size, sent_at + options.timeout, stop)? {
+            Wait::Echo(echo) if echo == message => Reply::Echoed(sent_at.elapsed()),
+            Wait::Echo(echo) => Reply::Wrong(differences(&message, &echo)),
+            Wait::TimedOut => Reply::Lost,
+            Wait::Stopped => Reply::Cut,
         };
         match reply {
             Reply::Echoed(rtt) => writeln!(
@@ -253,18 +316,23 @@ pub fn run(options: &PingOptions, out: &mut dyn Write) -> io::Result<Tally> {
                 "seq={seq}: no echo within {} ms",
                 options.timeout.as_millis()
             )?,
+            Reply::Cut => {}
         }
         tally.record(reply);
         if seq + 1 < options.count {
-            if let Some(pause) = until(next_send) {
+            while let Ok(pause) = next_slice(next_send, stop) {
                 std::thread::sleep(pause);
             }
         }
     }
     writeln!(out, "\n--- {} echo statistics ---", options.target)?;
+    let cut = match tally.cut {
+        0 => String::new(),
+        n => format!(" ({n} still awaited when stopped)"),
+    };
     writeln!(
         out,
-        "{} sent, {} echoed, {} wrong, {:.0}% loss, time {} ms",
+        "{} sent, {} echoed, {} wrong, {:.0}% loss{cut}, time {} ms",
         tally.sent,
         tally.rtts.len(),
         tally.wrong,
@@ -320,5 +388,18 @@ mod tests {
         assert_eq!(tally.loss_percent(), 40.0);
         assert!(!tally.all_echoed());
         assert_eq!(Tally::default().rtt_summary_ms(), None);
+    }
+
+    #[test]
+    fn a_wait_cut_by_the_stop_is_sent_but_neither_lost_nor_echoed() {
+        let mut tally = Tally::default();
+        tally.record(Reply::Echoed(Duration::from_millis(1)));
+        tally.record(Reply::Cut);
+        assert_eq!((tally.sent, tally.cut, tally.lost), (2, 1, 0));
+        assert_eq!(tally.loss_percent(), 0.0);
+        assert!(tally.all_echoed());
+        let mut only_cut = Tally::default();
+        only_cut.record(Reply::Cut);
+        assert_eq!(only_cut.loss_percent(), 0.0);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, ValueEnum};
@@ -68,14 +69,16 @@ fn exit(code: i32) -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-/// Runs `ping`; exit 1 when any echo is missing or wrong.
-/// `count_from_c` is the global `-c`, when given: ping's count, as in ping(1).
+/// Runs `ping` until done or `stop` is raised; returns its exit code (1 when any echo is
+/// missing or wrong) and whether it was stopped. `count_from_c` is the global `-c`, when
+/// given: ping's count, as in ping(1).
 pub fn ping(
     args: &PingArgs,
     target: SocketAddr,
     size: &str,
     count_from_c: Option<u64>,
-) -> ExitCode {
+    stop: &AtomicBool,
+) -> (i32, bool) {
     let size = match parse_size(size) {
         Ok(size) if size >= ping::MIN_SIZE => size,
         _ => {
@@ -83,13 +86,13 @@ pub fn ping(
                 "echoloop-bench: ping needs one --size of at least {} bytes",
                 ping::MIN_SIZE
             );
-            return exit(EXIT_USAGE);
+            return (EXIT_USAGE, false);
         }
     };
     let count = args.count.or(count_from_c).unwrap_or(5);
     if count == 0 {
         eprintln!("echoloop-bench: --count must be at least 1");
-        return exit(EXIT_USAGE);
+        return (EXIT_USAGE, false);
     }
     let options = PingOptions {
         target,
@@ -99,14 +102,15 @@ pub fn ping(
         size,
         timeout: args.timeout,
     };
-    match ping::run(&options, &mut std::io::stdout()) {
-        Ok(tally) if tally.all_echoed() => exit(EXIT_OK),
-        Ok(_) => exit(EXIT_FAILED),
+    let code = match ping::run(&options, &mut std::io::stdout(), stop) {
+        Ok(tally) if tally.all_echoed() => EXIT_OK,
+        Ok(_) => EXIT_FAILED,
         Err(e) => {
             eprintln!("echoloop-bench: ping {target}: {e}");
-            exit(EXIT_FAILED)
+            EXIT_FAILED
         }
-    }
+    };
+    (code, stop.load(Relaxed))
 }
 
 /// Runs `time`; exit 1 on no answer, a bad answer, or (with --check) a clock too far off.

@@ -1,8 +1,14 @@
 //! Exit codes a script can trust, and the command-line conventions: corruption is 1, UDP
-//! loss over `--max-loss` is 3, a missing argument is named, `--interval` prints lines
-//! when stdout is a pipe, `--histogram` writes the percentile table.
+//! loss over `--max-loss` is 3, failed connects over `--max-connect-errors` are 4, a missing
+//! argument is named, `--interval` prints lines when stdout is a pipe, `--histogram` writes
+//! the percentile table.
 
 mod support_loadgen;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
 
 use support_loadgen::{bench, Fault, TcpEcho, UdpEcho};
 
@@ -107,4 +113,63 @@ fn intervals_print_to_a_pipe_and_histogram_file_is_written() {
         table.contains("Percentile") && table.contains("Total count"),
         "{table}"
     );
+}
+
+/// A server that serves its first two connections and then closes its listener: with
+/// connects spread 250 ms apart, the last two of four are refused. Exit 4 by default, and 0
+/// when `--max-connect-errors` tolerates them (the two served connections echo cleanly).
+#[test]
+fn failed_connects_exit_4_unless_tolerated() {
+    for (tolerated, expected) in [("0", 4), ("2", 0)] {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let serving = thread::spawn(move || {
+            let mut echoers = Vec::new();
+            for _ in 0..2 {
+                let (mut sock, _) = listener.accept().expect("accept");
+                echoers.push(thread::spawn(move || {
+                    sock.set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = sock.read(&mut buf) {
+                        if sock.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+            drop(listener); // every later connect is refused
+            echoers
+        });
+        let out = bench(&[
+            "pingpong",
+            "-c",
+            "4",
+            "--connect-rate",
+            "4",
+            "-d",
+            "1500ms",
+            "--max-connect-errors",
+            tolerated,
+            "--json",
+            "--target",
+            &addr.to_string(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "tolerating {tolerated}: {err}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["errors"]["connect"], 2, "{v}");
+        assert_eq!(v["errors"]["verify"], 0, "{v}");
+        assert!(v["requests"].as_u64().unwrap() > 0, "{v}");
+        if expected == 4 {
+            assert!(err.contains("connects failed"), "{err}");
+        }
+        for echoer in serving.join().expect("server thread") {
+            echoer.join().expect("echo thread");
+        }
+    }
 }

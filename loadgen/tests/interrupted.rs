@@ -120,3 +120,42 @@ fn second_signal_exits_at_once() {
     assert!(took < Duration::from_millis(800), "{took:?}");
     assert!(out.is_empty(), "no report after the second signal: {out}");
 }
+
+/// `ping` stopped between sends (TCP, 1 s interval) or while it waits for an echo (UDP, a
+/// socket that never answers, 10 s timeout): it stops at once and prints the summary, as
+/// ping(1) does on Ctrl-C; the unanswered message is awaited, not lost; exit 130.
+#[test]
+fn sigint_ends_ping_with_its_summary() {
+    let server = TcpEcho::start(Fault::None);
+    let target = server.addr.to_string();
+    let child = spawn(&[
+        "ping",
+        "--count",
+        "100",
+        "--interval",
+        "1s",
+        "--target",
+        &target,
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, "-INT");
+    let (code, out, took) = finish(child, Duration::from_secs(10));
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(out.contains("seq=1 time="), "{out}");
+    assert!(out.contains("echo statistics"), "{out}");
+    assert!(out.contains("2 sent, 2 echoed, 0 wrong, 0% loss"), "{out}");
+
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap().to_string();
+    let child = spawn(&["ping", "--udp", "--timeout", "10s", "--target", &target]);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "-INT");
+    let (code, out, took) = finish(child, Duration::from_secs(10));
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(
+        out.contains("1 sent, 0 echoed, 0 wrong, 0% loss (1 still awaited when stopped)"),
+        "{out}"
+    );
+}

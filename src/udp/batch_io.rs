@@ -378,7 +378,6 @@ impl SendBatch {
             Ok(sent)
         })
     }
-
 }
 
 /// Where to send `to` from a socket of the given family: a dual-stack (IPv6) socket reaches

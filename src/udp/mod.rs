@@ -366,9 +366,7 @@ impl UdpEcho {
             .iter()
             .map(|planned| Reply {
                 bytes: match &planned.bytes {
-                    ReplyBytes::Slot(index) => {
-                        self.recv.datagram(*index).map_or(&[][..], |d| d.1)
-                    }
+                    ReplyBytes::Slot(index) => self.recv.datagram(*index).map_or(&[][..], |d| d.1),
                     ReplyBytes::Written(range) => &self.written[range.clone()],
                 },
                 to: planned.to,
