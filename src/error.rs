@@ -28,6 +28,15 @@ pub enum ServerError {
     Poll(io::Error),
     /// A reactor's thread could not be started (a [`ServerGroup`](crate::ServerGroup)).
     Spawn(io::Error),
+    /// So many reactors that the descriptors they keep for themselves
+    /// ([`reserve`](crate::descriptors::reserve)) leave none of the open-file limit for
+    /// connections; refused before any is bound.
+    TooManyReactors {
+        /// The reactors asked for.
+        reactors: usize,
+        /// The soft open-file limit.
+        open_file_limit: u64,
+    },
 }
 
 /// The `protocol` of a [`ServerError::Bind`] for the metrics endpoint.
@@ -73,6 +82,16 @@ impl fmt::Display for ServerError {
             } => write!(f, "cannot bind {protocol} {addr}: {}", describe(source))?,
             ServerError::Poll(e) => write!(f, "poller failed: {}", describe(e))?,
             ServerError::Spawn(e) => write!(f, "cannot start a reactor thread: {}", describe(e))?,
+            ServerError::TooManyReactors {
+                reactors,
+                open_file_limit,
+            } => write!(
+                f,
+                "{reactors} reactors keep {} descriptors for themselves, leaving none of the \
+                 open-file limit {open_file_limit} for connections (use fewer threads, or \
+                 raise the limit)",
+                crate::descriptors::reserve(*reactors)
+            )?,
         }
         if let Some(hint) = self.hint() {
             write!(f, " (hint: {hint})")?;
@@ -87,6 +106,7 @@ impl std::error::Error for ServerError {
             ServerError::Config(e) => Some(e),
             ServerError::Bind { source, .. } => Some(source),
             ServerError::Poll(e) | ServerError::Spawn(e) => Some(e),
+            ServerError::TooManyReactors { .. } => None,
         }
     }
 }

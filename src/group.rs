@@ -58,6 +58,15 @@ impl ServerGroup {
             _ => Sharing::ReusePort,
         };
         let files = descriptors::soft_limit();
+        // Reactors that would keep every descriptor for themselves could not even bind (the
+        // binds would fail one by one with EMFILE). A single reactor under a tiny limit still
+        // starts: it serves what it can and pauses accepting when descriptors run out.
+        if reactors > 1 && descriptors::reserve(reactors) as u64 >= files {
+            return Err(ServerError::TooManyReactors {
+                reactors,
+                open_file_limit: files,
+            });
+        }
         let shared = Arc::new(SharedLimits::new(&config, files, reactors));
         // Each reactor polices an even share of the memory budget on its own.
         let each = Config {

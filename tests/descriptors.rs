@@ -9,7 +9,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echoloop::descriptors::{max_connections_for, open_file_limit, RESERVED_FDS};
+use echoloop::descriptors::{max_connections_for, open_file_limit, reserve, RESERVED_FDS};
 use echoloop::Config;
 use echoloop_testkit::child::{ChildProcess, Signal};
 use echoloop_testkit::{connect, connect_nodelay, pattern, ping, TestServer};
@@ -84,9 +84,9 @@ fn soft_limit_is_raised_to_the_hard_limit_unless_told_not_to() {
     let kept = start_up_log(with_limits(64, 1024, &["--no-raise-nofile"]));
     assert!(kept.contains("left as it is"), "{kept}");
     assert!(kept.contains("serving up to 32 connections"), "{kept}");
-    // Two more reactors hold eight more descriptors.
+    // Two more reactors hold ten more descriptors.
     let three = start_up_log(with_limits(64, 1024, &["--threads", "3"]));
-    assert!(three.contains("serving up to 984 connections"), "{three}");
+    assert!(three.contains("serving up to 982 connections"), "{three}");
 }
 
 /// Under limit 64 (32 connections): a bulk client gets a pipe while descriptors are spare;
@@ -172,4 +172,37 @@ fn an_idle_connection_gives_its_pipe_back() {
         "a pipe again after idling: {stats}"
     );
     assert_eq!(stats.tcp_bytes_out, 2 << 20, "{stats}");
+}
+
+/// More reactors than the limit can hold with a connection beside them: one line saying so
+/// and a non-zero exit, before anything is bound (not a cascade of EMFILE from the binds).
+#[test]
+fn too_many_reactors_for_the_limit_is_one_clear_error() {
+    let output = with_limits(256, 256, &["--threads", "100", "--no-raise-nofile"])
+        .output()
+        .expect("run echoloop");
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "100 reactors keep {} descriptors for themselves, leaving none of the open-file \
+             limit 256 for connections",
+            reserve(100)
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot bind"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).is_empty());
+    // The most that fit start, and serve.
+    let most = (1..100)
+        .take_while(|&n| (reserve(n) as u64) < 256)
+        .last()
+        .unwrap();
+    let most = most.to_string();
+    let log = start_up_log(with_limits(
+        256,
+        256,
+        &["--threads", &most, "--no-raise-nofile"],
+    ));
+    assert!(log.contains("serving up to"), "{log}");
 }

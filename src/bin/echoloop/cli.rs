@@ -34,14 +34,21 @@ fn parse_timeout(text: &str) -> Result<Timeout, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Threads(pub usize);
 
+/// The most reactors `--threads` takes: more than cores only adds context switches, and far
+/// more exhausts threads and descriptors.
+const MAX_THREADS: usize = 1024;
+
 fn parse_threads(text: &str) -> Result<Threads, String> {
     match text.trim() {
         "auto" => Ok(Threads(
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS)),
         )),
         other => match other.parse::<usize>() {
             Ok(0) | Err(_) => Err(format!(
                 "'{other}' is not a number of threads (1 or more, or auto)"
+            )),
+            Ok(n) if n > MAX_THREADS => Err(format!(
+                "{n} threads is more than {MAX_THREADS}, the most reactors echoloop runs"
             )),
             Ok(n) => Ok(Threads(n)),
         },
@@ -501,11 +508,13 @@ mod tests {
         assert_eq!(run(&["--threads", "auto"]).threads, Threads(cores));
         assert!(invalid(&["--threads", "0"]).contains("not a number of threads"));
         assert!(invalid(&["--threads", "many"]).contains("not a number of threads"));
+        assert!(invalid(&["--threads", "1025"]).contains("the most reactors"));
+        assert_eq!(run(&["--threads", "1024"]).threads, Threads(1024));
         let cli = run(&["--threads", "3", "--pin", "--no-raise-nofile"]);
         assert!(cli.pin && cli.no_raise_nofile);
-        // Each further reactor holds four more descriptors.
+        // Each further reactor holds five more descriptors.
         assert_eq!(
-            cli.to_config().unwrap().max_connections + 8,
+            cli.to_config().unwrap().max_connections + 10,
             run(&[]).to_config().unwrap().max_connections
         );
     }
