@@ -75,6 +75,9 @@ impl ServerGroup {
         };
         let board = Arc::new(StatsBoard::new(reactors));
         let mut servers = Vec::with_capacity(reactors);
+        if sharing == Sharing::ReusePort {
+            net::ensure_unshared(&each)?;
+        }
         let first = net::bind_all(&each, sharing)?;
         // The others join the ports the first got (port 0 included); reactor 0 alone serves
         // `/metrics`, with every reactor's counters.

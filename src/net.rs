@@ -14,7 +14,10 @@
 //! Several reactors share each address with `SO_REUSEPORT` ([`Sharing::ReusePort`]): each has
 //! its own sockets, and the kernel spreads connections and datagrams over them by a hash of
 //! the peer's address. Linux lets only sockets of the same user join such a group. One reactor
-//! alone binds without it, as before, so no other process can join.
+//! alone binds without it, as before, so no other process can join. Several check first
+//! ([`ensure_unshared`]) that no one holds their ports yet: otherwise a second `echoloop
+//! --threads N` on the same port would silently join the first one's group and take half its
+//! clients.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -74,6 +77,27 @@ pub(crate) fn bind_all(
             Ok(BoundListener { listener, sockets })
         })
         .collect()
+}
+
+/// Before the first reactor of several binds with `SO_REUSEPORT`: binds every fixed port
+/// `config` names once without it, and lets go. Any socket already on the port (another
+/// group's, which would otherwise welcome ours, or anyone's) makes that fail as "address in
+/// use". Port 0 needs no check: the kernel picks a free port.
+pub(crate) fn ensure_unshared(config: &Config) -> Result<(), ServerError> {
+    for listener in config.all_listeners() {
+        if listener.addr.port() == 0 {
+            continue;
+        }
+        let probe = bind_pair(
+            listener.addr,
+            listener.protocol.tcp(),
+            listener.protocol.udp(),
+            config.backlog,
+            Sharing::Exclusive,
+        )?;
+        drop(probe); // closed at once: never connected, so nothing lingers
+    }
+    Ok(())
 }
 
 /// `config` with every port 0 replaced by the port the first reactor's sockets got, so the

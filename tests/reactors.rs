@@ -245,3 +245,35 @@ fn memory_budget_is_a_total_over_reactors() {
     assert!(sum.memory_budget_pauses >= 1, "{sum}");
     assert_eq!(sum.closed_drain_timeout, CLIENTS, "{sum}");
 }
+
+/// A second group asked for the port a running group holds is refused ("address in use"),
+/// rather than joining its `SO_REUSEPORT` group and taking a share of its clients; once the
+/// first group is gone, the port binds again.
+#[test]
+fn a_second_group_cannot_join_a_running_groups_port() {
+    let first = TestGroup::with_config(Config::default(), 2);
+    let taken = first.tcp();
+    let config = Config {
+        bind: taken.ip(),
+        port: taken.port(),
+        ..Config::default()
+    };
+    match echoloop::ServerGroup::bind(config.clone(), 2) {
+        Err(echoloop::ServerError::Bind { source, .. }) => {
+            assert_eq!(source.kind(), ErrorKind::AddrInUse, "{source}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("a second group joined port {}", taken.port()),
+    }
+    let mut client = connect(taken);
+    ping(&mut client, &pattern(64));
+    close_cleanly(client);
+    let each = first.stop();
+    assert_eq!(
+        total(&each).conn_accepted,
+        1,
+        "the first group kept its client"
+    );
+    let again = echoloop::ServerGroup::bind(config, 2).expect("the port is free again");
+    assert_eq!(again.tcp_addr(), Some(taken));
+}
