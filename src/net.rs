@@ -58,25 +58,49 @@ pub(crate) struct BoundListener {
     pub(crate) sockets: Bound,
 }
 
-/// Binds every listener `config` names, in order.
+impl BoundListener {
+    /// The port its sockets got (both have the same one).
+    fn port(&self) -> Option<u16> {
+        let tcp = self.sockets.tcp.as_ref().and_then(|s| s.local_addr().ok());
+        let udp = self.sockets.udp.as_ref().and_then(|s| s.local_addr().ok());
+        tcp.or(udp).map(|addr| addr.port())
+    }
+}
+
+/// Binds every listener `config` names, in order. A listener on port 0 takes the port an
+/// earlier one of the same service and protocols got on another address (`--bind A --bind B
+/// --port 0` listens on one port, as a client expects), or a free one if that is taken there.
 pub(crate) fn bind_all(
     config: &Config,
     sharing: Sharing,
 ) -> Result<Vec<BoundListener>, ServerError> {
-    config
-        .all_listeners()
-        .into_iter()
-        .map(|listener| {
-            let sockets = bind_pair(
-                listener.addr,
+    let mut bound: Vec<BoundListener> = Vec::new();
+    for listener in config.all_listeners() {
+        let bind = |addr| {
+            bind_pair(
+                addr,
                 listener.protocol.tcp(),
                 listener.protocol.udp(),
                 config.backlog,
                 sharing,
-            )?;
-            Ok(BoundListener { listener, sockets })
-        })
-        .collect()
+            )
+        };
+        let sibling_port = bound
+            .iter()
+            .filter(|b| b.listener.addr.port() == 0 && b.listener.addr.ip() != listener.addr.ip())
+            .find(|b| {
+                b.listener.service == listener.service && b.listener.protocol == listener.protocol
+            })
+            .and_then(|b| b.port());
+        let sockets = match sibling_port {
+            Some(port) if listener.addr.port() == 0 => {
+                bind(SocketAddr::new(listener.addr.ip(), port)).or_else(|_| bind(listener.addr))?
+            }
+            _ => bind(listener.addr)?,
+        };
+        bound.push(BoundListener { listener, sockets });
+    }
+    Ok(bound)
 }
 
 /// Before the first reactor of several binds with `SO_REUSEPORT`: binds every fixed port
@@ -104,12 +128,7 @@ pub(crate) fn ensure_unshared(config: &Config) -> Result<(), ServerError> {
 /// other reactors of a group join the same addresses. `bound` is what `bind_all(config, ..)`
 /// returned, in the order of `config.all_listeners()`: the echo listener, then the others.
 pub(crate) fn same_ports(config: &Config, bound: &[BoundListener]) -> Config {
-    let port = |b: &BoundListener| {
-        let tcp = b.sockets.tcp.as_ref().and_then(|s| s.local_addr().ok());
-        let udp = b.sockets.udp.as_ref().and_then(|s| s.local_addr().ok());
-        tcp.or(udp)
-            .map_or(b.listener.addr.port(), |addr| addr.port())
-    };
+    let port = |b: &BoundListener| b.port().unwrap_or(b.listener.addr.port());
     let mut same = config.clone();
     let has_echo = config.tcp || config.udp;
     let mut ports = bound.iter().map(port);

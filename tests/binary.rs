@@ -125,3 +125,44 @@ fn port_in_use_exits_two_with_a_hint() {
         "{stderr}"
     );
 }
+
+/// `--bind A --bind B --port 0`: every address listens on the one port the kernel picked
+/// (per service: `--listen daytime=0` gets its own, on both addresses too), and echoes there.
+#[test]
+fn several_bind_addresses_share_one_port_zero() {
+    let server = ChildProcess::spawn(Command::new(BIN).args([
+        "--bind",
+        "127.0.0.1",
+        "--bind",
+        "127.0.0.2",
+        "--port",
+        "0",
+        "--listen",
+        "daytime=0",
+    ]));
+    let listening = server.listening();
+    let ports = |name: &str| -> Vec<u16> {
+        listening
+            .sockets
+            .iter()
+            .filter(|(field, _)| field.as_str() == name)
+            .map(|(_, addr)| addr.port())
+            .collect()
+    };
+    let echo = ports("echo/tcp");
+    assert_eq!(echo.len(), 2, "{:?}", listening.sockets);
+    assert_eq!(echo[0], echo[1], "{:?}", listening.sockets);
+    assert_eq!(ports("echo/udp"), echo);
+    let daytime = ports("daytime/tcp");
+    assert_eq!(daytime.len(), 2, "{:?}", listening.sockets);
+    assert_eq!(daytime[0], daytime[1], "{:?}", listening.sockets);
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        let mut client = TcpStream::connect((ip, echo[0])).expect("connect");
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        client.write_all(b"same port").unwrap();
+        let mut back = [0u8; 9];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"same port");
+    }
+    server.stop();
+}
