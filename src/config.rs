@@ -76,8 +76,9 @@ pub struct Config {
     /// is left of it, and over it (when clients stop reading) connections holding more than a
     /// fair share (budget / connections with pending output) pause until they are under a
     /// quarter of it; none is dropped for it. Each connection may always hold 64 KiB, so the
-    /// total is at most the budget plus 64 KiB per connection. Default 1 GiB. In a [`ServerGroup`](crate::ServerGroup),
-    /// split evenly between its reactors (each polices its share without asking the others).
+    /// total is at most the budget plus 64 KiB per connection. Default 1 GiB. In a
+    /// [`ServerGroup`](crate::ServerGroup), split evenly between its reactors (each polices
+    /// its share without asking the others).
     pub memory_budget: usize,
     /// Close a connection that moved no byte either way for this long. Default off: benchmark
     /// targets hold idle connections on purpose.

@@ -259,11 +259,12 @@ impl RecvBatch {
         }
     }
 
-    /// Reads up to [`RECV_BATCH`] datagrams from `sock` in one call and hands each to `each`
-    /// (`Ok(data)`, or the error of the call that read nothing). Returns how many were read;
-    /// fewer than [`RECV_BATCH`] means the socket is drained.
+    /// Reads up to [`RECV_BATCH`] datagrams from `sock` in one call and hands each one's bytes
+    /// to `each`. Returns how many were read; fewer than [`RECV_BATCH`] means the socket is
+    /// drained.
     fn recv(&mut self, sock: &UdpSocket, mut each: impl FnMut(&[u8])) -> io::Result<usize> {
-        let lengths = {
+        let mut lengths = [0usize; RECV_BATCH];
+        let count = {
             let mut chunks = self.slots.chunks_exact_mut(BUF);
             let mut iovs: [[IoSliceMut<'_>; 1]; RECV_BATCH] =
                 std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
@@ -274,15 +275,13 @@ impl RecvBatch {
                 MsgFlags::MSG_DONTWAIT,
                 None,
             )?;
-            let mut lengths = [0usize; RECV_BATCH];
             let mut count = 0;
             for (length, msg) in lengths.iter_mut().zip(results) {
                 *length = msg.bytes;
                 count += 1;
             }
-            (lengths, count)
+            count
         };
-        let (lengths, count) = lengths;
         for (slot, &length) in self.slots.chunks_exact(BUF).zip(&lengths[..count]) {
             each(&slot[..length.min(BUF)]);
         }

@@ -333,7 +333,7 @@ impl UdpEcho {
             let mut writer = ReplyWriter {
                 buffer: &mut self.written,
             };
-            let bytes = match service.answer(&request, &mut writer) {
+            let reply_bytes = match service.answer(&request, &mut writer) {
                 Answer::Echo => {
                     self.loops.record(fingerprint, now_ms);
                     self.written.truncate(start);
@@ -352,7 +352,7 @@ impl UdpEcho {
                 }
             };
             self.planned.push(PlannedReply {
-                bytes,
+                bytes: reply_bytes,
                 to: peer,
                 from: meta.reply_from,
             });
