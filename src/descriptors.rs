@@ -20,10 +20,9 @@ use std::io;
 pub const RESERVED_FDS: usize = 32;
 
 /// Descriptors each further reactor of a [`ServerGroup`](crate::ServerGroup) holds: its
-/// poller (twice: the UDP endpoint keeps a clone of the registry, to change its interest),
-/// its waker, its listener and its UDP socket. Counted in `/proc/PID/fd` at 1, 2 and 4
-/// reactors: 12, 17 and 27 descriptors.
-pub const FDS_PER_REACTOR: usize = 5;
+/// poller, its waker, its listener and its UDP socket (counted in `/proc/PID/fd` at 1, 2
+/// and 4 reactors: 11, 15 and 23 descriptors).
+pub const FDS_PER_REACTOR: usize = 4;
 
 /// The soft and hard open-file limits; `u64::MAX` stands for "unlimited".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +191,8 @@ mod tests {
         assert_eq!(max_connections_for(1024, 1), 992);
         assert_eq!(max_connections_for(20_000, 1), 19_968);
         assert_eq!(max_connections_for(u64::MAX, 1), usize::MAX - RESERVED_FDS);
-        // Each further reactor holds five more descriptors.
-        assert_eq!(max_connections_for(1024, 4), 1024 - 32 - 15);
+        // Each further reactor holds four more descriptors.
+        assert_eq!(max_connections_for(1024, 4), 1024 - 32 - 12);
         // Never zero, even below the reserve.
         assert_eq!(max_connections_for(16, 1), 1);
         assert_eq!(max_connections_for(0, 8), 1);

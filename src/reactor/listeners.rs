@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use mio::net::TcpListener;
+use mio::Registry;
 
 use crate::connection::Readiness;
 use crate::service::datagram::DatagramAnswers;
@@ -35,13 +36,21 @@ impl UdpSide {
 
     /// Answers up to `budget` datagrams (see `UdpEcho::drive_with`) and counts what went in
     /// and out under the service too. True when work is left for the next turn.
-    pub(super) fn drive(&mut self, budget: usize, now: Instant, stats: &mut Stats) -> bool {
+    pub(super) fn drive(
+        &mut self,
+        registry: &Registry,
+        budget: usize,
+        now: Instant,
+        stats: &mut Stats,
+    ) -> bool {
         let (before_in, before_out) = (stats.udp_datagrams_in, stats.udp_datagrams_out);
         let more = match self.answers.as_mut() {
-            None => self.socket.drive(budget, now, stats),
+            None => self.socket.drive(registry, budget, now, stats),
             Some(answers) => {
                 answers.start_turn(now);
-                let more = self.socket.drive_with(answers, budget, now, stats);
+                let more = self
+                    .socket
+                    .drive_with(registry, answers, budget, now, stats);
                 stats.udp_dropped_rate_limited += answers.take_limited();
                 more
             }

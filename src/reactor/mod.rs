@@ -262,8 +262,9 @@ impl Server {
         if self.queues.udp_ready {
             // Each socket tracks its own readiness: an idle one costs no syscall here.
             let mut more = false;
+            let registry = self.poll.registry();
             for udp in &mut self.udp {
-                more |= udp.drive(UDP_BUDGET, now, &mut self.stats);
+                more |= udp.drive(registry, UDP_BUDGET, now, &mut self.stats);
             }
             self.queues.udp_ready = more;
         }

@@ -156,8 +156,9 @@ pub(crate) struct UdpEcho {
     /// The zero of the millisecond clock the guards use.
     epoch: Instant,
     last_loop_warning: Option<Instant>,
-    /// Where the socket is registered, to add and drop writable interest.
-    registration: Option<(Registry, Token)>,
+    /// The token the socket is registered under, to add and drop writable interest (the
+    /// registry comes with each `drive`: a clone of it would cost a descriptor per socket).
+    registration: Option<Token>,
     /// Writable interest is registered (only while replies wait).
     watching_writable: bool,
     readable: bool,
@@ -207,24 +208,24 @@ impl UdpEcho {
     /// queue an epoll event per batch and cost the next `epoll_wait` a spurious return.
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(&mut self.socket, token, Interest::READABLE)?;
-        self.registration = Some((registry.try_clone()?, token));
+        self.registration = Some(token);
         Ok(())
     }
 
     /// Adds or drops writable interest so that it is registered exactly while replies wait
     /// (two `epoll_ctl` calls per overload episode, none in the steady state).
-    fn watch_writable(&mut self, wanted: bool) {
+    fn watch_writable(&mut self, registry: &Registry, wanted: bool) {
         if wanted == self.watching_writable {
             return;
         }
-        let Some((registry, token)) = &self.registration else {
+        let Some(token) = self.registration else {
             return;
         };
         let interest = match wanted {
             true => Interest::READABLE | Interest::WRITABLE,
             false => Interest::READABLE,
         };
-        match registry.reregister(&mut self.socket, *token, interest) {
+        match registry.reregister(&mut self.socket, token, interest) {
             Ok(()) => self.watching_writable = wanted,
             // Replies then wait for the next readable event, which flushes first.
             Err(e) => log::warn!("udp: cannot change the socket's poll interest: {e}"),
@@ -248,15 +249,23 @@ impl UdpEcho {
     }
 
     /// Echoes: [`UdpEcho::drive_with`] the [`Echo`] service.
-    pub(crate) fn drive(&mut self, budget: usize, now: Instant, stats: &mut Stats) -> bool {
-        self.drive_with(&mut Echo, budget, now, stats)
+    pub(crate) fn drive(
+        &mut self,
+        registry: &Registry,
+        budget: usize,
+        now: Instant,
+        stats: &mut Stats,
+    ) -> bool {
+        self.drive_with(registry, &mut Echo, budget, now, stats)
     }
 
     /// Sends queued replies, then answers up to `budget` datagrams with `service`. Returns
     /// true when work is left that no new event will announce (the budget ran out, or
     /// replies wait on a writable socket), so the reactor runs it again next turn.
+    /// `registry` is the one the socket was registered with.
     pub(crate) fn drive_with(
         &mut self,
+        registry: &Registry,
         service: &mut impl DatagramService,
         budget: usize,
         now: Instant,
@@ -283,7 +292,7 @@ impl UdpEcho {
                 }
             }
         }
-        self.watch_writable(!self.queue.is_empty());
+        self.watch_writable(registry, !self.queue.is_empty());
         (self.readable && left == 0) || (self.writable && !self.queue.is_empty())
     }
 
@@ -609,12 +618,19 @@ mod tests {
             client.send_to(request, endpoint.local_addr()).unwrap();
         }
         let mut stats = Stats::default();
+        let poll = mio::Poll::new().unwrap();
         for _ in 0..1_000 {
             if stats.udp_datagrams_in == 4 {
                 break;
             }
             endpoint.on_readiness(Readiness::READABLE);
-            endpoint.drive_with(&mut Reverse, 64, Instant::now(), &mut stats);
+            endpoint.drive_with(
+                poll.registry(),
+                &mut Reverse,
+                64,
+                Instant::now(),
+                &mut stats,
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         let mut buf = [0u8; 16];

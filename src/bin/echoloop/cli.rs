@@ -512,9 +512,9 @@ mod tests {
         assert_eq!(run(&["--threads", "1024"]).threads, Threads(1024));
         let cli = run(&["--threads", "3", "--pin", "--no-raise-nofile"]);
         assert!(cli.pin && cli.no_raise_nofile);
-        // Each further reactor holds five more descriptors.
+        // Each further reactor holds four more descriptors.
         assert_eq!(
-            cli.to_config().unwrap().max_connections + 10,
+            cli.to_config().unwrap().max_connections + 8,
             run(&[]).to_config().unwrap().max_connections
         );
     }
