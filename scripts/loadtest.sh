@@ -30,7 +30,8 @@ options:
                         (default 10k; e.g. 1000, 50k, 1.5M)
   --out DIR             results directory (default results/<UTC timestamp>)
   --quick               smoke test in well under a minute: connections "1 10 100",
-                        sizes "64 1K", repeats 1, duration 1s, warmup 0.3s
+                        sizes "64 1K", repeats 1, duration 1s, warmup 0.3s (options
+                        given explicitly win, before or after --quick)
   --compare             also sweep examples/tokio_echo (fresh process, same pinning) and
                         report echoloop/tokio ratios (the peer is checked too, and measured
                         even though it fails deadlock-10m: its "check" record in raw.jsonl)
@@ -84,27 +85,27 @@ BUILD=1
 GENERATORS=1
 KNEE=""
 MEASURE_ANYWAY=0
+QUICK=0
 ORIG_ARGS=("$@")
+declare -A GIVEN=() # options given explicitly: --quick does not override them
 
 need_value() { [[ $# -ge 2 ]] || die "$1 needs a value (see --help)"; }
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	-h | --help) usage; exit 0 ;;
-	--connections) need_value "$@"; CONNECTIONS=$2; shift 2 ;;
-	--sizes) need_value "$@"; SIZES=$2; shift 2 ;;
-	--modes) need_value "$@"; MODES=$2; shift 2 ;;
-	--repeats) need_value "$@"; REPEATS=$2; shift 2 ;;
-	--duration) need_value "$@"; DURATION=$2; shift 2 ;;
-	--warmup) need_value "$@"; WARMUP=$2; shift 2 ;;
+	--connections) need_value "$@"; CONNECTIONS=$2; GIVEN[connections]=1; shift 2 ;;
+	--sizes) need_value "$@"; SIZES=$2; GIVEN[sizes]=1; shift 2 ;;
+	--modes) need_value "$@"; MODES=$2; GIVEN[modes]=1; shift 2 ;;
+	--repeats) need_value "$@"; REPEATS=$2; GIVEN[repeats]=1; shift 2 ;;
+	--duration) need_value "$@"; DURATION=$2; GIVEN[duration]=1; shift 2 ;;
+	--warmup) need_value "$@"; WARMUP=$2; GIVEN[warmup]=1; shift 2 ;;
 	--threads) need_value "$@"; THREADS=$2; shift 2 ;;
 	--rate) need_value "$@"; RATE=$2; shift 2 ;;
 	--out) need_value "$@"; OUT=$2; shift 2 ;;
 	--target) need_value "$@"; TARGET=$2; shift 2 ;;
 	--tolerance) need_value "$@"; TOLERANCE=$2; shift 2 ;;
 	--max-buffer-bytes) need_value "$@"; MAX_BUFFER_BYTES=$2; shift 2 ;;
-	--quick)
-		CONNECTIONS="1 10 100"; SIZES="64 1K"; MODES="pingpong stream"
-		REPEATS=1; DURATION=1s; WARMUP=0.3s; shift ;;
+	--quick) QUICK=1; shift ;;
 	--compare) COMPARE=1; shift ;;
 	--no-build) BUILD=0; shift ;;
 	--generators) need_value "$@"; GENERATORS=$2; shift 2 ;;
@@ -113,6 +114,16 @@ while [[ $# -gt 0 ]]; do
 	*) die "unknown option '$1' (see --help)" ;;
 	esac
 done
+
+# --quick sets what was not given, wherever it stands on the command line.
+if ((QUICK)); then
+	[[ -v GIVEN[connections] ]] || CONNECTIONS="1 10 100"
+	[[ -v GIVEN[sizes] ]] || SIZES="64 1K"
+	[[ -v GIVEN[modes] ]] || MODES="pingpong stream"
+	[[ -v GIVEN[repeats] ]] || REPEATS=1
+	[[ -v GIVEN[duration] ]] || DURATION=1s
+	[[ -v GIVEN[warmup] ]] || WARMUP=0.3s
+fi
 
 # Validate everything that ends up in file names or JSON before anything runs.
 for c in $CONNECTIONS; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "invalid connection count '$c'"; done
