@@ -92,6 +92,9 @@ pub struct Stats {
     pub backpressure_pauses: u64,
     /// ... of which happened because the global memory budget lowered the limit.
     pub memory_budget_pauses: u64,
+    /// Connections that had work (input waiting, or room for their pending output) and got no
+    /// wake-up for it: found by the watchdog and re-driven (a lost wake-up, recovered).
+    pub stalls_recovered: u64,
     /// Connections switched to zero-copy echo (a pipe and `splice`), since the start.
     pub zero_copy_conns: u64,
     /// Pipes given back before their connection closed: it went idle, or descriptors ran
@@ -270,6 +273,7 @@ impl Stats {
             tcp_bytes_discarded,
             backpressure_pauses,
             memory_budget_pauses,
+            stalls_recovered,
             zero_copy_conns,
             zero_copy_reclaimed,
             zero_copy_unavailable,
@@ -316,6 +320,7 @@ impl Stats {
         self.tcp_bytes_discarded += tcp_bytes_discarded;
         self.backpressure_pauses += backpressure_pauses;
         self.memory_budget_pauses += memory_budget_pauses;
+        self.stalls_recovered += stalls_recovered;
         self.zero_copy_conns += zero_copy_conns;
         self.zero_copy_reclaimed += zero_copy_reclaimed;
         self.zero_copy_unavailable += zero_copy_unavailable;
@@ -380,7 +385,7 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "uptime_s={:.3}", self.uptime.as_secs_f64())?;
-        let fields: [(&str, u64); 44] = [
+        let fields: [(&str, u64); 45] = [
             ("conn_accepted", self.conn_accepted),
             ("conn_active", self.conn_active),
             ("conn_closed", self.conn_closed),
@@ -420,6 +425,7 @@ impl fmt::Display for Stats {
             ("pending_bytes", self.pending_bytes),
             ("backpressure_pauses", self.backpressure_pauses),
             ("memory_budget_pauses", self.memory_budget_pauses),
+            ("stalls_recovered", self.stalls_recovered),
             ("udp_datagrams_in", self.udp_datagrams_in),
             ("udp_datagrams_out", self.udp_datagrams_out),
             ("udp_bytes_in", self.udp_bytes_in),

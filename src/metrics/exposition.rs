@@ -174,6 +174,11 @@ fn families(s: &Stats) -> Vec<Family> {
             s.memory_budget_pauses,
         ),
         counter(
+            "stalls_recovered",
+            "Connections that had work but got no wake-up for it, re-driven by the watchdog.",
+            s.stalls_recovered,
+        ),
+        counter(
             "zero_copy_connections",
             "Connections switched to zero-copy echo (splice through a pipe).",
             s.zero_copy_conns,

@@ -4,7 +4,8 @@
 //! type in its own file: `admission` (accepting, limits, running out of descriptors),
 //! `memory` (the global budget on pending output), `timers` (idle and stall deadlines, the
 //! stats tick), `pipes` (which connections get zero copy, from spare descriptors), `shared`
-//! (the limits that hold across reactors), `shutdown` (drain and deadline);
+//! (the limits that hold across reactors), `shutdown` (drain and deadline), `watchdog` (a
+//! connection with work and no wake-up is found, re-driven and counted);
 //! `slot` is a connection as the reactor holds it, and `bind` creates the server.
 //!
 //! Contracts from mio this code relies on (see `mio::Poll`'s docs):
@@ -29,6 +30,7 @@ mod shutdown;
 mod slot;
 mod timers;
 mod turn;
+mod watchdog;
 
 use std::io;
 use std::net::SocketAddr;
@@ -57,6 +59,7 @@ pub use self::shutdown::ShutdownHandle;
 use self::slot::{Slot, Stamp};
 use self::timers::Timers;
 use self::turn::Turn;
+use self::watchdog::Watchdog;
 use crate::connection::Readiness;
 use crate::error::ServerError;
 use crate::group::GroupMember;
@@ -75,24 +78,30 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         self.start(Instant::now()); // uptime and the stats tick count from here, not from bind
         while !self.is_finished() {
-            let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                match e.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(ServerError::Poll(e)),
-                }
-            }
-            // The turn's clock: decisions below see this `now` (only the turn's own length and
-            // an accepted connection's stamp read the clock again; see `turn`, `admission`).
-            let now = Instant::now();
-            for event in events.iter() {
-                self.dispatch(event, now);
-            }
-            self.run_ready_work(now);
-            self.remove_finished();
-            self.check_timers(now);
+            self.turn(&mut events)?;
         }
         Ok(self.stats())
+    }
+
+    /// One turn of the loop.
+    fn turn(&mut self, events: &mut Events) -> Result<(), ServerError> {
+        let timeout = self.poll_timeout();
+        if let Err(e) = self.poll.poll(events, timeout) {
+            return match e.kind() {
+                io::ErrorKind::Interrupted => Ok(()),
+                _ => Err(ServerError::Poll(e)),
+            };
+        }
+        // The turn's clock: decisions below see this `now` (only the turn's own length and
+        // an accepted connection's stamp read the clock again; see `turn`, `admission`).
+        let now = Instant::now();
+        for event in events.iter() {
+            self.dispatch(event, now);
+        }
+        self.run_ready_work(now);
+        self.remove_finished();
+        self.check_timers(now);
+        Ok(())
     }
 }
 
@@ -174,6 +183,7 @@ pub struct Server {
     memory: MemoryBudget,
     timers: Timers,
     pipes: PipeBudget,
+    watchdog: Watchdog,
     shutdown: Shutdown,
     tcp_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
@@ -321,6 +331,7 @@ impl Server {
             .record(before, after, outcome.pauses, &limits, &mut self.stats);
         slot.record_progress(&outcome, Stamp::at(self.started, now));
         let moved = outcome.bytes_read + outcome.bytes_written;
+        self.watchdog.note(slot.owner(key), slot, moved, now);
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
             self.queues.finished.push(key);
