@@ -145,6 +145,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod counters;
 pub mod descriptors;
 mod error;
 mod group;
