@@ -250,8 +250,8 @@ impl fmt::Display for Failure {
                 idle,
             } => write!(
                 f,
-                "deadlock: the server stopped reading after {sent} of {planned} bytes while the \
-                 client was writing before reading (no progress for {})",
+                "the server stopped reading after {sent} of {planned} bytes while the client \
+                 was writing before reading (no progress for {}): they deadlock",
                 secs(*idle)
             ),
             Failure::NoFin { received, idle } => write!(

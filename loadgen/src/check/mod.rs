@@ -2,7 +2,7 @@
 //! anyone measures it, because a fast wrong server wins every benchmark.
 //!
 //! Each check exercises one promise of an echo server and can fail; its sentence here is the
-//! one the README repeats. In running order:
+//! one docs/load-testing.md repeats. In running order:
 //! - `connect`: a TCP connection opens and one byte comes back (otherwise the other TCP
 //!   checks are skipped).
 //! - `integrity-sizes`: messages of 1 B to 16 MiB, each on its own connection, written in
@@ -332,7 +332,8 @@ pub fn run(opts: &CheckOptions) -> Result<SuiteReport, String> {
 }
 
 /// Turns the outcomes of a check's connections (each with its label) into its result:
-/// a pass with `figure`, or a failure naming the first connection that failed, with the
+/// a pass with `figure`, or a failure naming the first connection that failed (unless its
+/// label is empty: a check of one connection), with the
 /// stray bytes traced among all the check's streams and a count of the other failures.
 pub(crate) fn judge(
     name: &'static str,
@@ -366,5 +367,11 @@ pub(crate) fn judge(
         0 => String::new(),
         n => format!(" (and {n} more of {} failed)", outcomes.len()),
     };
-    CheckResult::fail(name, figure, format!("{label}: {failure}{others}"))
+    // A check of one connection has no connection to name: the failure is the subject.
+    let subject = if label.is_empty() {
+        String::new()
+    } else {
+        format!("{label}: ")
+    };
+    CheckResult::fail(name, figure, format!("{subject}{failure}{others}"))
 }

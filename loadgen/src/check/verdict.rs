@@ -77,8 +77,17 @@ impl CheckResult {
         }
     }
 
-    /// The human line: `PASS  name  figure`, then `  -> detail` for a failure or a skip.
+    /// The human line: `PASS  name  figure`, then `  -> detail` for a failure; a skip has
+    /// no figure, so its reason takes the figure's place: `SKIP  name  not run: why`.
     pub fn line(&self) -> String {
+        if self.verdict == Verdict::Skip {
+            return format!(
+                "{:<4}  {:<18}  not run: {}",
+                self.verdict.word(),
+                self.name,
+                self.detail.as_deref().unwrap_or("")
+            );
+        }
         let mut s = format!(
             "{:<4}  {:<18}  {}",
             self.verdict.word(),
