@@ -2,7 +2,7 @@
 //! pair, its place in the human summary and its Prometheus series.
 //!
 //! [`Stats`](crate::Stats) and [`ServiceStats`](crate::ServiceStats) are each declared with
-//! [`counters!`]: one line per counter, in the order of the stats line.
+//! `counters!`: one line per counter, in the order of the stats line.
 //!
 //! ```text
 //! /// Help text (the field's doc, and the metric's HELP).
