@@ -545,6 +545,22 @@ fn per_second(count: u64, window: Duration) -> f64 {
 mod tests {
     use super::*;
 
+    /// The errors a user fixes on the client's side come with what to change.
+    #[test]
+    fn eaddrnotavail_says_what_to_change() {
+        let hint = hint_for("Cannot assign requested address (os error 99)");
+        for what in [
+            "ip_local_port_range",
+            "TIME_WAIT",
+            "tcp_tw_reuse",
+            "source addresses",
+            "fewer connections",
+        ] {
+            assert!(hint.contains(what), "{what} missing from {hint}");
+        }
+        assert_eq!(hint_for("Connection refused (os error 111)"), "");
+    }
+
     #[test]
     fn iso8601_dates() {
         let at = |s: u64| iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs(s));

@@ -12,7 +12,8 @@
 //! - `pipelined`: bursts of up to 64 requests written back to back before reading come back
 //!   whole and in order.
 //! - `deadlock-10m`: a client that writes 10 MiB before reading anything, then half-closes,
-//!   gets all 10 MiB back (a server that stops reading while its writes are pending hangs).
+//!   gets all 10 MiB back, and the server read them all before the client read (a server
+//!   that stops reading while its writes are pending hangs, or only the buffers saved it).
 //! - `deadlock-64m`: the same with 64 MiB, more than loopback buffers plus most servers'
 //!   output limits; the server may stop reading (backpressure), and once the client reads,
 //!   everything comes back.
@@ -31,7 +32,8 @@
 //!   requests.
 //!
 //! Layout: [`compare`] is the sans-IO core (expected against received, the diagnosis),
-//! [`transfer`] the socket driver (timeouts on every call), [`verdict`] the report; the
+//! [`transfer`] the socket driver (timeouts on every call), [`queues`] what the kernel
+//! holds for a connection (`/proc/net/tcp`), [`verdict`] the report; the
 //! checks live in one file per family: `integrity`, `deadlock`, `lifecycle`, `pressure`,
 //! `datagram`. Every stream and choice derives from the seed, which the report prints.
 
@@ -41,6 +43,7 @@ mod deadlock;
 mod integrity;
 mod lifecycle;
 mod pressure;
+pub mod queues;
 pub mod transfer;
 pub mod verdict;
 

@@ -271,6 +271,11 @@ mod tests {
         assert_eq!(r.exit_code(), 1);
         let text = r.human();
         assert!(text.contains("FAIL  half-close"), "{text}");
+        // A skip has no figure: its reason stands in the figure's column, on its line.
+        assert!(
+            text.contains("SKIP  udp-sizes           not run: --udp not given\n"),
+            "{text}"
+        );
         assert!(text.contains("-> reset after 10 of 20 bytes"), "{text}");
         assert!(
             text.contains("--seed 42 --quick --only half-close"),
