@@ -1,7 +1,7 @@
 //! The smallest reactor that does echoloop's job: read it first. One thread and one
 //! `mio::Poll` serve a TCP listener, every connection (kept in a `Slab`) and a UDP socket on the
 //! same port. Nothing here blocks, so a client that writes 10 MB before reading anything (the
-//! seeds' deadlock client) gets all of it back.
+//! tutorials' deadlock client) gets all of it back.
 //!
 //! ```sh
 //! cargo run --example minimal                  # 127.0.0.1:7007
@@ -36,7 +36,7 @@ const LISTENER: Token = Token(usize::MAX);
 const UDP: Token = Token(usize::MAX - 1);
 /// Stop reading a connection whose unsent output reaches this (backpressure). It must exceed
 /// what a write-before-read client sends minus what the kernel buffers, or that client and
-/// this server wait for each other forever: 16 MiB covers the seeds' 10 MB.
+/// this server wait for each other forever: 16 MiB covers the tutorials' 10 MB.
 const MAX_PENDING: usize = 16 << 20;
 
 struct Conn {

@@ -2,7 +2,7 @@
 //!
 //! One `mio::Poll` watches a TCP listener, a slab of connections and a UDP socket. Every
 //! socket is non-blocking and each connection keeps its own pending output, so echoing never
-//! blocks the loop: the seed's deadlock (a client writes 10 MB before reading anything) cannot
+//! blocks the loop: the tutorials' deadlock (a client writes 10 MB before reading anything) cannot
 //! happen, and memory stays bounded by a per-connection high-water mark (backpressure).
 //!
 //! **Start here**: `examples/minimal.rs` (the pattern in under 200 lines), then the [`tour`],
@@ -106,6 +106,12 @@
 //! println!("{stats}");
 //! # Ok::<(), echoloop::ServerError>(())
 //! ```
+//!
+//! The library installs no signal handler, with or without default features: in an embedding
+//! process Ctrl-C ends the process at once (no drain, no final counters) unless the embedder
+//! wires it to [`Server::shutdown_handle`], as the binary does with `signal-hook`. The
+//! README's Embedding section lists what else the binary adds (flags, logging, the open-file
+//! limit, the `listening` and `summary` lines).
 //!
 //! # A service of your own
 //! A listener carries the service it serves; several listeners share the one loop. A service

@@ -12,7 +12,7 @@
 //! the socket says `WouldBlock`, because mio is edge-triggered and reports readiness once.
 //! A connection reads a chunk, writes what it can, keeps the rest in a pending buffer, asks
 //! for `WRITABLE` only while output waits, and stops reading at 16 MiB pending. That is
-//! already enough for the seeds' 10 MB write-before-read client. echoloop is that loop plus
+//! already enough for the tutorials' 10 MB write-before-read client. echoloop is that loop plus
 //! named policies; each piece of the example has one counterpart here:
 //!
 //! | `examples/minimal.rs` | echoloop |

@@ -1,4 +1,4 @@
-//! `examples/minimal.rs`, the reactor a reader starts from, run as a user runs it: the seeds'
+//! `examples/minimal.rs`, the reactor a reader starts from, run as a user runs it: the tutorials'
 //! 10 MB write-before-read client (in Rust, and the tutorial's own Python client when
 //! `python3` is installed) gets every byte back, and a UDP datagram comes back on the same
 //! port.
@@ -49,7 +49,7 @@ fn start_minimal() -> (ChildProcess, SocketAddr) {
     (child, addr)
 }
 
-/// The seeds' deadlock client: blocking sends of 10 MB in 1 KiB chunks without reading, then
+/// The tutorials' deadlock client: blocking sends of 10 MB in 1 KiB chunks without reading, then
 /// `shutdown(SHUT_WR)`, then read. A server that writes back with blocking calls deadlocks;
 /// the minimal reactor returns all 10 MB, then closes.
 #[test]

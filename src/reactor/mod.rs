@@ -1,11 +1,14 @@
 //! The reactor: one thread, one `mio::Poll`, the listeners (each TCP listener and UDP socket
-//! carries the service it serves) and a slab of connections. [`Server::run`], right below, is the event loop; read it first, then the
-//! functions it calls, in the order it calls them. Each policy the loop applies is a small
-//! type in its own file: `admission` (accepting, limits, running out of descriptors),
-//! `memory` (the global budget on pending output), `timers` (idle and stall deadlines, the
-//! stats tick), `pipes` (which connections get zero copy, from spare descriptors), `shared`
-//! (the limits that hold across reactors), `shutdown` (drain and deadline);
-//! `slot` is a connection as the reactor holds it, and `bind` creates the server.
+//! carries the service it serves) and a slab of connections. [`Server::run`], right below, is
+//! the event loop; read it first, then the functions it calls, in the order it calls them
+//! (`crate::tour` walks through them). Each policy the loop applies is a small type in its
+//! own file: `turn` (the bound on one turn, and who goes first), `admission` (accepting,
+//! limits, running out of descriptors), `memory` (the global budget on pending output),
+//! `timers` and `deadlines` (idle and stall deadlines, the stats tick, the poll timeout),
+//! `pipes` (which connections get zero copy, from spare descriptors), `shared` (the limits
+//! that hold across reactors), `shutdown` (drain and deadline), `report` and `scrape` (the
+//! stats line, the metrics endpoint); `slot` is a connection as the reactor holds it,
+//! `listeners` a listener or UDP socket, and `bind` creates the server.
 //!
 //! Contracts from mio this code relies on (see `mio::Poll`'s docs):
 //! - Readiness is edge-triggered: after an event, a source must be read or written until

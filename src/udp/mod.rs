@@ -61,8 +61,7 @@ const RECV_BUFFER: usize = 4 << 20;
 /// At most one "echo loop broken" warning per this period (each loop is still counted).
 const LOOP_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
-/// One datagram as a service sees it (the services of issue 9 answer through
-/// `service::datagram`).
+/// One datagram as a service sees it (the services answer through `service::datagram`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
     /// The payload.
