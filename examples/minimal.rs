@@ -8,9 +8,9 @@
 //! cargo run --example minimal -- 127.0.0.1:0   # any free port; the first line says which
 //! ```
 //!
-//! What this leaves out, and the echoloop file that adds each (the crate doc's tour walks
-//! through them in this order):
-//! - one turn as a named sequence, teardown after the batch: `src/reactor/mod.rs`, `turn.rs`
+//! What this leaves out, and the echoloop file that adds each (the tour, `src/tour.rs`, walks
+//! from here through them):
+//! - one turn as a named sequence, teardown after the batch: `src/reactor/mod.rs`
 //! - a connection's lifecycle as a state machine (half-close, draining, lingering close):
 //!   `src/connection/`
 //! - limits (connections, per-source, descriptors): `src/reactor/admission.rs`,
@@ -49,13 +49,24 @@ struct Conn {
     wants_write: bool,
 }
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = match std::env::args().nth(1) {
-        None => "127.0.0.1:7007".parse().expect("a valid default"),
-        Some(arg) => arg
-            .parse()
-            .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?,
+fn main() {
+    let arg = std::env::args().nth(1);
+    let addr = arg.as_deref().unwrap_or("127.0.0.1:7007");
+    let result = match addr.parse() {
+        Ok(addr) => serve(addr),
+        Err(e) => Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{addr}: {e}"),
+        )),
     };
+    if let Err(e) = result {
+        eprintln!("minimal: {e}"); // a bad address or a port in use: one line, exit 1
+        std::process::exit(1);
+    }
+}
+
+/// Binds `addr` (TCP and UDP, one port) and serves forever.
+fn serve(addr: SocketAddr) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut listener = TcpListener::bind(addr)?;
     let addr = listener.local_addr()?; // the real port when asked for port 0

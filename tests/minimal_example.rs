@@ -133,3 +133,16 @@ fn the_tutorials_own_ten_megabyte_client_is_served() {
     assert_eq!(echoed.len(), 10_485_760);
     assert!(echoed.iter().all(|&byte| byte == b'x'));
 }
+
+/// A bad address is one line on stderr and exit code 1, not a panic or a debug dump.
+#[test]
+fn a_bad_address_is_one_line_and_exit_one() {
+    let output = Command::new(minimal_binary())
+        .arg("not-an-address")
+        .output()
+        .expect("run the example");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("minimal: not-an-address: "), "{stderr}");
+}
