@@ -17,7 +17,7 @@ use echoloop_testkit::rng::pattern;
 /// example, but `cargo test --test minimal_example` does not, and a binary left from an
 /// earlier build may be stale; `cargo build --example` is a no-op when it is fresh.
 fn minimal_binary() -> PathBuf {
-    // This test runs from `<target>/<profile>/deps/`; examples live in `<target>/<profile>/examples/`.
+    // The test runs in `<target>/<profile>/deps/`; examples are in `<target>/<profile>/examples/`.
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe
         .parent()
