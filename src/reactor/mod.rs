@@ -16,19 +16,20 @@
 //!   `deregister` call; teardown waits for the end of the batch so no slab key (and token) is
 //!   reused while events for its previous owner may still be in hand.
 
-mod admission;
+// The policies are `pub(crate)` only so that the tour (`crate::tour`) can link to them.
+pub(crate) mod admission;
 mod bind;
-mod deadlines;
+pub(crate) mod deadlines;
 mod listeners;
-mod memory;
-mod pipes;
+pub(crate) mod memory;
+pub(crate) mod pipes;
 mod report;
 mod scrape;
-mod shared;
-mod shutdown;
-mod slot;
-mod timers;
-mod turn;
+pub(crate) mod shared;
+pub(crate) mod shutdown;
+pub(crate) mod slot;
+pub(crate) mod timers;
+pub(crate) mod turn;
 
 use std::io;
 use std::net::SocketAddr;
