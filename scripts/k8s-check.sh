@@ -159,7 +159,7 @@ if command -v kubectl >/dev/null; then
 	done
 fi
 # The check itself can fail: an unknown field must be refused.
-sed 's/readOnlyRootFilesystem: true/readOnlyRootFileSystem: true/' contrib/k8s/server/deployment.yaml \
+sed 's/terminationGracePeriodSeconds:/terminationGracePeriodSecond:/' contrib/k8s/server/deployment.yaml \
 	>"$WORK/broken.yaml"
 if kubernetes-validate --strict --quiet "$WORK/broken.yaml" >/dev/null 2>&1; then
 	fail "kubernetes-validate accepted a misspelt field"
