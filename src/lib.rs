@@ -160,7 +160,7 @@ mod udp;
 pub mod units;
 mod zero_copy;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, LoopGuard};
 pub use error::ServerError;
 pub use group::ServerGroup;
 pub use reactor::{ReportHandle, Server, ShutdownHandle};
