@@ -5,10 +5,10 @@
 //! The reactor keeps plain integers (no atomics on the hot path), so a scrape renders a
 //! *snapshot*: a `Collector` built from copies of the counters, encoded once, dropped.
 //!
-//! Labels: every per-reactor series carries `reactor="N"` (one reactor today; `--threads`
-//! will add more, and a scrape then passes one snapshot per reactor). Per-reason counters use
-//! a `reason` label. A per-service label belongs beside `reactor` once services keep counters
-//! of their own; `SeriesLabels` is the one place to add it.
+//! Labels: every per-reactor series carries `reactor="N"` (with `--threads N`, a scrape
+//! passes one snapshot per reactor). Per-reason counters use a `reason` label. The services'
+//! own counters are not on the page yet; a per-service label would sit beside `reactor`, and
+//! `SeriesLabels` is the one place to add it.
 
 use std::fmt;
 

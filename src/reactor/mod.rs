@@ -1,11 +1,14 @@
 //! The reactor: one thread, one `mio::Poll`, the listeners (each TCP listener and UDP socket
-//! carries the service it serves) and a slab of connections. [`Server::run`], right below, is the event loop; read it first, then the
-//! functions it calls, in the order it calls them. Each policy the loop applies is a small
-//! type in its own file: `admission` (accepting, limits, running out of descriptors),
-//! `memory` (the global budget on pending output), `timers` (idle and stall deadlines, the
-//! stats tick), `pipes` (which connections get zero copy, from spare descriptors), `shared`
-//! (the limits that hold across reactors), `shutdown` (drain and deadline);
-//! `slot` is a connection as the reactor holds it, and `bind` creates the server.
+//! carries the service it serves) and a slab of connections. [`Server::run`], right below, is
+//! the event loop; read it first, then the functions it calls, in the order it calls them
+//! (`crate::tour` walks through them). Each policy the loop applies is a small type in its
+//! own file: `turn` (the bound on one turn, and who goes first), `admission` (accepting,
+//! limits, running out of descriptors), `memory` (the global budget on pending output),
+//! `timers` and `deadlines` (idle and stall deadlines, the stats tick, the poll timeout),
+//! `pipes` (which connections get zero copy, from spare descriptors), `shared` (the limits
+//! that hold across reactors), `shutdown` (drain and deadline), `report` and `scrape` (the
+//! stats line, the metrics endpoint); `slot` is a connection as the reactor holds it,
+//! `listeners` a listener or UDP socket, and `bind` creates the server.
 //!
 //! Contracts from mio this code relies on (see `mio::Poll`'s docs):
 //! - Readiness is edge-triggered: after an event, a source must be read or written until
@@ -16,19 +19,20 @@
 //!   `deregister` call; teardown waits for the end of the batch so no slab key (and token) is
 //!   reused while events for its previous owner may still be in hand.
 
-mod admission;
+// The policies are `pub(crate)` only so that the tour (`crate::tour`) can link to them.
+pub(crate) mod admission;
 mod bind;
-mod deadlines;
+pub(crate) mod deadlines;
 mod listeners;
-mod memory;
-mod pipes;
+pub(crate) mod memory;
+pub(crate) mod pipes;
 mod report;
 mod scrape;
-mod shared;
-mod shutdown;
-mod slot;
-mod timers;
-mod turn;
+pub(crate) mod shared;
+pub(crate) mod shutdown;
+pub(crate) mod slot;
+pub(crate) mod timers;
+pub(crate) mod turn;
 
 use std::io;
 use std::net::SocketAddr;

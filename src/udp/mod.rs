@@ -60,8 +60,7 @@ use reply_queue::ReplyQueue;
 /// The UDP socket's receive buffer asked for (`SO_RCVBUF`).
 const RECV_BUFFER: usize = 4 << 20;
 
-/// One datagram as a service sees it (the services of issue 9 answer through
-/// `service::datagram`).
+/// One datagram as a service sees it (the services answer through `service::datagram`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
     /// The payload.
