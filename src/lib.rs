@@ -76,7 +76,10 @@
 //!   echo, discard, chargen, daytime, time, unixtime; UDP reply rate limits.
 //! - [`listen`]: listeners (service, protocol, address) and the `--listen` syntax.
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
-//! - `stats.rs`: [`Stats`] counters and [`CloseReason`]; the byte and datagram accounting.
+//! - `stats.rs`: [`Stats`] counters (whole and per service) and [`CloseReason`]; the byte and
+//!   datagram accounting, per service.
+//! - [`counters`]: the table macro that declares them: one line per counter gives its field,
+//!   merge, `key=value` pair, summary line and metric.
 //! - `report.rs`: the periodic stats line: totals and per-second rates over the interval.
 //! - [`metrics`] (feature `metrics`): the Prometheus `/metrics` endpoint on the same loop.
 //! - `error.rs`: [`ServerError`], for setup and fatal failures.
@@ -159,6 +162,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod counters;
 pub mod descriptors;
 mod error;
 mod group;

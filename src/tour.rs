@@ -125,8 +125,9 @@
 //!   datagram was sent to, the reflection and loop guards, the bounded reply queue.
 //! - **Several reactors.** [`ServerGroup`](crate::ServerGroup): N copies of this loop, one per
 //!   thread, on one port; [`reactor::shared`](crate::reactor::shared) keeps the limits that are totals.
-//! - **Counters.** [`Stats`](crate::Stats), bumped at every decision; `report` makes the stats
-//!   line; the `metrics` module (feature `metrics`) serves them to Prometheus from the same
+//! - **Counters.** [`Stats`](crate::Stats), bumped at every decision and declared as one
+//!   table ([`counters`](crate::counters)) that also gives each counter's `key=value` pair,
+//!   summary line and metric; the books balance per service; `report` makes the stats line; the `metrics` module (feature `metrics`) serves them to Prometheus from the same
 //!   loop.
 //!
 //! The crate documentation's Layout lists every file in this order.

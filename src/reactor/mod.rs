@@ -369,9 +369,12 @@ impl Server {
             log::debug!("closed {} (#{key}): {reason:?}", self.peer(key));
             self.admission.forget(key);
             self.stats.record_close(reason);
-            // Whatever it still owed its peer was read and will never be echoed.
-            self.stats
-                .record_discard(reason, slot.conn.pending() as u64);
+            // Whatever it still owed its peer was read (or generated) and will never be sent.
+            let pending = slot.conn.pending() as u64;
+            self.stats.record_discard(reason, pending);
+            if let Some(service) = self.stats.services.get_mut(slot.service()) {
+                service.tcp_bytes_discarded += pending;
+            }
         }
         self.timers.sweep(&self.slots);
         // A descriptor was freed: if accepting paused for lack of one, try again now.
