@@ -25,6 +25,7 @@ pub(crate) mod admission;
 mod bind;
 pub(crate) mod deadlines;
 mod listeners;
+mod live;
 pub(crate) mod memory;
 pub(crate) mod pipes;
 mod report;
@@ -52,6 +53,7 @@ use slab::Slab;
 use self::admission::Admission;
 pub(crate) use self::bind::{log_start, Announce};
 use self::listeners::{TcpSide, UdpSide};
+pub use self::live::StatsHandle;
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
 pub use self::report::ReportHandle;
@@ -82,9 +84,14 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         self.start(Instant::now()); // uptime and the stats tick count from here, not from bind
         while !self.is_finished() {
-            self.turn(&mut events)?;
+            if let Err(e) = self.turn(&mut events) {
+                self.leave_final_stats(&self.stats());
+                return Err(e);
+            }
         }
-        Ok(self.stats())
+        let stats = self.stats();
+        self.leave_final_stats(&stats); // for any `StatsHandle`, now and later
+        Ok(stats)
     }
 
     /// One turn of the loop.
@@ -197,6 +204,9 @@ pub struct Server {
     reporter: Reporter,
     /// Set by a [`ReportHandle`]; checked when the waker fires.
     report_requested: Arc<AtomicBool>,
+    /// Where a [`StatsHandle`] asks for the counters and finds them; checked when the waker
+    /// fires.
+    live: Arc<live::Mailbox>,
     /// The `/metrics` endpoint, when configured.
     #[cfg(feature = "metrics")]
     metrics: Option<MetricsEndpoint>,
