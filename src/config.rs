@@ -96,6 +96,38 @@ pub struct Config {
     /// echo and discard) on a listener bound beyond loopback; bursts of twice that, and 100
     /// times that from all sources together. See `service::reply_limit`. Default 10.
     pub udp_reply_rate: u32,
+    /// Which UDP peers the echo-loop guard watches (the privileged-port and own-address
+    /// guards always apply). Default [`LoopGuard::Auto`]: peers beyond loopback only.
+    pub udp_loop_guard: LoopGuard,
+}
+
+/// Which UDP peers the echo-loop guard watches: a peer that sends back, many times in a row,
+/// exactly the datagram it was just sent is refused one datagram, which ends a loop between
+/// two echo servers started by one forged datagram. On the wire a client that repeats the
+/// same payload looks the same, and loses one datagram in 1,025 while it does so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoopGuard {
+    /// Peers beyond loopback. A loopback source (127.0.0.0/8, `::1`) cannot come from the
+    /// wire (the kernel drops such packets from other hosts), and forging one takes
+    /// privileges on this machine, so a loopback peer is always answered.
+    #[default]
+    Auto,
+    /// Every peer, loopback included.
+    On,
+    /// No peer: a loop between this server and another echo server (both exposed, one
+    /// forged datagram) then lasts until one of them stops or the network drops it.
+    Off,
+}
+
+impl LoopGuard {
+    /// Whether datagrams from `peer` go through the loop guard.
+    pub fn watches(self, peer: IpAddr) -> bool {
+        match self {
+            LoopGuard::Auto => !peer.to_canonical().is_loopback(),
+            LoopGuard::On => true,
+            LoopGuard::Off => false,
+        }
+    }
 }
 
 pub use crate::descriptors::RESERVED_FDS;
@@ -136,12 +168,14 @@ impl Default for Config {
             metrics: None,
             listeners: Vec::new(),
             udp_reply_rate: 10,
+            udp_loop_guard: LoopGuard::Auto,
         }
     }
 }
 
 /// Why a `Config` was refused: which values do not make sense (together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Both `tcp` and `udp` are off.
     NothingToServe,
@@ -173,27 +207,31 @@ pub const MIN_MAX_PENDING: usize = 64 * 1024;
 /// The smallest `memory_budget`.
 pub const MIN_MEMORY_BUDGET: usize = 1 << 20;
 
-/// One lowercase line, naming the flag that sets the value.
+/// One lowercase line, naming the `Config` field (the binary says which flag sets it).
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ConfigError::TooManyListeners => "more than 4096 listeners",
             ConfigError::NothingToServe => {
-                "nothing to serve: TCP and UDP are both off and no other listener is set"
+                "nothing to serve: tcp and udp are both off and no other listener is set"
             }
             ConfigError::ZeroBacklog => "backlog must be at least 1",
             ConfigError::MaxPendingTooSmall => {
-                "max-pending must be at least 64K (one read's worth of echo)"
+                "max_pending must be at least 64 KiB (one read's worth of echo)"
             }
-            ConfigError::LowWaterNotBelowMaxPending => {
-                "the low-water mark must be below max-pending"
+            ConfigError::LowWaterNotBelowMaxPending => "low_water must be below max_pending",
+            ConfigError::ZeroBudget => {
+                "per-wakeup budgets (read_budget, write_budget, accept_budget) must be at least 1"
             }
-            ConfigError::ZeroBudget => "per-wakeup budgets must be at least 1",
-            ConfigError::ZeroStatsInterval => "stats-interval must be longer than zero",
-            ConfigError::ZeroConnectionLimit => "connection limits must be at least 1",
-            ConfigError::MemoryBudgetTooSmall => "memory-budget must be at least 1M",
+            ConfigError::ZeroStatsInterval => {
+                "stats_interval must be longer than zero (None turns periodic stats off)"
+            }
+            ConfigError::ZeroConnectionLimit => {
+                "connection limits (max_connections, max_per_source) must be at least 1"
+            }
+            ConfigError::MemoryBudgetTooSmall => "memory_budget must be at least 1 MiB",
             ConfigError::ZeroTimeout => {
-                "timeouts must be longer than zero (leave them off instead)"
+                "idle_timeout and stall_timeout must be longer than zero (None turns them off)"
             }
             ConfigError::MetricsNotBuilt => {
                 "metrics were asked for, but echoloop was built without its `metrics` feature"
@@ -366,5 +404,29 @@ mod tests {
             addr: "[::]:37".parse().unwrap(),
         });
         assert!(public_time.is_exposed());
+    }
+
+    #[test]
+    fn the_loop_guard_watches_peers_beyond_loopback_unless_told() {
+        let peers = [
+            "127.0.0.1",
+            "127.9.8.7",
+            "::1",
+            "::ffff:127.0.0.1",
+            "10.0.0.1",
+            "2001:db8::1",
+        ];
+        let watched = |guard: LoopGuard| -> Vec<bool> {
+            peers
+                .iter()
+                .map(|p| guard.watches(p.parse().unwrap()))
+                .collect()
+        };
+        assert_eq!(
+            watched(LoopGuard::Auto),
+            [false, false, false, false, true, true]
+        );
+        assert_eq!(watched(LoopGuard::On), [true; 6]);
+        assert_eq!(watched(LoopGuard::Off), [false; 6]);
     }
 }

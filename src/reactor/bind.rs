@@ -91,9 +91,12 @@ impl Server {
                 listeners.push(TcpSide { socket, service });
             }
             if let Some(socket) = sockets.udp {
-                let mut socket =
-                    UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams)
-                        .map_err(ServerError::Poll)?;
+                let mut socket = UdpEcho::new(
+                    UdpSocket::from_std(socket),
+                    config.udp_queue_datagrams,
+                    config.udp_loop_guard,
+                )
+                .map_err(ServerError::Poll)?;
                 socket
                     .register(registry, Source::udp_token(udp.len()))
                     .map_err(ServerError::Poll)?;
@@ -163,6 +166,7 @@ impl Server {
             stats,
             reporter: Reporter::default(),
             report_requested: Arc::new(AtomicBool::new(false)),
+            live: Arc::default(),
             #[cfg(feature = "metrics")]
             metrics,
             group: None,
@@ -195,8 +199,9 @@ impl Server {
         self.shutdown.handle()
     }
 
-    /// The counters so far (an embedder running the loop elsewhere gets them from `run`),
-    /// with the gauges (pending bytes, pipes, queued datagrams) read now.
+    /// The counters so far, with the gauges (pending bytes, pipes, queued datagrams) read
+    /// now. Once `run` owns the server, read them through a
+    /// [`stats_handle`](Server::stats_handle).
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {
             // Not the turn's `now`: this is also called from outside the loop.

@@ -24,6 +24,7 @@ pub(crate) mod admission;
 mod bind;
 pub(crate) mod deadlines;
 mod listeners;
+mod live;
 pub(crate) mod memory;
 pub(crate) mod pipes;
 mod report;
@@ -50,6 +51,7 @@ use slab::Slab;
 use self::admission::Admission;
 pub(crate) use self::bind::{log_start, Announce};
 use self::listeners::{TcpSide, UdpSide};
+pub use self::live::StatsHandle;
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
 pub use self::report::ReportHandle;
@@ -83,7 +85,10 @@ impl Server {
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 match e.kind() {
                     io::ErrorKind::Interrupted => continue,
-                    _ => return Err(ServerError::Poll(e)),
+                    _ => {
+                        self.leave_final_stats(&self.stats());
+                        return Err(ServerError::Poll(e));
+                    }
                 }
             }
             // The turn's clock: decisions below see this `now` (only the turn's own length and
@@ -96,7 +101,9 @@ impl Server {
             self.remove_finished();
             self.check_timers(now);
         }
-        Ok(self.stats())
+        let stats = self.stats();
+        self.leave_final_stats(&stats); // for any `StatsHandle`, now and later
+        Ok(stats)
     }
 }
 
@@ -187,6 +194,9 @@ pub struct Server {
     reporter: Reporter,
     /// Set by a [`ReportHandle`]; checked when the waker fires.
     report_requested: Arc<AtomicBool>,
+    /// Where a [`StatsHandle`] asks for the counters and finds them; checked when the waker
+    /// fires.
+    live: Arc<live::Mailbox>,
     /// The `/metrics` endpoint, when configured.
     #[cfg(feature = "metrics")]
     metrics: Option<MetricsEndpoint>,
