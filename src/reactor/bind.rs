@@ -157,6 +157,7 @@ impl Server {
             memory: MemoryBudget::new(limits, config.memory_budget),
             timers: Timers::new(config),
             pipes: PipeBudget::new(shared),
+            watchdog: Default::default(),
             shutdown: Shutdown::new(waker, config.drain_timeout),
             tcp_addr,
             udp_addr,

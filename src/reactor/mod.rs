@@ -6,8 +6,9 @@
 //! limits, running out of descriptors), `memory` (the global budget on pending output),
 //! `timers` and `deadlines` (idle and stall deadlines, the stats tick, the poll timeout),
 //! `pipes` (which connections get zero copy, from spare descriptors), `shared` (the limits
-//! that hold across reactors), `shutdown` (drain and deadline), `report` and `scrape` (the
-//! stats line, the metrics endpoint); `slot` is a connection as the reactor holds it,
+//! that hold across reactors), `shutdown` (drain and deadline), `watchdog` (a connection with
+//! work and no wake-up is found, re-driven and counted), `report` and `scrape` (the stats
+//! line, the metrics endpoint); `slot` is a connection as the reactor holds it,
 //! `listeners` a listener or UDP socket, and `bind` creates the server.
 //!
 //! Contracts from mio this code relies on (see `mio::Poll`'s docs):
@@ -34,6 +35,7 @@ pub(crate) mod shutdown;
 pub(crate) mod slot;
 pub(crate) mod timers;
 pub(crate) mod turn;
+pub(crate) mod watchdog;
 
 use std::io;
 use std::net::SocketAddr;
@@ -63,6 +65,7 @@ pub use self::shutdown::ShutdownHandle;
 use self::slot::{Slot, Stamp};
 use self::timers::Timers;
 use self::turn::Turn;
+use self::watchdog::Watchdog;
 use crate::connection::Readiness;
 use crate::error::ServerError;
 use crate::group::GroupMember;
@@ -81,29 +84,35 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         self.start(Instant::now()); // uptime and the stats tick count from here, not from bind
         while !self.is_finished() {
-            let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                match e.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    _ => {
-                        self.leave_final_stats(&self.stats());
-                        return Err(ServerError::Poll(e));
-                    }
-                }
+            if let Err(e) = self.turn(&mut events) {
+                self.leave_final_stats(&self.stats());
+                return Err(e);
             }
-            // The turn's clock: decisions below see this `now` (only the turn's own length and
-            // an accepted connection's stamp read the clock again; see `turn`, `admission`).
-            let now = Instant::now();
-            for event in events.iter() {
-                self.dispatch(event, now);
-            }
-            self.run_ready_work(now);
-            self.remove_finished();
-            self.check_timers(now);
         }
         let stats = self.stats();
         self.leave_final_stats(&stats); // for any `StatsHandle`, now and later
         Ok(stats)
+    }
+
+    /// One turn of the loop.
+    fn turn(&mut self, events: &mut Events) -> Result<(), ServerError> {
+        let timeout = self.poll_timeout();
+        if let Err(e) = self.poll.poll(events, timeout) {
+            return match e.kind() {
+                io::ErrorKind::Interrupted => Ok(()),
+                _ => Err(ServerError::Poll(e)),
+            };
+        }
+        // The turn's clock: decisions below see this `now` (only the turn's own length and
+        // an accepted connection's stamp read the clock again; see `turn`, `admission`).
+        let now = Instant::now();
+        for event in events.iter() {
+            self.dispatch(event, now);
+        }
+        self.run_ready_work(now);
+        self.remove_finished();
+        self.check_timers(now);
+        Ok(())
     }
 }
 
@@ -185,6 +194,7 @@ pub struct Server {
     memory: MemoryBudget,
     timers: Timers,
     pipes: PipeBudget,
+    watchdog: Watchdog,
     shutdown: Shutdown,
     tcp_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
@@ -335,6 +345,7 @@ impl Server {
             .record(before, after, outcome.pauses, &limits, &mut self.stats);
         slot.record_progress(&outcome, Stamp::at(self.started, now));
         let moved = outcome.bytes_read + outcome.bytes_written;
+        self.watchdog.note(slot.owner(key), slot, moved, now);
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
             self.queues.finished.push(key);

@@ -97,13 +97,14 @@ impl Timers {
 
 impl Server {
     /// Fires everything due at `now`: connection timeouts, the accept retry, the idle-pipe
-    /// sweep, the stats line, the drain deadline.
+    /// sweep, the watchdog, the stats line, the drain deadline.
     pub(super) fn check_timers(&mut self, now: Instant) {
         self.expire_connections(now);
         if self.admission.retry_due(now) {
             self.queues.accept_ready = true;
         }
         self.sweep_idle_pipes(now);
+        self.watch_connections(now);
         self.post_if_due(now);
         if self.timers.stats_due(now) {
             self.log_report();
@@ -159,6 +160,7 @@ impl Server {
             self.shutdown.deadline(),
             self.timers.deadlines.next(),
             self.pipes.next_sweep(),
+            self.watchdog.next_look(),
             self.group.as_ref().and_then(|member| member.next_post()),
             self.metrics_deadline(),
         ]
