@@ -2,7 +2,7 @@
 //! carries the service it serves) and a slab of connections. [`Server::run`], right below, is the event loop; read it first, then the
 //! functions it calls, in the order it calls them. Each policy the loop applies is a small
 //! type in its own file: `admission` (accepting, limits, running out of descriptors),
-//! `memory` (the global budget on pending output), `timers` (idle and stall deadlines, the
+//! `memory` (bounds on pending output: small while the peer reads, and the global budget), `timers` (idle and stall deadlines, the
 //! stats tick), `pipes` (which connections get zero copy, from spare descriptors), `shared`
 //! (the limits that hold across reactors), `shutdown` (drain and deadline);
 //! `slot` is a connection as the reactor holds it, and `bind` creates the server.
@@ -46,7 +46,7 @@ use slab::Slab;
 use self::admission::Admission;
 pub(crate) use self::bind::{log_start, Announce};
 use self::listeners::{TcpSide, UdpSide};
-use self::memory::MemoryBudget;
+use self::memory::{MemoryBudget, Peer};
 use self::pipes::PipeBudget;
 pub use self::report::ReportHandle;
 #[cfg(feature = "metrics")]
@@ -307,7 +307,10 @@ impl Server {
             return 0; // already in `finished`
         }
         let before = slot.conn.pending();
-        let limits = self.memory.limits_for(before);
+        let stamp = Stamp::at(self.started, now);
+        // A small bound while the peer reads, the configured allowance once it stopped.
+        let peer = slot.peer(stamp);
+        let limits = self.memory.limits_for(before, peer);
         let outcome = slot
             .conn
             .drive(&mut slot.socket, &mut self.scratch, &limits);
@@ -317,9 +320,10 @@ impl Server {
             service.record_drive(&outcome);
         }
         let after = slot.conn.pending();
+        let (pauses, stats) = (outcome.pauses, &mut self.stats);
         self.memory
-            .record(before, after, outcome.pauses, &limits, &mut self.stats);
-        slot.record_progress(&outcome, Stamp::at(self.started, now));
+            .record((before, after), pauses, &limits, peer, stats);
+        slot.record_progress(&outcome, stamp);
         let moved = outcome.bytes_read + outcome.bytes_written;
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
@@ -331,6 +335,10 @@ impl Server {
             self.queues.ready.push(key);
         }
         self.timers.arm(key, slot, now);
+        if peer == Peer::Reading && slot.conn.is_paused() {
+            // Paused at the small bound: if the peer never reads, no event will come.
+            self.timers.wake_if_peer_stops(key, slot, now);
+        }
         if self.pipes.wants(&outcome, slot) {
             self.pipes.offer(key, slot, now, &mut self.stats);
         }
