@@ -13,7 +13,7 @@ use slab::Slab;
 
 use super::admission::Admission;
 use super::listeners::{TcpSide, UdpSide};
-use super::memory::MemoryBudget;
+use super::memory::{MemoryBudget, Recycling};
 use super::pipes::PipeBudget;
 use super::report::ReportHandle;
 use super::shared::SharedLimits;
@@ -152,6 +152,7 @@ impl Server {
             queues: Queues::default(),
             admission: Admission::new(config, Arc::clone(&shared)),
             memory: MemoryBudget::new(limits, config.memory_budget),
+            recycling: Recycling::default(),
             timers: Timers::new(config),
             pipes: PipeBudget::new(shared),
             shutdown: Shutdown::new(waker, config.drain_timeout),

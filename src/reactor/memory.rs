@@ -23,9 +23,15 @@
 //! The floor: every connection may always hold [`MIN_FAIR_SHARE`], so that each one makes
 //! progress however many share the budget; the total is therefore at most the budget plus
 //! that floor per connection.
+//!
+//! After a burst, the memory goes back to the operating system ([`Recycling`]): the blocks
+//! pending output was held in stay on this thread's free list for reuse while they are needed,
+//! and are unmapped a few per turn once they are not (see `connection::blocks` for how and
+//! why that way).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::connection::blocks;
 use crate::connection::Limits;
 use crate::stats::Stats;
 
@@ -132,6 +138,41 @@ impl MemoryBudget {
     /// Pending output summed over connections, now.
     pub(super) fn pending_total(&self) -> usize {
         self.pending_total
+    }
+}
+
+/// The clock of this thread's free list of blocks: it decays every `blocks::DECAY_INTERVAL`
+/// while it holds blocks, and its surplus is unmapped a few blocks per turn.
+#[derive(Debug, Default)]
+pub(super) struct Recycling {
+    /// When the free list decays next; `None` while it is empty (an idle server sleeps).
+    next_decay: Option<Instant>,
+}
+
+impl Recycling {
+    /// Once per turn: decays the free list when due, and unmaps some of its surplus.
+    pub(super) fn tick(&mut self, now: Instant) {
+        match self.next_decay {
+            Some(at) if now >= at => {
+                blocks::decay();
+                self.next_decay = None;
+            }
+            _ => {}
+        }
+        if self.next_decay.is_none() && blocks::free_blocks() > 0 {
+            self.next_decay = now.checked_add(blocks::DECAY_INTERVAL);
+        }
+        blocks::release();
+    }
+
+    /// True while surplus blocks wait to be unmapped: the loop should come round again soon.
+    pub(super) fn has_work(&self) -> bool {
+        blocks::has_surplus()
+    }
+
+    /// When the free list decays next, for the poll timeout.
+    pub(super) fn next(&self) -> Option<Instant> {
+        self.next_decay
     }
 }
 

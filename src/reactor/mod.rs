@@ -46,7 +46,7 @@ use slab::Slab;
 use self::admission::Admission;
 pub(crate) use self::bind::{log_start, Announce};
 use self::listeners::{TcpSide, UdpSide};
-use self::memory::{MemoryBudget, Peer};
+use self::memory::{MemoryBudget, Peer, Recycling};
 use self::pipes::PipeBudget;
 pub use self::report::ReportHandle;
 #[cfg(feature = "metrics")]
@@ -172,6 +172,8 @@ pub struct Server {
     queues: Queues,
     admission: Admission,
     memory: MemoryBudget,
+    /// Gives the memory of pending output back to the system once nobody needs it.
+    recycling: Recycling,
     timers: Timers,
     pipes: PipeBudget,
     shutdown: Shutdown,

@@ -118,7 +118,8 @@ impl Timers {
 
 impl Server {
     /// Fires everything due at `now`: connection timeouts, the accept retry, the idle-pipe
-    /// sweep, the stats line, the drain deadline.
+    /// sweep, the free list's decay (and unmapping of its surplus), the stats line, the drain
+    /// deadline.
     pub(super) fn check_timers(&mut self, now: Instant) {
         self.expire_connections(now);
         self.wake_stopped_readers(now);
@@ -126,6 +127,7 @@ impl Server {
             self.queues.accept_ready = true;
         }
         self.sweep_idle_pipes(now);
+        self.recycling.tick(now);
         self.post_if_due(now);
         if self.timers.stats_due(now) {
             self.log_report();
@@ -188,7 +190,7 @@ impl Server {
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
         let queues = &self.queues;
         let work_queued = !queues.fresh.is_empty() || !queues.ready.is_empty();
-        if queues.accept_ready || queues.udp_ready || work_queued {
+        if queues.accept_ready || queues.udp_ready || work_queued || self.recycling.has_work() {
             return Some(Duration::ZERO);
         }
         let next = [
@@ -197,6 +199,7 @@ impl Server {
             self.shutdown.deadline(),
             self.timers.deadlines.next(),
             self.timers.stopped_readers.next(),
+            self.recycling.next(),
             self.pipes.next_sweep(),
             self.group.as_ref().and_then(|member| member.next_post()),
             self.metrics_deadline(),
