@@ -159,8 +159,8 @@ fn a_burst_on_two_reactors_is_given_back() {
 #[ignore = "stress: about 1 GiB of server memory; run by scripts/stress.sh"]
 fn a_burst_of_100_default_writers_is_given_back() {
     let _turn = one_at_a_time();
-    let burst = burst(&[], 100);
-    assert_given_back(&burst, 512);
+    let on_one = burst(&[], 100);
+    assert_given_back(&on_one, 512);
     let on_two = burst(&["--threads", "2"], 100);
     assert_given_back(&on_two, 512);
 }

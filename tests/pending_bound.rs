@@ -111,7 +111,8 @@ fn a_hundred_megabytes_written_before_reading_come_back() {
 /// The benchmark: ten connections flooding for eight seconds, echoloop (default flags) and the
 /// tokio echo server (`examples/tokio_echo.rs`) in turn, `ECHOLOOP_FLOOD_ROUNDS` rounds
 /// (default 3). Prints one JSON object per run on stdout. `TOKIO_ECHO_BIN` is the tokio
-/// server's binary (default: the example beside this build's `echoloop`).
+/// server's binary (default: the example beside this build's `echoloop`);
+/// `ECHOLOOP_FLOOD_BEFORE_BIN`, if set, is a third server in each round (an older build).
 #[test]
 #[ignore = "benchmark: run by scripts/flood-compare.sh (release)"]
 fn flood_against_tokio() {
@@ -131,11 +132,15 @@ fn flood_against_tokio() {
     let rounds = env("ECHOLOOP_FLOOD_ROUNDS", 3);
     let secs = env("ECHOLOOP_FLOOD_SECS", 8);
     let conns = env("ECHOLOOP_FLOOD_CONNS", 10) as usize;
+    let mut servers = vec![("echoloop", echoloop), ("tokio", tokio)];
+    if let Ok(before) = std::env::var("ECHOLOOP_FLOOD_BEFORE_BIN") {
+        servers.push(("echoloop-before", before));
+    }
     for round in 0..rounds {
-        for (name, bin) in [("echoloop", &echoloop), ("tokio", &tokio)] {
-            let server = match name {
-                "echoloop" => ChildProcess::spawn_tcp_echo(bin),
-                _ => ChildProcess::spawn(Command::new(bin).args(["--port", "0"])),
+        for (name, bin) in &servers {
+            let server = match *name {
+                "tokio" => ChildProcess::spawn(Command::new(bin).args(["--port", "0"])),
+                _ => ChildProcess::spawn_tcp_echo(bin),
             };
             let run = flood_child(&server, conns, Duration::from_secs(secs));
             print(name, &run);
