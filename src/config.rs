@@ -35,9 +35,12 @@ pub struct Config {
     /// Default 4096: a benchmark target sees thousands of connects in a burst, and a full
     /// backlog drops SYNs that clients retry only after a second.
     pub backlog: u32,
-    /// Per-connection high-water mark of pending output, in bytes. At this mark the server
-    /// stops reading the connection (backpressure). Default 32 MiB, above the seed's 10 MB
-    /// deadlock client; allocated lazily, so idle connections cost nothing.
+    /// Per-connection high-water mark of pending output, in bytes, for a peer that has stopped
+    /// reading (its output made no progress for 200 ms): at this mark the server stops reading
+    /// the connection (backpressure). Default 32 MiB, above the tutorials' 10 MB deadlock
+    /// client; allocated lazily, so idle connections cost nothing. While the peer reads, the
+    /// mark is 256 KiB (or this, if lower), so a client that reads slower than it writes is
+    /// held back, not queued for.
     pub max_pending: usize,
     /// Reading resumes once pending output falls to this many bytes. Default: a quarter of
     /// `max_pending`.

@@ -2,8 +2,13 @@
 //!
 //! One `mio::Poll` watches a TCP listener, a slab of connections and a UDP socket. Every
 //! socket is non-blocking and each connection keeps its own pending output, so echoing never
-//! blocks the loop: the seed's deadlock (a client writes 10 MB before reading anything) cannot
+//! blocks the loop: the tutorials' deadlock (a client writes 10 MB before reading anything) cannot
 //! happen, and memory stays bounded by a per-connection high-water mark (backpressure).
+//!
+//! **Start here**: `examples/minimal.rs` (the pattern in under 200 lines), then the [`tour`],
+//! which walks from it to [`Server::run`], one turn, one connection's drive, teardown and each
+//! policy, with a link at every stop (`cargo doc --document-private-items --open` shows them
+//! all).
 //!
 //! ```text
 //!           +------------------- one thread, one mio::Poll --------------------+
@@ -15,11 +20,12 @@
 //! Server::run, one turn:
 //!   poll(timeout: 0 if work is queued, else the next timer)
 //!   now = Instant::now()                       the turn's one clock read
-//!   for each event: dispatch by token
-//!       listener / UDP -> note readiness       (worked off below)
+//!   for each event: dispatch by token          (no I/O here: note readiness, queue)
+//!       listener / UDP -> mark ready
 //!       waker          -> begin shutdown
-//!       connection     -> drive, account, file (finished | ready queue | wait for an edge)
-//!   run ready work: accept batch, UDP batch, connections a budget cut short
+//!       connection     -> record its readiness, queue it
+//!   run ready work: accept batch, UDP batch, then each queued connection:
+//!       drive, account, file (finished | ready queue | wait for an edge)
 //!   remove finished connections                teardown at the batch boundary
 //!   check timers: idle/stall deadlines, accept retry, stats line, drain deadline
 //! ```
@@ -41,6 +47,8 @@
 //! # Layout, in reading order
 //! - `reactor/mod.rs`: [`Server::run`], the loop, first; then dispatch, the ready queue,
 //!   `drive_connection` (drive, account, file) and teardown.
+//! - `reactor/turn.rs`: the bound on one turn (bytes moved, time) and the order of the queues.
+//! - `reactor/listeners.rs`: a TCP listener and a UDP socket as the reactor holds them.
 //! - `reactor/slot.rs`: a connection as the reactor holds it: socket, state machine, id,
 //!   coarse activity stamps (kept small: it is what an idle connection costs).
 //! - `reactor/admission.rs`: accept batches, connection limits, pausing when out of
@@ -68,7 +76,10 @@
 //!   echo, discard, chargen, daytime, time, unixtime; UDP reply rate limits.
 //! - [`listen`]: listeners (service, protocol, address) and the `--listen` syntax.
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
-//! - `stats.rs`: [`Stats`] counters and [`CloseReason`]; the byte and datagram accounting.
+//! - `stats.rs`: [`Stats`] counters (whole and per service) and [`CloseReason`]; the byte and
+//!   datagram accounting, per service.
+//! - [`counters`]: the table macro that declares them: one line per counter gives its field,
+//!   merge, `key=value` pair, summary line and metric.
 //! - `report.rs`: the periodic stats line: totals and per-second rates over the interval.
 //! - [`metrics`] (feature `metrics`): the Prometheus `/metrics` endpoint on the same loop.
 //! - `error.rs`: [`ServerError`], for setup and fatal failures.
@@ -95,6 +106,12 @@
 //! println!("{stats}");
 //! # Ok::<(), echoloop::ServerError>(())
 //! ```
+//!
+//! The library installs no signal handler, with or without default features: in an embedding
+//! process Ctrl-C ends the process at once (no drain, no final counters) unless the embedder
+//! wires it to [`Server::shutdown_handle`], as the binary does with `signal-hook`. The
+//! README's Embedding section lists what else the binary adds (flags, logging, the open-file
+//! limit, the `listening` and `summary` lines).
 //!
 //! # A service of your own
 //! A listener carries the service it serves; several listeners share the one loop. A service
@@ -145,6 +162,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod counters;
 pub mod descriptors;
 mod error;
 mod group;
@@ -156,11 +174,23 @@ mod reactor;
 mod report;
 pub mod service;
 mod stats;
+#[allow(rustdoc::private_intra_doc_links)] // the tour's stops are the loop's internals
+pub mod tour;
 mod udp;
 pub mod units;
 mod zero_copy;
 
 pub use config::{Config, ConfigError};
+
+/// The README's and the documents' Rust examples, compiled and run as doc tests, so the
+/// embedding path a newcomer copies from them always works.
+#[cfg(doctest)]
+mod documents {
+    #[doc = include_str!("../README.md")]
+    mod readme {}
+    #[doc = include_str!("../docs/services.md")]
+    mod services {}
+}
 pub use error::ServerError;
 pub use group::ServerGroup;
 pub use reactor::{ReportHandle, Server, ShutdownHandle};

@@ -81,7 +81,7 @@ fn a_flood_that_reads_is_held_to_a_few_socket_buffers() {
     server.stop();
 }
 
-/// The seed's client, with default flags: 10 MB written before anything is read, then
+/// The tutorials' deadlock client, with default flags: 10 MB written before anything is read, then
 /// `shutdown(SHUT_WR)`; all of it comes back. Loopback's buffers do not hold 10 MB, so the
 /// server must see that this peer stopped reading and grant it the allowance.
 #[test]

@@ -199,14 +199,27 @@ impl Server {
     /// The counters so far (an embedder running the loop elsewhere gets them from `run`),
     /// with the gauges (pending bytes, pipes, queued datagrams) read now.
     pub fn stats(&self) -> Stats {
-        Stats {
+        let mut stats = Stats {
             // Not the turn's `now`: this is also called from outside the loop.
             uptime: self.started.elapsed(),
             pending_bytes: self.memory.pending_total() as u64,
             zero_copy_pipes_open: self.pipes.open() as u64,
             udp_queued_datagrams: self.udp.iter().map(|udp| udp.socket.queued() as u64).sum(),
             ..self.stats.clone()
+        };
+        // The same gauges per service: one pass over the connections (a stats line or a
+        // scrape, not a turn, pays for it).
+        for slot in self.slots.iter().map(|(_, slot)| slot) {
+            if let Some(service) = stats.services.get_mut(slot.service()) {
+                service.pending_bytes += slot.conn.pending() as u64;
+            }
         }
+        for udp in &self.udp {
+            if let Some(service) = stats.services.get_mut(udp.service) {
+                service.udp_queued_datagrams += udp.socket.queued() as u64;
+            }
+        }
+        stats
     }
 
     /// The bound `/metrics` address, when [`Config::metrics`] asked for one.

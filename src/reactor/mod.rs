@@ -1,11 +1,16 @@
 //! The reactor: one thread, one `mio::Poll`, the listeners (each TCP listener and UDP socket
-//! carries the service it serves) and a slab of connections. [`Server::run`], right below, is the event loop; read it first, then the
-//! functions it calls, in the order it calls them. Each policy the loop applies is a small
-//! type in its own file: `admission` (accepting, limits, running out of descriptors),
-//! `memory` (bounds on pending output: small while the peer reads, and the global budget), `timers` (idle and stall deadlines, the
-//! stats tick), `pipes` (which connections get zero copy, from spare descriptors), `shared`
-//! (the limits that hold across reactors), `shutdown` (drain and deadline);
-//! `slot` is a connection as the reactor holds it, and `bind` creates the server.
+//! carries the service it serves) and a slab of connections. [`Server::run`], right below, is
+//! the event loop; read it first, then the functions it calls, in the order it calls them
+//! (`crate::tour` walks through them). Each policy the loop applies is a small type in its
+//! own file: `turn` (the bound on one turn, and who goes first), `admission` (accepting,
+//! limits, running out of descriptors), `memory` (bounds on pending output: small while the
+//! peer reads, the global budget, and memory given back after a burst), `timers` and
+//! `deadlines` (idle and stall deadlines, waking a peer that stopped reading, the stats
+//! tick, the poll timeout), `pipes` (which connections get zero copy, from spare
+//! descriptors), `shared` (the limits that hold across reactors), `shutdown` (drain and
+//! deadline), `report` and `scrape` (the stats line, the metrics endpoint); `slot` is a
+//! connection as the reactor holds it, `listeners` a listener or UDP socket, and `bind`
+//! creates the server.
 //!
 //! Contracts from mio this code relies on (see `mio::Poll`'s docs):
 //! - Readiness is edge-triggered: after an event, a source must be read or written until
@@ -16,19 +21,20 @@
 //!   `deregister` call; teardown waits for the end of the batch so no slab key (and token) is
 //!   reused while events for its previous owner may still be in hand.
 
-mod admission;
+// The policies are `pub(crate)` only so that the tour (`crate::tour`) can link to them.
+pub(crate) mod admission;
 mod bind;
-mod deadlines;
+pub(crate) mod deadlines;
 mod listeners;
-mod memory;
-mod pipes;
+pub(crate) mod memory;
+pub(crate) mod pipes;
 mod report;
 mod scrape;
-mod shared;
-mod shutdown;
-mod slot;
-mod timers;
-mod turn;
+pub(crate) mod shared;
+pub(crate) mod shutdown;
+pub(crate) mod slot;
+pub(crate) mod timers;
+pub(crate) mod turn;
 
 use std::io;
 use std::net::SocketAddr;
@@ -375,9 +381,12 @@ impl Server {
             log::debug!("closed {} (#{key}): {reason:?}", self.peer(key));
             self.admission.forget(key);
             self.stats.record_close(reason);
-            // Whatever it still owed its peer was read and will never be echoed.
-            self.stats
-                .record_discard(reason, slot.conn.pending() as u64);
+            // Whatever it still owed its peer was read (or generated) and will never be sent.
+            let pending = slot.conn.pending() as u64;
+            self.stats.record_discard(reason, pending);
+            if let Some(service) = self.stats.services.get_mut(slot.service()) {
+                service.tcp_bytes_discarded += pending;
+            }
         }
         self.timers.sweep(&self.slots);
         // A descriptor was freed: if accepting paused for lack of one, try again now.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use super::Server;
-use crate::stats::CloseReason;
+use crate::stats::{CloseReason, UdpDrop};
 
 /// Stops a running [`Server`] (or every reactor of a [`ServerGroup`](crate::ServerGroup))
 /// from any thread: stop accepting, drain, return the stats.
@@ -110,7 +110,11 @@ impl Server {
         self.listeners.clear();
         for udp in self.udp.drain(..) {
             // Closing the socket drops the replies still queued: counted, not lost.
-            self.stats.udp_dropped_shutdown += udp.socket.queued() as u64;
+            let queued = udp.socket.queued() as u64;
+            self.stats.record_udp_drop(UdpDrop::Shutdown, queued);
+            if let Some(service) = self.stats.services.get_mut(udp.service) {
+                service.udp_dropped += queued;
+            }
         }
         self.queues.accept_ready = false;
         self.queues.udp_ready = false;
