@@ -151,7 +151,7 @@ impl Server {
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             queues: Queues::default(),
             admission: Admission::new(config, Arc::clone(&shared)),
-            memory: MemoryBudget::new(limits, config.memory_budget),
+            memory: MemoryBudget::new(limits, config.max_pending_reading, config.memory_budget),
             recycling: Recycling::default(),
             timers: Timers::new(config),
             pipes: PipeBudget::new(shared),

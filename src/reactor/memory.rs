@@ -2,7 +2,7 @@
 //! budget summed over all connections.
 //!
 //! A peer that reads while it writes (a flood that also drains its echo) gets a small bound,
-//! [`DRAINING_HIGH_WATER`], a few socket buffers: once that much waits, the connection stops
+//! `Config::max_pending_reading` (256 KiB by default), a few socket buffers: once that much waits, the connection stops
 //! reading until it drains, so backpressure reaches the writer as it would through a plain copy
 //! loop, and the server adds no queue (no memory, no latency) of its own. The configured
 //! allowance (`Config::max_pending`, 32 MiB by default) is for a peer that has *stopped*
@@ -38,10 +38,6 @@ use crate::stats::Stats;
 /// The memory budget never squeezes a connection below this much pending output.
 const MIN_FAIR_SHARE: usize = 64 * 1024;
 
-/// Most pending output of a connection whose peer is reading: four 64 KiB blocks, about what
-/// loopback's socket buffers hold in flight beside it, and one full read of the scratch buffer.
-pub(super) const DRAINING_HIGH_WATER: usize = 256 * 1024;
-
 /// Output that made no write progress for this long means the peer stopped reading: the
 /// connection gets the configured allowance. Long enough that a reading peer that is merely
 /// slow, or descheduled for a moment, is not mistaken for one that stopped; short enough that a
@@ -60,8 +56,10 @@ pub(super) enum Peer {
 /// Pending output across connections, and the limits that follow from it.
 #[derive(Debug)]
 pub(super) struct MemoryBudget {
-    /// The configured per-connection limits.
+    /// The configured per-connection limits (for a peer that stopped reading).
     limits: Limits,
+    /// `Config::max_pending_reading`: the high-water mark while the peer reads.
+    reading_high_water: usize,
     /// `Config::memory_budget`.
     budget: usize,
     /// Pending output summed over connections.
@@ -72,9 +70,10 @@ pub(super) struct MemoryBudget {
 
 impl MemoryBudget {
     /// No output pending yet.
-    pub(super) fn new(limits: Limits, budget: usize) -> MemoryBudget {
+    pub(super) fn new(limits: Limits, reading_high_water: usize, budget: usize) -> MemoryBudget {
         MemoryBudget {
             limits,
+            reading_high_water,
             budget,
             pending_total: 0,
             buffering_conns: 0,
@@ -105,7 +104,7 @@ impl MemoryBudget {
     /// The high-water mark for a connection whose `peer` reads or not, before the budget.
     fn bound(&self, peer: Peer) -> usize {
         match peer {
-            Peer::Reading => self.limits.high_water.min(DRAINING_HIGH_WATER),
+            Peer::Reading => self.limits.high_water.min(self.reading_high_water),
             Peer::StoppedReading => self.limits.high_water,
         }
     }
@@ -181,6 +180,7 @@ mod tests {
     use super::*;
 
     const MIB: usize = 1 << 20;
+    const READING: usize = 256 * 1024;
 
     fn budget(total: usize) -> MemoryBudget {
         let limits = Limits {
@@ -189,7 +189,7 @@ mod tests {
             read_budget: 256 * 1024,
             write_budget: 256 * 1024,
         };
-        MemoryBudget::new(limits, total)
+        MemoryBudget::new(limits, READING, total)
     }
 
     /// Moves one connection's pending output from `before` to `after`.
@@ -274,7 +274,7 @@ mod tests {
     fn a_reading_peer_gets_the_small_bound_and_one_that_stopped_the_allowance() {
         let mut memory = budget(64 * MIB);
         let reading = memory.limits_for(0, Peer::Reading);
-        assert_eq!(reading.high_water, DRAINING_HIGH_WATER);
+        assert_eq!(reading.high_water, READING);
         assert!(reading.low_water < reading.high_water);
         assert_eq!(
             memory.limits_for(0, Peer::StoppedReading).high_water,
@@ -283,7 +283,7 @@ mod tests {
         // A pause at the small bound is not the budget's doing.
         let mut stats = Stats::default();
         let peer = Peer::Reading;
-        memory.record((0, DRAINING_HIGH_WATER), 1, &reading, peer, &mut stats);
+        memory.record((0, READING), 1, &reading, peer, &mut stats);
         assert_eq!(stats.memory_budget_pauses, 0);
         // Under a budget smaller than the small bound, the budget still rules.
         let mut tight = budget(MIB);
