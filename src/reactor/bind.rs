@@ -167,6 +167,7 @@ impl Server {
             stats,
             reporter: Reporter::default(),
             report_requested: Arc::new(AtomicBool::new(false)),
+            live: Arc::default(),
             #[cfg(feature = "metrics")]
             metrics,
             group: None,
@@ -199,8 +200,9 @@ impl Server {
         self.shutdown.handle()
     }
 
-    /// The counters so far (an embedder running the loop elsewhere gets them from `run`),
-    /// with the gauges (pending bytes, pipes, queued datagrams) read now.
+    /// The counters so far, with the gauges (pending bytes, pipes, queued datagrams) read
+    /// now. Once `run` owns the server, read them through a
+    /// [`stats_handle`](Server::stats_handle).
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {
             // Not the turn's `now`: this is also called from outside the loop.

@@ -26,6 +26,7 @@ pub(crate) mod admission;
 mod bind;
 pub(crate) mod deadlines;
 mod listeners;
+mod live;
 pub(crate) mod memory;
 pub(crate) mod pipes;
 mod report;
@@ -52,6 +53,7 @@ use slab::Slab;
 use self::admission::Admission;
 pub(crate) use self::bind::{log_start, Announce};
 use self::listeners::{TcpSide, UdpSide};
+pub use self::live::StatsHandle;
 use self::memory::{MemoryBudget, Peer, Recycling};
 use self::pipes::PipeBudget;
 pub use self::report::ReportHandle;
@@ -85,7 +87,10 @@ impl Server {
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 match e.kind() {
                     io::ErrorKind::Interrupted => continue,
-                    _ => return Err(ServerError::Poll(e)),
+                    _ => {
+                        self.leave_final_stats(&self.stats());
+                        return Err(ServerError::Poll(e));
+                    }
                 }
             }
             // The turn's clock: decisions below see this `now` (only the turn's own length and
@@ -98,7 +103,9 @@ impl Server {
             self.remove_finished();
             self.check_timers(now);
         }
-        Ok(self.stats())
+        let stats = self.stats();
+        self.leave_final_stats(&stats); // for any `StatsHandle`, now and later
+        Ok(stats)
     }
 }
 
@@ -191,6 +198,9 @@ pub struct Server {
     reporter: Reporter,
     /// Set by a [`ReportHandle`]; checked when the waker fires.
     report_requested: Arc<AtomicBool>,
+    /// Where a [`StatsHandle`] asks for the counters and finds them; checked when the waker
+    /// fires.
+    live: Arc<live::Mailbox>,
     /// The `/metrics` endpoint, when configured.
     #[cfg(feature = "metrics")]
     metrics: Option<MetricsEndpoint>,

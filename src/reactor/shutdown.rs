@@ -93,6 +93,7 @@ impl Server {
     /// not counted, so the flags are what say why).
     pub(super) fn on_wake(&mut self, now: Instant) {
         self.report_if_requested();
+        self.answer_stats_if_asked();
         if self.shutdown.requested.load(Ordering::SeqCst) && !self.shutdown.begun {
             self.begin_shutdown(now);
         }
