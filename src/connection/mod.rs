@@ -32,12 +32,12 @@
 //! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
 //! write straight back, keep only the unsent rest). The buffer is a queue of fixed-size blocks
 //! from a per-thread free list (`blocks`): it grows without reallocating, blocks sent are
-//! reused warm instead of faulting in fresh pages, and blocks nobody needs any more go back to
-//! the operating system (the reactor asks `blocks` to decay and release them). A bulk connection may also be given a
-//! kernel pipe ([`Connection::use_pipe`], see `zero_copy`): input is then spliced into the
-//! pipe and out again, never copied. Everything about the pipe (the pipe itself, how many bytes
-//! it holds, whether it may be full, whether one can be had at all) lives in one field,
-//! `Pending::pipe`. The pipe is small (256 KiB), so when it is full and the peer is not
+//! reused warm instead of faulting in fresh pages, and blocks nobody needs any more go back
+//! to the operating system (the reactor asks `blocks` to decay and release them). A bulk
+//! connection may also be given a kernel pipe (`Connection::use_pipe`, see `zero_copy`):
+//! input is then spliced into the pipe and out again, never copied. Everything about the pipe
+//! (the pipe itself, how many bytes it holds, whether it may be full, whether one can be had
+//! at all) lives in one field, `Pending::pipe`. The pipe is small (256 KiB), so when it is full and the peer is not
 //! reading, input goes to the buffer as before, behind the pipe's older bytes: the pending
 //! limit, and with it the guarantee that a client may write megabytes before it reads, stays
 //! the same.
@@ -74,7 +74,7 @@ impl Stream for mio::net::TcpStream {
 
 /// A kernel pipe that moves a connection's bytes between itself and stream `S` without
 /// copying them into user space (`splice(2)`; see `zero_copy`). Attached with
-/// [`Connection::use_pipe`]; the connection calls these only while it has one.
+/// `Connection::use_pipe`; the connection calls these only while it has one.
 pub trait Splice<S> {
     /// Moves up to `max` input bytes from `stream` into the pipe. `Ok(0)` is the peer's FIN;
     /// `WouldBlock` means no input *or* a full pipe (the kernel does not say which).
@@ -407,7 +407,7 @@ impl<P> Connection<P> {
     }
 
     /// Of the bytes owed, those waiting in the pipe (0 without one).
-    pub fn pending_in_pipe(&self) -> usize {
+    pub(crate) fn pending_in_pipe(&self) -> usize {
         self.pending.as_ref().map_or(0, |p| p.in_pipe())
     }
 
@@ -432,7 +432,7 @@ impl<P> Connection<P> {
 
     /// True while the connection could take a pipe: it has none, none was refused, and nothing
     /// is pending (a pipe attached now would let new bytes overtake older ones).
-    pub fn can_use_pipe(&self) -> bool {
+    pub(crate) fn can_use_pipe(&self) -> bool {
         self.pending
             .as_ref()
             .map_or(true, |p| matches!(p.pipe, PipeState::None) && p.len() == 0)
@@ -441,7 +441,7 @@ impl<P> Connection<P> {
 
     /// From now on, input goes through `pipe`, moved by `splice` (zero-copy echo). Takes it only
     /// when [`Connection::can_use_pipe`]; otherwise hands it back.
-    pub fn use_pipe(&mut self, pipe: P) -> Result<(), P> {
+    pub(crate) fn use_pipe(&mut self, pipe: P) -> Result<(), P> {
         if !self.can_use_pipe() {
             return Err(pipe);
         }
@@ -455,7 +455,7 @@ impl<P> Connection<P> {
 
     /// No pipe could be made for this connection: it copies for good, and
     /// [`Connection::can_use_pipe`] says no from now on.
-    pub fn pipe_unavailable(&mut self) {
+    pub(crate) fn pipe_unavailable(&mut self) {
         let pending = self.owed_mut();
         if matches!(pending.pipe, PipeState::None) {
             pending.pipe = PipeState::Unavailable;
@@ -465,7 +465,7 @@ impl<P> Connection<P> {
     /// Takes the pipe back while it holds no bytes (its connection went idle, or descriptors
     /// run short): the connection copies again and may be given a pipe again later. `None`
     /// when it has no pipe or bytes still wait in it (taking it then would lose them).
-    pub fn take_pipe(&mut self) -> Option<P> {
+    pub(crate) fn take_pipe(&mut self) -> Option<P> {
         let pending = self.pending.as_mut()?;
         let taken = match std::mem::replace(&mut pending.pipe, PipeState::None) {
             PipeState::Attached {
@@ -481,15 +481,15 @@ impl<P> Connection<P> {
     }
 
     /// The attached pipe, if any.
-    pub fn pipe(&self) -> Option<&P> {
+    pub(crate) fn pipe(&self) -> Option<&P> {
         match &self.pending.as_ref()?.pipe {
             PipeState::Attached { pipe, .. } => Some(pipe),
             _ => None,
         }
     }
 
-    /// True once [`Connection::use_pipe`] switched this connection to zero-copy echo.
-    pub fn uses_pipe(&self) -> bool {
+    /// True once `Connection::use_pipe` switched this connection to zero-copy echo.
+    pub(crate) fn uses_pipe(&self) -> bool {
         self.pipe().is_some()
     }
 
