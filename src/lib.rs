@@ -17,7 +17,7 @@
 //!           | Waker (shutdown)      timers: idle/stall, stats, accept retry, drain |
 //!           +------------------------------------------------------------------+
 //!
-//! Server::run, one turn:
+//! Server::run, one turn (Server::turn):
 //!   poll(timeout: 0 if work is queued, else the next timer)
 //!   now = Instant::now()                       the turn's one clock read
 //!   for each event: dispatch by token          (no I/O here: note readiness, queue)
@@ -27,7 +27,7 @@
 //!   run ready work: accept batch, UDP batch, then each queued connection:
 //!       drive, account, file (finished | ready queue | wait for an edge)
 //!   remove finished connections                teardown at the batch boundary
-//!   check timers: idle/stall deadlines, accept retry, stats line, drain deadline
+//!   check timers: idle/stall deadlines, accept retry, watchdog, stats line, drain deadline
 //! ```
 //!
 //! One connection's states (the state machine in `connection`):
@@ -59,6 +59,8 @@
 //! - `reactor/shared.rs`: the limits that hold across the reactors of a process.
 //! - `reactor/timers.rs`: idle and stall deadlines, the stats line, the poll timeout.
 //! - `reactor/deadlines.rs`: the min-heap of deadlines with lazy re-arming.
+//! - `reactor/watchdog.rs`: a connection with work and no wake-up for it (a lost edge) is
+//!   found, re-driven and counted, so no stall is silent.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
 //! - `reactor/report.rs`: [`ReportHandle`] and the stats line (totals and rates).
 //! - `reactor/scrape.rs`: the metrics endpoint's tokens and hooks in the loop.

@@ -315,6 +315,12 @@ struct Budget {
 }
 
 impl Budget {
+    /// No budget: to ask whether any step is left at all.
+    const UNLIMITED: Budget = Budget {
+        read: usize::MAX,
+        write: usize::MAX,
+    };
+
     /// Counts `n` bytes written. The write budget is soft (the fast path writes back what it
     /// has just read even when it is spent), so it stops at zero instead of underflowing.
     fn spend_write(&mut self, n: usize, outcome: &mut Outcome) {
@@ -537,7 +543,7 @@ impl<P> Connection<P> {
         // pending output may already be at or above the high-water mark: pause first. Reading
         // with no room would ask for zero bytes, and a zero-byte read looks like the peer's FIN.
         self.update_backpressure(limits, &mut outcome);
-        while let Some(step) = self.next_step(budget) {
+        while let Some(step) = self.next_step(self.ready, budget) {
             let result = match step {
                 Step::Flush => self.flush(io, &mut budget, &mut outcome),
                 Step::ReadAndEcho => {
@@ -567,20 +573,27 @@ impl<P> Connection<P> {
         }
         // Out of steps: either readiness is used up (wait for the next edge) or the budget is
         // (yield: with a fresh budget there would still be a step to take).
-        let unlimited = Budget {
-            read: usize::MAX,
-            write: usize::MAX,
-        };
-        outcome.yielded = self.next_step(unlimited).is_some();
+        outcome.yielded = self.next_step(self.ready, Budget::UNLIMITED).is_some();
         self.release_if_empty();
         outcome
     }
 
+    /// True when the socket's readiness as `poll(2)` reports it now (`level`, not an edge)
+    /// would give this connection a step to take. A connection that is not queued and says
+    /// yes here, and still says yes a while later with no byte moved in between, has work
+    /// that no wake-up is coming for: its edge was lost, or a call said `WouldBlock` for
+    /// another reason than the one this state machine assumed (see the reactor's `watchdog`).
+    pub fn could_act_on(&self, level: Readiness) -> bool {
+        let mut ready = self.ready | level;
+        ready.readable |= level.read_closed;
+        self.next_step(ready, Budget::UNLIMITED).is_some()
+    }
+
     /// The state machine proper, and pure: what to do next, given phase, readiness and budget.
     /// Pending output always goes first: it is older than anything still to be read.
-    fn next_step(&self, budget: Budget) -> Option<Step> {
-        let can_write = self.ready.writable && budget.write > 0;
-        let can_read = self.ready.readable && budget.read > 0;
+    fn next_step(&self, ready: Readiness, budget: Budget) -> Option<Step> {
+        let can_write = ready.writable && budget.write > 0;
+        let can_read = ready.readable && budget.read > 0;
         let pending = self.pending();
         match self.phase {
             Phase::Closed(_) => None,

@@ -158,6 +158,7 @@ impl Server {
             recycling: Recycling::default(),
             timers: Timers::new(config),
             pipes: PipeBudget::new(shared),
+            watchdog: Default::default(),
             shutdown: Shutdown::new(waker, config.drain_timeout),
             tcp_addr,
             udp_addr,

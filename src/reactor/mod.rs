@@ -8,7 +8,8 @@
 //! `deadlines` (idle and stall deadlines, waking a peer that stopped reading, the stats
 //! tick, the poll timeout), `pipes` (which connections get zero copy, from spare
 //! descriptors), `shared` (the limits that hold across reactors), `shutdown` (drain and
-//! deadline), `report` and `scrape` (the stats line, the metrics endpoint); `slot` is a
+//! deadline), `watchdog` (a connection with work and no wake-up is found, re-driven and
+//! counted), `report` and `scrape` (the stats line, the metrics endpoint); `slot` is a
 //! connection as the reactor holds it, `listeners` a listener or UDP socket, and `bind`
 //! creates the server.
 //!
@@ -36,6 +37,7 @@ pub(crate) mod shutdown;
 pub(crate) mod slot;
 pub(crate) mod timers;
 pub(crate) mod turn;
+pub(crate) mod watchdog;
 
 use std::io;
 use std::net::SocketAddr;
@@ -65,6 +67,7 @@ pub use self::shutdown::ShutdownHandle;
 use self::slot::{Slot, Stamp};
 use self::timers::Timers;
 use self::turn::Turn;
+use self::watchdog::Watchdog;
 use crate::connection::Readiness;
 use crate::error::ServerError;
 use crate::group::GroupMember;
@@ -83,29 +86,35 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         self.start(Instant::now()); // uptime and the stats tick count from here, not from bind
         while !self.is_finished() {
-            let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                match e.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    _ => {
-                        self.leave_final_stats(&self.stats());
-                        return Err(ServerError::Poll(e));
-                    }
-                }
+            if let Err(e) = self.turn(&mut events) {
+                self.leave_final_stats(&self.stats());
+                return Err(e);
             }
-            // The turn's clock: decisions below see this `now` (only the turn's own length and
-            // an accepted connection's stamp read the clock again; see `turn`, `admission`).
-            let now = Instant::now();
-            for event in events.iter() {
-                self.dispatch(event, now);
-            }
-            self.run_ready_work(now);
-            self.remove_finished();
-            self.check_timers(now);
         }
         let stats = self.stats();
         self.leave_final_stats(&stats); // for any `StatsHandle`, now and later
         Ok(stats)
+    }
+
+    /// One turn of the loop.
+    fn turn(&mut self, events: &mut Events) -> Result<(), ServerError> {
+        let timeout = self.poll_timeout();
+        if let Err(e) = self.poll.poll(events, timeout) {
+            return match e.kind() {
+                io::ErrorKind::Interrupted => Ok(()),
+                _ => Err(ServerError::Poll(e)),
+            };
+        }
+        // The turn's clock: decisions below see this `now` (only the turn's own length and
+        // an accepted connection's stamp read the clock again; see `turn`, `admission`).
+        let now = Instant::now();
+        for event in events.iter() {
+            self.dispatch(event, now);
+        }
+        self.run_ready_work(now);
+        self.remove_finished();
+        self.check_timers(now);
+        Ok(())
     }
 }
 
@@ -189,6 +198,7 @@ pub struct Server {
     recycling: Recycling,
     timers: Timers,
     pipes: PipeBudget,
+    watchdog: Watchdog,
     shutdown: Shutdown,
     tcp_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
@@ -343,6 +353,7 @@ impl Server {
             .record((before, after), pauses, &limits, peer, stats);
         slot.record_progress(&outcome, stamp);
         let moved = outcome.bytes_read + outcome.bytes_written;
+        self.watchdog.note(slot.owner(key), slot, moved, now);
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
             self.queues.finished.push(key);

@@ -1,7 +1,7 @@
 //! A TCP connection as the reactor holds it: the socket, beside the connection's state machine
 //! (which owns the zero-copy pipe once it has one), plus what the reactor's policies need:
-//! identity for stale timer entries, the ready-queue mark, and the activity clocks the idle
-//! and stall timeouts read.
+//! identity for stale timer entries, the ready-queue mark, the activity clocks the idle
+//! and stall timeouts read, and the watchdog's mark.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use mio::net::TcpStream;
 use super::deadlines::Owner;
 use super::memory::{Peer, STOPPED_READING_AFTER};
 use super::timers::Timeouts;
+use super::watchdog::Watch;
 use crate::connection::{Connection, Outcome};
 use crate::stats::CloseReason;
 use crate::zero_copy::Pipe;
@@ -41,6 +42,8 @@ pub(super) struct Slot {
     pub(super) allowance_armed: bool,
     /// It owes the peer output (or, a service finished, the peer's FIN) since `stalled_since`.
     stalling: bool,
+    /// Where the watchdog is with it (one byte, in what was padding).
+    pub(super) watch: Watch,
     pub(super) conn: Connection<Pipe>,
 }
 
@@ -89,6 +92,7 @@ impl Slot {
             timer_armed: false,
             allowance_armed: false,
             stalling: false,
+            watch: Watch::Unwatched,
             conn,
         }
     }

@@ -118,8 +118,8 @@ impl Timers {
 
 impl Server {
     /// Fires everything due at `now`: connection timeouts, the accept retry, the idle-pipe
-    /// sweep, the free list's decay (and unmapping of its surplus), the stats line, the drain
-    /// deadline.
+    /// sweep, the free list's decay (and unmapping of its surplus), the watchdog, the stats
+    /// line, the drain deadline.
     pub(super) fn check_timers(&mut self, now: Instant) {
         self.expire_connections(now);
         self.wake_stopped_readers(now);
@@ -128,6 +128,7 @@ impl Server {
         }
         self.sweep_idle_pipes(now);
         self.recycling.tick(now);
+        self.watch_connections(now);
         self.post_if_due(now);
         if self.timers.stats_due(now) {
             self.log_report();
@@ -201,6 +202,7 @@ impl Server {
             self.timers.stopped_readers.next(),
             self.recycling.next(),
             self.pipes.next_sweep(),
+            self.watchdog.next_look(),
             self.group.as_ref().and_then(|member| member.next_post()),
             self.metrics_deadline(),
         ]
