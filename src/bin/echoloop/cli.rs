@@ -215,7 +215,8 @@ pub struct Cli {
     #[arg(long)]
     pub no_udp: bool,
 
-    /// Pending output per connection before reading pauses (backpressure), e.g. 16M.
+    /// Pending output per connection before reading pauses (backpressure), e.g. 16M, for a
+    /// client that stopped reading; one that reads is held to 256K.
     #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_size)]
     pub max_pending: usize,
 
