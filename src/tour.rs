@@ -78,10 +78,14 @@
 //! **How the 10 MB client is served.** It sends 10 MB and reads nothing until it has sent
 //! everything. Each drive reads its input; the write straight back succeeds until the
 //! client's receive buffer and our send buffer are full, then says `WouldBlock`, and from
-//! then on input is appended to pending output, while reading continues. Reading pauses only
-//! at the high-water mark ([`Connection::update_backpressure`]; `--max-pending`, 32 MiB by
-//! default, lowered by the global memory budget when memory is short), far above what this
-//! client needs. When it half-closes, the read of 0 moves the phase to `PeerClosed`; once it
+//! then on input is appended to pending output. Reading pauses at the high-water mark
+//! ([`Connection::update_backpressure`]), which the reactor sets per drive: 256 KiB while the
+//! peer reads what it is sent (as a plain copy loop, so a client that reads while it writes
+//! is held back instead of queued for), and, once output has made no progress for 200 ms,
+//! the allowance for a peer that stopped reading (`--max-pending`, 32 MiB by default, lowered
+//! by the global memory budget when memory is short), far above what this client needs. A
+//! connection paused at the small bound is woken at that moment by a timer, since no event
+//! would come for it (`reactor::memory`). When it half-closes, the read of 0 moves the phase to `PeerClosed`; once it
 //! reads, `WRITABLE` edges drive `flush` until nothing is pending, then the server sends its
 //! FIN. Every byte comes back, in order (`tests/tcp_echo.rs`, and `tests/minimal_example.rs`
 //! for the example).

@@ -67,6 +67,27 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     ("connect_us", "/connect_us"),
 ];
 
+/// The runs' `errors.causes`, one entry per (kind, cause), counts added, in order of first
+/// appearance.
+fn merged_causes(runs: &[(String, Value)]) -> Value {
+    let mut out: Vec<Value> = Vec::new();
+    let all = runs
+        .iter()
+        .filter_map(|(_, r)| r.pointer("/errors/causes").and_then(Value::as_array))
+        .flatten();
+    for c in all {
+        let count = c["count"].as_u64().unwrap_or(0);
+        match out
+            .iter_mut()
+            .find(|o| o["kind"] == c["kind"] && o["cause"] == c["cause"])
+        {
+            Some(o) => o["count"] = json!(o["count"].as_u64().unwrap_or(0) + count),
+            None => out.push(c.clone()),
+        }
+    }
+    Value::Array(out)
+}
+
 /// Combines `runs` (each a parsed JSON report, with a name for messages) into one report of
 /// the same shape, plus a `merged {runs, sources, command_lines}` block.
 pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
@@ -99,6 +120,9 @@ pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
         if let Some(slot) = out.pointer_mut(path) {
             *slot = sum;
         }
+    }
+    if out.pointer("/errors/causes").is_some() {
+        out["errors"]["causes"] = merged_causes(runs);
     }
     let longest = runs
         .iter()
@@ -382,6 +406,29 @@ mod tests {
             "errors": {"verify": 0, "connect": 1, "io": 0},
             "histograms": {"latency_us": histogram::encode(&h)},
         })
+    }
+
+    /// The causes of the processes' errors add up by cause, none lost.
+    #[test]
+    fn causes_add_up_by_cause() {
+        let run = |n: u64, extra: Option<&str>| {
+            let mut causes = vec![json!({"kind": "io", "cause": "reset", "count": n})];
+            if let Some(c) = extra {
+                causes.push(json!({"kind": "connect", "cause": c, "count": 1}));
+            }
+            json!({"errors": {"causes": causes}})
+        };
+        let runs = vec![
+            ("a".to_string(), run(2, None)),
+            ("b".to_string(), run(3, Some("refused"))),
+        ];
+        assert_eq!(
+            merged_causes(&runs),
+            json!([
+                {"kind": "io", "cause": "reset", "count": 5},
+                {"kind": "connect", "cause": "refused", "count": 1},
+            ])
+        );
     }
 
     #[test]
