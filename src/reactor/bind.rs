@@ -13,7 +13,7 @@ use slab::Slab;
 
 use super::admission::Admission;
 use super::listeners::{TcpSide, UdpSide};
-use super::memory::MemoryBudget;
+use super::memory::{MemoryBudget, Recycling};
 use super::pipes::PipeBudget;
 use super::report::ReportHandle;
 use super::shared::SharedLimits;
@@ -154,7 +154,8 @@ impl Server {
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             queues: Queues::default(),
             admission: Admission::new(config, Arc::clone(&shared)),
-            memory: MemoryBudget::new(limits, config.memory_budget),
+            memory: MemoryBudget::new(limits, config.max_pending_reading, config.memory_budget),
+            recycling: Recycling::default(),
             timers: Timers::new(config),
             pipes: PipeBudget::new(shared),
             watchdog: Default::default(),

@@ -3,13 +3,15 @@
 //! the event loop; read it first, then the functions it calls, in the order it calls them
 //! (`crate::tour` walks through them). Each policy the loop applies is a small type in its
 //! own file: `turn` (the bound on one turn, and who goes first), `admission` (accepting,
-//! limits, running out of descriptors), `memory` (the global budget on pending output),
-//! `timers` and `deadlines` (idle and stall deadlines, the stats tick, the poll timeout),
-//! `pipes` (which connections get zero copy, from spare descriptors), `shared` (the limits
-//! that hold across reactors), `shutdown` (drain and deadline), `watchdog` (a connection with
-//! work and no wake-up is found, re-driven and counted), `report` and `scrape` (the stats
-//! line, the metrics endpoint); `slot` is a connection as the reactor holds it,
-//! `listeners` a listener or UDP socket, and `bind` creates the server.
+//! limits, running out of descriptors), `memory` (bounds on pending output: small while the
+//! peer reads, the global budget, and memory given back after a burst), `timers` and
+//! `deadlines` (idle and stall deadlines, waking a peer that stopped reading, the stats
+//! tick, the poll timeout), `pipes` (which connections get zero copy, from spare
+//! descriptors), `shared` (the limits that hold across reactors), `shutdown` (drain and
+//! deadline), `watchdog` (a connection with work and no wake-up is found, re-driven and
+//! counted), `report` and `scrape` (the stats line, the metrics endpoint); `slot` is a
+//! connection as the reactor holds it, `listeners` a listener or UDP socket, and `bind`
+//! creates the server.
 //!
 //! Contracts from mio this code relies on (see `mio::Poll`'s docs):
 //! - Readiness is edge-triggered: after an event, a source must be read or written until
@@ -54,7 +56,7 @@ use self::admission::Admission;
 pub(crate) use self::bind::{log_start, Announce};
 use self::listeners::{TcpSide, UdpSide};
 pub use self::live::StatsHandle;
-use self::memory::MemoryBudget;
+use self::memory::{MemoryBudget, Peer, Recycling};
 use self::pipes::PipeBudget;
 pub use self::report::ReportHandle;
 #[cfg(feature = "metrics")]
@@ -192,6 +194,8 @@ pub struct Server {
     queues: Queues,
     admission: Admission,
     memory: MemoryBudget,
+    /// Gives the memory of pending output back to the system once nobody needs it.
+    recycling: Recycling,
     timers: Timers,
     pipes: PipeBudget,
     watchdog: Watchdog,
@@ -331,7 +335,10 @@ impl Server {
             return 0; // already in `finished`
         }
         let before = slot.conn.pending();
-        let limits = self.memory.limits_for(before);
+        let stamp = Stamp::at(self.started, now);
+        // A small bound while the peer reads, the configured allowance once it stopped.
+        let peer = slot.peer(stamp);
+        let limits = self.memory.limits_for(before, peer);
         let outcome = slot
             .conn
             .drive(&mut slot.socket, &mut self.scratch, &limits);
@@ -341,9 +348,10 @@ impl Server {
             service.record_drive(&outcome);
         }
         let after = slot.conn.pending();
+        let (pauses, stats) = (outcome.pauses, &mut self.stats);
         self.memory
-            .record(before, after, outcome.pauses, &limits, &mut self.stats);
-        slot.record_progress(&outcome, Stamp::at(self.started, now));
+            .record((before, after), pauses, &limits, peer, stats);
+        slot.record_progress(&outcome, stamp);
         let moved = outcome.bytes_read + outcome.bytes_written;
         self.watchdog.note(slot.owner(key), slot, moved, now);
         // File: finished, or queued / waiting for an edge.
@@ -356,6 +364,10 @@ impl Server {
             self.queues.ready.push(key);
         }
         self.timers.arm(key, slot, now);
+        if peer == Peer::Reading && slot.conn.is_paused() {
+            // Paused at the small bound: if the peer never reads, no event will come.
+            self.timers.wake_if_peer_stops(key, slot, now);
+        }
         if self.pipes.wants(&outcome, slot) {
             self.pipes.offer(key, slot, now, &mut self.stats);
         }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::deadlines::Owner;
+use super::memory::{Peer, STOPPED_READING_AFTER};
 use super::timers::Timeouts;
 use super::watchdog::Watch;
 use crate::connection::{Connection, Outcome};
@@ -36,6 +37,9 @@ pub(super) struct Slot {
     pub(super) queued: bool,
     /// Has an entry in the deadline heap (at most one).
     pub(super) timer_armed: bool,
+    /// Has an entry in the heap of connections to wake when their peer counts as having
+    /// stopped reading (at most one).
+    pub(super) allowance_armed: bool,
     /// It owes the peer output (or, a service finished, the peer's FIN) since `stalled_since`.
     stalling: bool,
     /// Where the watchdog is with it (one byte, in what was padding).
@@ -86,6 +90,7 @@ impl Slot {
             service: u32::try_from(service).unwrap_or(u32::MAX),
             queued: false,
             timer_armed: false,
+            allowance_armed: false,
             stalling: false,
             watch: Watch::Unwatched,
             conn,
@@ -113,6 +118,26 @@ impl Slot {
             self.stalling = true;
             self.stalled_since = now;
         }
+    }
+
+    /// Whether its peer reads its output, at `now`: it does unless output it owes made no
+    /// write progress for `STOPPED_READING_AFTER`.
+    pub(super) fn peer(&self, now: Stamp) -> Peer {
+        match self.stalling && self.stalled_since.age(now) >= STOPPED_READING_AFTER {
+            true => Peer::StoppedReading,
+            false => Peer::Reading,
+        }
+    }
+
+    /// When its peer will count as having stopped reading if no write progress comes first;
+    /// `None` while it owes nothing. `now` as in [`Slot::next_timeout`].
+    pub(super) fn stops_reading_at(&self, now: Instant, stamp: Stamp) -> Option<Instant> {
+        if !self.stalling {
+            return None;
+        }
+        now.checked_sub(self.stalled_since.age(stamp))?
+            .checked_add(STOPPED_READING_AFTER)?
+            .checked_add(Stamp::TICK)
     }
 
     /// How long no byte moved either way, at `now`.

@@ -1,4 +1,5 @@
-//! Time in the loop: idle and stall deadlines of connections, the periodic stats line, and
+//! Time in the loop: idle and stall deadlines of connections, the moment a paused connection's
+//! peer counts as having stopped reading (`memory`), the periodic stats line, and
 //! the poll timeout that wakes the loop for whichever comes first (or for the accept retry and
 //! the drain deadline, which their own policies keep).
 //!
@@ -32,6 +33,10 @@ pub(super) struct Timers {
     timeouts: Timeouts,
     /// Idle and stall deadlines, one entry per connection at most (see `deadlines`).
     deadlines: Deadlines,
+    /// Connections paused at the small bound for a reading peer, woken when their peer counts
+    /// as having stopped reading (one entry per connection at most): no event would come for
+    /// them, since their peer neither reads nor can write more.
+    stopped_readers: Deadlines,
     stats_interval: Option<Duration>,
     next_stats_at: Option<Instant>,
     /// When the loop started: connections keep coarse stamps relative to it (`slot::Stamp`).
@@ -48,6 +53,7 @@ impl Timers {
                 stall: config.stall_timeout.filter(|&t| t <= Stamp::MAX_AGE),
             },
             deadlines: Deadlines::default(),
+            stopped_readers: Deadlines::default(),
             stats_interval: config.stats_interval,
             next_stats_at: None,
             started: Instant::now(),
@@ -73,12 +79,27 @@ impl Timers {
         }
     }
 
+    /// The connection in slab entry `key` paused at the small bound while its peer read:
+    /// wakes it when the peer will count as having stopped reading, to read on under the
+    /// configured allowance (unless write progress comes first; then it is paused as before).
+    pub(super) fn wake_if_peer_stops(&mut self, key: usize, slot: &mut Slot, now: Instant) {
+        if slot.allowance_armed {
+            return;
+        }
+        let stamp = Stamp::at(self.started, now);
+        if let Some(at) = slot.stops_reading_at(now, stamp) {
+            slot.allowance_armed = true;
+            self.stopped_readers.push(at, slot.owner(key));
+        }
+    }
+
     /// Stale entries of closed connections wait for their deadline; under heavy churn this
-    /// sweeps them out, so the heap stays proportional to the open connections.
+    /// sweeps them out, so the heaps stay proportional to the open connections.
     pub(super) fn sweep(&mut self, slots: &Slab<Slot>) {
-        if self.deadlines.len() > 2 * slots.len() + 1024 {
-            self.deadlines
-                .retain(|owner| slots.get(owner.key).is_some_and(|s| s.id == owner.id));
+        for heap in [&mut self.deadlines, &mut self.stopped_readers] {
+            if heap.len() > 2 * slots.len() + 1024 {
+                heap.retain(|owner| slots.get(owner.key).is_some_and(|s| s.id == owner.id));
+            }
         }
     }
 
@@ -97,13 +118,16 @@ impl Timers {
 
 impl Server {
     /// Fires everything due at `now`: connection timeouts, the accept retry, the idle-pipe
-    /// sweep, the watchdog, the stats line, the drain deadline.
+    /// sweep, the free list's decay (and unmapping of its surplus), the watchdog, the stats
+    /// line, the drain deadline.
     pub(super) fn check_timers(&mut self, now: Instant) {
         self.expire_connections(now);
+        self.wake_stopped_readers(now);
         if self.admission.retry_due(now) {
             self.queues.accept_ready = true;
         }
         self.sweep_idle_pipes(now);
+        self.recycling.tick(now);
         self.watch_connections(now);
         self.post_if_due(now);
         if self.timers.stats_due(now) {
@@ -146,12 +170,28 @@ impl Server {
         self.remove_finished();
     }
 
+    /// Queues the connections whose peer now counts as having stopped reading: their next
+    /// drive reads on under the configured allowance. A connection that made progress since
+    /// its entry was pushed is driven all the same; its drive pauses it again, and re-arms.
+    fn wake_stopped_readers(&mut self, now: Instant) {
+        while let Some(owner) = self.timers.stopped_readers.pop_expired(now) {
+            let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
+                continue; // closed since; the key may belong to someone else now
+            };
+            slot.allowance_armed = false;
+            if !slot.queued {
+                slot.queued = true;
+                self.queues.ready.push(owner.key);
+            }
+        }
+    }
+
     /// How long `poll` may sleep: zero when work is queued; otherwise until the next timer, or
     /// forever.
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
         let queues = &self.queues;
         let work_queued = !queues.fresh.is_empty() || !queues.ready.is_empty();
-        if queues.accept_ready || queues.udp_ready || work_queued {
+        if queues.accept_ready || queues.udp_ready || work_queued || self.recycling.has_work() {
             return Some(Duration::ZERO);
         }
         let next = [
@@ -159,6 +199,8 @@ impl Server {
             self.timers.next_stats_at,
             self.shutdown.deadline(),
             self.timers.deadlines.next(),
+            self.timers.stopped_readers.next(),
+            self.recycling.next(),
             self.pipes.next_sweep(),
             self.watchdog.next_look(),
             self.group.as_ref().and_then(|member| member.next_post()),
