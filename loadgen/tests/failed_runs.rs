@@ -193,7 +193,13 @@ fn first_md_section(doc: &str) -> &str {
 fn measured_anyway_a_failing_target_is_flagged_first() {
     let server = BrokenTcp::start(Broken::ClosesWithUnreadInput);
     let results = Results::new("anyway");
-    let out = loadtest(&server.addr.to_string(), &results.0, &["--measure-anyway"]);
+    // 3 s rather than 0.5 s: the run fails only once a connection has moved 512 KiB, which
+    // a loaded machine's debug build did not always do in half a second.
+    let out = loadtest(
+        &server.addr.to_string(),
+        &results.0,
+        &["--measure-anyway", "--duration", "3s"],
+    );
     assert_eq!(out.status.code(), Some(1), "a failed run fails the script");
 
     let md = results.read("summary.md");
