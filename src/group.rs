@@ -28,7 +28,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::descriptors;
@@ -109,7 +109,6 @@ impl ServerGroup {
                     board: Arc::clone(&board),
                     index,
                     post_every,
-                    next_post: None,
                 });
             }
         }
@@ -270,7 +269,6 @@ pub(crate) struct GroupMember {
     /// How often to post unasked (for the `/metrics` page reactor 0 serves); `None`: only at
     /// stats ticks and report requests.
     post_every: Option<Duration>,
-    next_post: Option<Instant>,
 }
 
 impl GroupMember {
@@ -310,23 +308,9 @@ impl GroupMember {
         all
     }
 
-    /// True when an unasked post is due at `now`; schedules the next.
-    pub(crate) fn post_due(&mut self, now: Instant) -> bool {
-        let Some(every) = self.post_every else {
-            return false;
-        };
-        match self.next_post {
-            Some(at) if now < at => false,
-            _ => {
-                self.next_post = now.checked_add(every);
-                true
-            }
-        }
-    }
-
-    /// When the next unasked post is due, if any.
-    pub(crate) fn next_post(&self) -> Option<Instant> {
-        self.post_every.and(self.next_post)
+    /// How often to post unasked, if at all (the reactor's `Timer::GroupPost`).
+    pub(crate) fn post_every(&self) -> Option<Duration> {
+        self.post_every
     }
 }
 

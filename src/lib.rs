@@ -21,7 +21,8 @@
 //!       connection     -> drive, account, file (finished | ready queue | wait for an edge)
 //!   run ready work: accept batch, UDP batch, connections a budget cut short
 //!   remove finished connections                teardown at the batch boundary
-//!   check timers: idle/stall deadlines, accept retry, stats line, drain deadline
+//!   check timers: whatever the deadline registry says is due (idle/stall, accept retry,
+//!                 pipe sweep, group post, stats line, scrape expiry, drain deadline)
 //! ```
 //!
 //! One connection's states (the state machine in `connection`):
@@ -49,8 +50,10 @@
 //! - `reactor/pipes.rs`: which connections get a zero-copy pipe (from spare descriptors), and
 //!   when it is given back.
 //! - `reactor/shared.rs`: the limits that hold across the reactors of a process.
-//! - `reactor/timers.rs`: idle and stall deadlines, the stats line, the poll timeout.
-//! - `reactor/deadlines.rs`: the min-heap of deadlines with lazy re-arming.
+//! - `reactor/deadlines.rs`: the one deadline registry: a timer per kind (accept retry, pipe
+//!   sweep, group post, stats line, scrape expiry, drain end) and a min-heap of connections'
+//!   idle and stall deadlines with lazy re-arming.
+//! - `reactor/timers.rs`: what fires when a deadline is due, and the poll timeout.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
 //! - `reactor/report.rs`: [`ReportHandle`] and the stats line (totals and rates).
 //! - `reactor/scrape.rs`: the metrics endpoint's tokens and hooks in the loop.

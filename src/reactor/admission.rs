@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::deadlines::Timer;
 use super::shared::SharedLimits;
-use super::slot::Slot;
+use super::slot::{Slot, Stamp};
 use super::Server;
 use crate::config::Config;
 use crate::connection::Connection;
@@ -35,8 +36,6 @@ pub(super) struct Admission {
     budget: usize,
     /// `max_connections` and `max_per_source`, counted across every reactor of the process.
     shared: Arc<SharedLimits>,
-    /// Accepting is paused for lack of descriptors until then (or until a connection closes).
-    retry_at: Option<Instant>,
     last_fd_warning: Option<Instant>,
     /// The id of the last connection accepted.
     last_id: u32,
@@ -53,7 +52,6 @@ impl Admission {
         Admission {
             budget: config.accept_budget,
             shared,
-            retry_at: None,
             last_fd_warning: None,
             last_id: 0,
             peers: HashMap::new(),
@@ -117,16 +115,16 @@ impl Admission {
     }
 
     /// Out of descriptors at `now`: counts it, warns (at most once per [`WARNING_PERIOD`]) and
-    /// pauses accepting for [`ACCEPT_RETRY`].
-    fn pause(&mut self, error: &io::Error, now: Instant, stats: &mut Stats) {
+    /// returns when to try again: after [`ACCEPT_RETRY`] (or when a connection closes).
+    fn pause(&mut self, error: &io::Error, now: Instant, stats: &mut Stats) -> Option<Instant> {
         stats.accept_errors += 1;
         stats.accept_fd_exhausted += 1;
-        self.retry_at = now.checked_add(ACCEPT_RETRY);
+        let retry_at = now.checked_add(ACCEPT_RETRY);
         if self
             .last_fd_warning
             .is_some_and(|at| now.duration_since(at) < WARNING_PERIOD)
         {
-            return;
+            return retry_at;
         }
         self.last_fd_warning = Some(now);
         log::warn!(
@@ -134,30 +132,7 @@ impl Admission {
              ({} accept errors so far; raise `ulimit -n` to serve more clients)",
             stats.accept_errors
         );
-    }
-
-    /// When a paused accept is due to be retried, if it is paused.
-    pub(super) fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
-    }
-
-    /// Ends a pause whose time is up at `now`; true if accepting should resume.
-    pub(super) fn retry_due(&mut self, now: Instant) -> bool {
-        let due = self.retry_at.is_some_and(|at| now >= at);
-        if due {
-            self.retry_at = None;
-        }
-        due
-    }
-
-    /// A descriptor was freed: ends a pause at once; true if accepting should resume.
-    pub(super) fn resume_after_close(&mut self) -> bool {
-        self.retry_at.take().is_some()
-    }
-
-    /// Shutdown: no more accepting, paused or not.
-    pub(super) fn stop(&mut self) {
-        self.retry_at = None;
+        retry_at
     }
 }
 
@@ -192,7 +167,8 @@ impl Server {
                     if self.pipes_give_way() > 0 {
                         continue;
                     }
-                    self.admission.pause(&e, now, &mut self.stats);
+                    let retry_at = self.admission.pause(&e, now, &mut self.stats);
+                    self.deadlines.set(Timer::AcceptRetry, retry_at);
                     return false;
                 }
                 Err(e) => {
@@ -242,7 +218,13 @@ impl Server {
         }
         log::debug!("accepted {peer} as #{}", entry.key());
         self.admission.remember(entry.key(), peer);
-        self.timers.arm(entry.key(), &mut slot, accepted_at);
+        let stamp = Stamp::at(self.started, accepted_at);
+        slot.arm(
+            entry.key(),
+            &self.timeouts,
+            (accepted_at, stamp),
+            &mut self.deadlines,
+        );
         entry.insert(slot);
         self.stats.conn_accepted += 1;
         self.stats.conn_active += 1;

@@ -12,13 +12,14 @@ use mio::{Interest, Poll, Waker};
 use slab::Slab;
 
 use super::admission::Admission;
+use super::deadlines::Deadlines;
 use super::listeners::{TcpSide, UdpSide};
 use super::memory::MemoryBudget;
 use super::pipes::PipeBudget;
 use super::report::ReportHandle;
 use super::shared::SharedLimits;
 use super::shutdown::{Shutdown, ShutdownHandle};
-use super::timers::Timers;
+use super::slot::Timeouts;
 use super::{Queues, Server, Source, SCRATCH_SIZE, WAKER};
 #[cfg(feature = "metrics")]
 use super::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
@@ -152,7 +153,9 @@ impl Server {
             queues: Queues::default(),
             admission: Admission::new(config, Arc::clone(&shared)),
             memory: MemoryBudget::new(limits, config.memory_budget),
-            timers: Timers::new(config),
+            deadlines: Deadlines::default(),
+            timeouts: Timeouts::new(config.idle_timeout, config.stall_timeout),
+            stats_every: config.stats_interval,
             pipes: PipeBudget::new(shared),
             shutdown: Shutdown::new(waker, config.drain_timeout),
             tcp_addr,

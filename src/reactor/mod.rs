@@ -2,8 +2,8 @@
 //! carries the service it serves) and a slab of connections. [`Server::run`], right below, is the event loop; read it first, then the
 //! functions it calls, in the order it calls them. Each policy the loop applies is a small
 //! type in its own file: `admission` (accepting, limits, running out of descriptors),
-//! `memory` (the global budget on pending output), `timers` (idle and stall deadlines, the
-//! stats tick), `pipes` (which connections get zero copy, from spare descriptors), `shared`
+//! `memory` (the global budget on pending output), `deadlines` (the one
+//! registry of everything timed) and `timers` (what fires when due, the poll timeout), `pipes` (which connections get zero copy, from spare descriptors), `shared`
 //! (the limits that hold across reactors), `shutdown` (drain and deadline);
 //! `slot` is a connection as the reactor holds it, and `bind` creates the server.
 //!
@@ -34,7 +34,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::{Events, Poll, Token};
@@ -45,6 +45,7 @@ use slab::Slab;
 
 use self::admission::Admission;
 pub(crate) use self::bind::{log_start, Announce};
+use self::deadlines::{Deadlines, Timer};
 use self::listeners::{TcpSide, UdpSide};
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
@@ -54,8 +55,7 @@ use self::scrape::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
 pub(crate) use self::shared::SharedLimits;
 use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
-use self::slot::{Slot, Stamp};
-use self::timers::Timers;
+use self::slot::{Slot, Stamp, Timeouts};
 use self::turn::Turn;
 use crate::connection::Readiness;
 use crate::error::ServerError;
@@ -172,7 +172,13 @@ pub struct Server {
     queues: Queues,
     admission: Admission,
     memory: MemoryBudget,
-    timers: Timers,
+    /// Everything timed, in one registry: connections' idle and stall deadlines and each
+    /// policy's timer (see `deadlines`; what each does when due is in `timers`).
+    deadlines: Deadlines,
+    /// The connections' idle and stall timeouts.
+    timeouts: Timeouts,
+    /// How often the stats line is logged, if at all.
+    stats_every: Option<Duration>,
     pipes: PipeBudget,
     shutdown: Shutdown,
     tcp_addr: Option<SocketAddr>,
@@ -209,12 +215,6 @@ struct Queues {
 }
 
 impl Server {
-    /// Starts the clocks of a run: uptime and the first stats tick.
-    fn start(&mut self, now: Instant) {
-        self.started = now;
-        self.timers.start(now);
-    }
-
     /// Routes one event to its source: each notes its readiness, and runs in `run_ready_work`.
     fn dispatch(&mut self, event: &Event, now: Instant) {
         let token = event.token();
@@ -319,7 +319,8 @@ impl Server {
         let after = slot.conn.pending();
         self.memory
             .record(before, after, outcome.pauses, &limits, &mut self.stats);
-        slot.record_progress(&outcome, Stamp::at(self.started, now));
+        let stamp = Stamp::at(self.started, now);
+        slot.record_progress(&outcome, stamp);
         let moved = outcome.bytes_read + outcome.bytes_written;
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
@@ -330,9 +331,10 @@ impl Server {
             slot.queued = true;
             self.queues.ready.push(key);
         }
-        self.timers.arm(key, slot, now);
+        slot.arm(key, &self.timeouts, (now, stamp), &mut self.deadlines);
         if self.pipes.wants(&outcome, slot) {
-            self.pipes.offer(key, slot, now, &mut self.stats);
+            self.pipes
+                .offer(key, slot, now, &mut self.deadlines, &mut self.stats);
         }
         moved
     }
@@ -360,7 +362,7 @@ impl Server {
                 self.queues.ready.retain(|&queued| queued != key);
             }
             self.memory.release(slot.conn.pending());
-            self.pipes.release(key, &slot);
+            self.pipes.release(key, &slot, &mut self.deadlines);
             let reason = slot.conn.close_reason().unwrap_or(CloseReason::IoError);
             log::debug!("closed {} (#{key}): {reason:?}", self.peer(key));
             self.admission.forget(key);
@@ -369,9 +371,9 @@ impl Server {
             self.stats
                 .record_discard(reason, slot.conn.pending() as u64);
         }
-        self.timers.sweep(&self.slots);
+        self.sweep_deadlines();
         // A descriptor was freed: if accepting paused for lack of one, try again now.
-        if self.admission.resume_after_close() {
+        if self.deadlines.cancel(Timer::AcceptRetry) {
             self.queues.accept_ready = true;
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use mio::Waker;
 
+use super::deadlines::Timer;
 use super::Server;
 
 /// Asks a running [`Server`] (or every reactor of a [`ServerGroup`](crate::ServerGroup)),
@@ -66,16 +67,17 @@ impl Server {
         }
     }
 
-    /// Posts this reactor's counters to its group when an unasked post is due (for the
-    /// `/metrics` page of reactor 0).
-    pub(super) fn post_if_due(&mut self, now: std::time::Instant) {
-        let due = self.group.as_mut().is_some_and(|m| m.post_due(now));
-        if due {
-            let stats = self.stats();
-            if let Some(member) = &self.group {
-                member.store(stats);
-            }
+    /// Posts this reactor's counters to its group, unasked (for the `/metrics` page of
+    /// reactor 0), and sets the next post.
+    pub(super) fn post_to_group(&mut self, now: std::time::Instant) {
+        let Some(every) = self.group.as_ref().and_then(|m| m.post_every()) else {
+            return;
+        };
+        let stats = self.stats();
+        if let Some(member) = &self.group {
+            member.store(stats);
         }
+        self.deadlines.set(Timer::GroupPost, now.checked_add(every));
     }
 
     /// One counter snapshot per reactor, for the `/metrics` page: this one's now, and in a

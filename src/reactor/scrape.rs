@@ -1,4 +1,5 @@
-//! The `/metrics` endpoint's place in the loop: its tokens, routing its events, its timeouts.
+//! The `/metrics` endpoint's place in the loop: its tokens, routing its events, its timeouts
+//! (the oldest scrape's deadline is `Timer::ScrapeExpiry` in the registry).
 //! The endpoint itself (sockets, HTTP, the page) lives in `crate::metrics`; without the
 //! `metrics` feature these hooks compile to nothing.
 
@@ -6,6 +7,8 @@ use std::time::Instant;
 
 use mio::Token;
 
+#[cfg(feature = "metrics")]
+use super::deadlines::Timer;
 use super::Server;
 
 /// The metrics listener, below the other reserved tokens.
@@ -33,17 +36,22 @@ impl Server {
         #[cfg(feature = "metrics")]
         if let Some(mut metrics) = self.metrics.take() {
             metrics.on_ready(self.poll.registry(), token, now, &|| self.snapshots());
+            self.deadlines
+                .set(Timer::ScrapeExpiry, metrics.next_deadline());
             self.metrics = Some(metrics);
         }
         let _ = (token, now);
     }
 
-    /// When the oldest scrape connection times out, for the poll timeout.
-    pub(super) fn metrics_deadline(&self) -> Option<Instant> {
+    /// The oldest scrape connection's deadline came: closes the ones past theirs, and sets
+    /// the timer for the next.
+    pub(super) fn expire_scrapes(&mut self, now: Instant) {
         #[cfg(feature = "metrics")]
-        if let Some(metrics) = &self.metrics {
-            return metrics.next_deadline();
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.expire(now);
+            self.deadlines
+                .set(Timer::ScrapeExpiry, metrics.next_deadline());
         }
-        None
+        let _ = now;
     }
 }

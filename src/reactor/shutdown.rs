@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
+use super::deadlines::Timer;
 use super::Server;
 use crate::stats::CloseReason;
 
@@ -46,11 +47,8 @@ pub(super) struct Shutdown {
     requested: Arc<AtomicBool>,
     waker: Arc<Waker>,
     drain_timeout: Duration,
-    /// Shutdown began (the drain is under way).
+    /// Shutdown began (the drain is under way, until `Timer::DrainEnd`).
     begun: bool,
-    /// When the drain gives up on what is left (`None` before shutdown, or if the timeout is
-    /// too long for the clock).
-    deadline: Option<Instant>,
 }
 
 impl Shutdown {
@@ -61,7 +59,6 @@ impl Shutdown {
             waker: Arc::new(waker),
             drain_timeout,
             begun: false,
-            deadline: None,
         }
     }
 
@@ -75,16 +72,6 @@ impl Shutdown {
         ShutdownHandle {
             reactors: vec![(Arc::clone(&self.requested), Arc::clone(&self.waker))],
         }
-    }
-
-    /// When the drain ends, once shutdown began.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    /// True when the drain deadline passed at `now`.
-    pub(super) fn deadline_passed(&self, now: Instant) -> bool {
-        self.deadline.is_some_and(|at| now >= at)
     }
 }
 
@@ -106,7 +93,9 @@ impl Server {
             self.shutdown.drain_timeout
         );
         self.shutdown.begun = true;
-        self.shutdown.deadline = now.checked_add(self.shutdown.drain_timeout);
+        // A timeout too long for the clock never fires.
+        let drain_end = now.checked_add(self.shutdown.drain_timeout);
+        self.deadlines.set(Timer::DrainEnd, drain_end);
         self.listeners.clear();
         for udp in self.udp.drain(..) {
             // Closing the socket drops the replies still queued: counted, not lost.
@@ -114,7 +103,7 @@ impl Server {
         }
         self.queues.accept_ready = false;
         self.queues.udp_ready = false;
-        self.admission.stop();
+        self.deadlines.cancel(Timer::AcceptRetry);
         for (key, slot) in self.slots.iter_mut() {
             slot.conn.begin_drain();
             if !slot.queued {

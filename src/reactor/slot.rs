@@ -7,11 +7,30 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use super::deadlines::Owner;
-use super::timers::Timeouts;
+use super::deadlines::{Deadlines, Owner};
 use crate::connection::{Connection, Outcome};
 use crate::stats::CloseReason;
 use crate::zero_copy::Pipe;
+
+/// `Config::idle_timeout` and `Config::stall_timeout`, as every slot of a reactor reads them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// Close a connection that moved no byte for this long.
+    pub(super) idle: Option<Duration>,
+    /// Close a connection whose pending output made no write progress for this long.
+    pub(super) stall: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The timeouts `idle` and `stall` ask for; longer than a stamp can measure (400 days)
+    /// is as good as off.
+    pub(super) fn new(idle: Option<Duration>, stall: Option<Duration>) -> Timeouts {
+        Timeouts {
+            idle: idle.filter(|&t| t <= Stamp::MAX_AGE),
+            stall: stall.filter(|&t| t <= Stamp::MAX_AGE),
+        }
+    }
+}
 
 /// One slab entry: a connection and the reactor's bookkeeping for it. Kept small, because
 /// it is what an idle connection costs (see `tests/idle_memory.rs` and the size test below):
@@ -21,7 +40,7 @@ use crate::zero_copy::Pipe;
 pub(super) struct Slot {
     pub(super) socket: TcpStream,
     /// Unique among the connections a stale deadline entry could still name (it wraps after
-    /// 2^32 connections; stale entries are swept long before, see `Timers::sweep`).
+    /// 2^32 connections; stale entries are swept long before, see `Server::sweep_deadlines`).
     pub(super) id: u32,
     /// Last time a byte moved either way (for the idle timeout).
     last_activity: Stamp,
@@ -33,7 +52,7 @@ pub(super) struct Slot {
     service: u32,
     /// In the ready queue already (so it is queued once).
     pub(super) queued: bool,
-    /// Has an entry in the deadline heap (at most one).
+    /// Has an entry among the connection deadlines of the registry (at most one).
     pub(super) timer_armed: bool,
     /// It owes the peer output (or, a service finished, the peer's FIN) since `stalled_since`.
     stalling: bool,
@@ -42,7 +61,7 @@ pub(super) struct Slot {
 
 /// A coarse timestamp: hundredths of a second since the reactor started, in 32 bits. It wraps
 /// after 497 days, so ages are computed with wrapping arithmetic and are right for any age
-/// below that; timeouts that long are treated as off (`Timers::new`).
+/// below that; timeouts that long are treated as off (`Timeouts::new`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Stamp(u32);
 
@@ -149,6 +168,24 @@ impl Slot {
     /// How this connection's deadline entries name it.
     pub(super) fn owner(&self, key: usize) -> Owner {
         Owner { key, id: self.id }
+    }
+
+    /// Gives this connection, in slab entry `key`, an entry in `deadlines` unless it has one
+    /// or is heading for no timeout. `now` is the same moment as an `Instant` and a stamp.
+    pub(super) fn arm(
+        &mut self,
+        key: usize,
+        timeouts: &Timeouts,
+        (now, stamp): (Instant, Stamp),
+        deadlines: &mut Deadlines,
+    ) {
+        if self.timer_armed {
+            return;
+        }
+        if let Some((at, _)) = self.next_timeout(timeouts, now, stamp) {
+            self.timer_armed = true;
+            deadlines.push(at, self.owner(key));
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! Time in the loop: idle and stall deadlines of connections, the periodic stats line, and
-//! the poll timeout that wakes the loop for whichever comes first (or for the accept retry and
-//! the drain deadline, which their own policies keep).
+//! Time in the loop: what the reactor does when a deadline of its registry (`deadlines`) comes
+//! due, and the poll timeout that wakes the loop for the first of them. Every timed thing goes
+//! through that one registry: the idle and stall deadlines of connections, the accept retry
+//! (`admission`), the idle-pipe sweep (`pipes`), the group post and the stats line (`report`),
+//! the metrics scrape expiry (`scrape`) and the drain deadline (`shutdown`).
 //!
 //! Every check here uses the turn's `now`, read once after `poll` returns, and so do the
 //! activity clocks of the connections a turn drives: a timeout can fire up to one turn early,
@@ -10,163 +12,132 @@
 
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
-use super::deadlines::Deadlines;
-use super::slot::{Slot, Stamp};
+use super::deadlines::{Due, Owner, Timer};
+use super::slot::Stamp;
 use super::Server;
-use crate::config::Config;
-
-/// `Config::idle_timeout` and `Config::stall_timeout`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Timeouts {
-    /// Close a connection that moved no byte for this long.
-    pub(super) idle: Option<Duration>,
-    /// Close a connection whose pending output made no write progress for this long.
-    pub(super) stall: Option<Duration>,
-}
-
-/// The connections' deadlines and the stats tick.
-#[derive(Debug)]
-pub(super) struct Timers {
-    timeouts: Timeouts,
-    /// Idle and stall deadlines, one entry per connection at most (see `deadlines`).
-    deadlines: Deadlines,
-    stats_interval: Option<Duration>,
-    next_stats_at: Option<Instant>,
-    /// When the loop started: connections keep coarse stamps relative to it (`slot::Stamp`).
-    started: Instant,
-}
-
-impl Timers {
-    /// The timers `config` asks for; nothing scheduled until [`Timers::start`].
-    pub(super) fn new(config: &Config) -> Timers {
-        Timers {
-            // Longer than a stamp can measure (400 days) is as good as off.
-            timeouts: Timeouts {
-                idle: config.idle_timeout.filter(|&t| t <= Stamp::MAX_AGE),
-                stall: config.stall_timeout.filter(|&t| t <= Stamp::MAX_AGE),
-            },
-            deadlines: Deadlines::default(),
-            stats_interval: config.stats_interval,
-            next_stats_at: None,
-            started: Instant::now(),
-        }
-    }
-
-    /// The loop starts at `now`: schedules the first stats line.
-    pub(super) fn start(&mut self, now: Instant) {
-        self.started = now;
-        self.next_stats_at = self.stats_interval.and_then(|every| now.checked_add(every));
-    }
-
-    /// Gives the connection in slab entry `key` a deadline entry, unless it has one or is
-    /// heading for no timeout.
-    pub(super) fn arm(&mut self, key: usize, slot: &mut Slot, now: Instant) {
-        if slot.timer_armed {
-            return;
-        }
-        let stamp = Stamp::at(self.started, now);
-        if let Some((at, _)) = slot.next_timeout(&self.timeouts, now, stamp) {
-            slot.timer_armed = true;
-            self.deadlines.push(at, slot.owner(key));
-        }
-    }
-
-    /// Stale entries of closed connections wait for their deadline; under heavy churn this
-    /// sweeps them out, so the heap stays proportional to the open connections.
-    pub(super) fn sweep(&mut self, slots: &Slab<Slot>) {
-        if self.deadlines.len() > 2 * slots.len() + 1024 {
-            self.deadlines
-                .retain(|owner| slots.get(owner.key).is_some_and(|s| s.id == owner.id));
-        }
-    }
-
-    /// True when the stats line is due at `now`; schedules the next one.
-    fn stats_due(&mut self, now: Instant) -> bool {
-        let Some(at) = self.next_stats_at.filter(|&at| now >= at) else {
-            return false;
-        };
-        let every = self.stats_interval.unwrap_or(Duration::from_secs(1));
-        // Catch up after a long turn, but never schedule a burst of lines.
-        let base = now.checked_sub(every).map_or(at, |floor| at.max(floor));
-        self.next_stats_at = base.checked_add(every);
-        true
-    }
-}
 
 impl Server {
-    /// Fires everything due at `now`: connection timeouts, the accept retry, the idle-pipe
-    /// sweep, the stats line, the drain deadline.
-    pub(super) fn check_timers(&mut self, now: Instant) {
-        self.expire_connections(now);
-        if self.admission.retry_due(now) {
-            self.queues.accept_ready = true;
-        }
-        self.sweep_idle_pipes(now);
-        self.post_if_due(now);
-        if self.timers.stats_due(now) {
-            self.log_report();
-        }
-        #[cfg(feature = "metrics")]
-        if let Some(metrics) = self.metrics.as_mut() {
-            metrics.expire(now);
-        }
-        if self.shutdown.deadline_passed(now) {
-            self.abort_remaining();
+    /// The loop starts at `now`: uptime counts from here, and the periodic timers start.
+    pub(super) fn start(&mut self, now: Instant) {
+        self.started = now;
+        let first_line = self.stats_every.and_then(|every| now.checked_add(every));
+        self.deadlines.set(Timer::StatsLine, first_line);
+        // A group member posts at once, then every `post_every`.
+        if self.group.as_ref().and_then(|g| g.post_every()).is_some() {
+            self.deadlines.set(Timer::GroupPost, Some(now));
         }
     }
 
-    /// Closes connections whose idle or stall deadline passed; re-arms the ones whose deadline
-    /// moved on since their entry was pushed.
-    fn expire_connections(&mut self, now: Instant) {
-        let timers = &mut self.timers;
-        let stamp = Stamp::at(timers.started, now);
-        while let Some(owner) = timers.deadlines.pop_expired(now) {
-            let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
-                continue; // closed since; the key may belong to someone else now
-            };
-            slot.timer_armed = false;
-            match slot.next_timeout(&timers.timeouts, now, stamp) {
-                // A connection already closed in this batch is in `finished` already.
-                Some((at, reason)) if at <= now && slot.conn.close_reason().is_none() => {
-                    log::debug!("closing #{}: {reason:?}", owner.key);
-                    slot.conn.abort(reason);
-                    self.queues.finished.push(owner.key);
+    /// Fires everything due at `now`, in the registry's order: connection timeouts first (and
+    /// their teardown), then the accept retry, the idle-pipe sweep, the group post, the stats
+    /// line, the metrics scrape expiry, the drain deadline.
+    pub(super) fn check_timers(&mut self, now: Instant) {
+        let stamp = Stamp::at(self.started, now);
+        while let Some(due) = self.deadlines.pop_due(now) {
+            match due {
+                Due::Connection(owner) => self.expire_connection(owner, now, stamp),
+                Due::Timer(timer, at) => {
+                    // Connections closed by their timeouts go before any other timer runs.
+                    self.remove_finished();
+                    self.on_timer(timer, at, now);
                 }
-                Some((at, _)) if at <= now => {}
-                Some((at, _)) => {
-                    slot.timer_armed = true;
-                    timers.deadlines.push(at, owner);
-                }
-                None => {}
             }
         }
         self.remove_finished();
     }
 
-    /// How long `poll` may sleep: zero when work is queued; otherwise until the next timer, or
-    /// forever.
+    /// One of the reactor's timers, set for `at`, is due at `now`. A periodic one is set again
+    /// here, always for later than `now`.
+    fn on_timer(&mut self, timer: Timer, at: Instant, now: Instant) {
+        match timer {
+            Timer::AcceptRetry => self.queues.accept_ready = true,
+            Timer::PipeSweep => self.sweep_idle_pipes(now),
+            Timer::GroupPost => self.post_to_group(now),
+            Timer::StatsLine => {
+                self.log_report();
+                let every = self.stats_every.unwrap_or(Duration::from_secs(1));
+                self.deadlines
+                    .set(Timer::StatsLine, next_tick(at, now, every));
+            }
+            Timer::ScrapeExpiry => self.expire_scrapes(now),
+            Timer::DrainEnd => self.abort_remaining(),
+        }
+    }
+
+    /// Closes the connection `owner` if its idle or stall deadline passed; re-arms it if its
+    /// deadline moved on since its entry was pushed.
+    fn expire_connection(&mut self, owner: Owner, now: Instant, stamp: Stamp) {
+        let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
+            return; // closed since; the key may belong to someone else now
+        };
+        slot.timer_armed = false;
+        match slot.next_timeout(&self.timeouts, now, stamp) {
+            // A connection already closed in this batch is in `finished` already.
+            Some((at, reason)) if at <= now && slot.conn.close_reason().is_none() => {
+                log::debug!("closing #{}: {reason:?}", owner.key);
+                slot.conn.abort(reason);
+                self.queues.finished.push(owner.key);
+            }
+            Some((at, _)) if at <= now => {}
+            Some((at, _)) => {
+                slot.timer_armed = true;
+                self.deadlines.push(at, owner);
+            }
+            None => {}
+        }
+    }
+
+    /// Stale entries of closed connections wait for their deadline; under heavy churn this
+    /// sweeps them out, so the heap stays proportional to the open connections.
+    pub(super) fn sweep_deadlines(&mut self) {
+        if self.deadlines.connections() > 2 * self.slots.len() + 1024 {
+            let slots = &self.slots;
+            self.deadlines
+                .retain(|owner| slots.get(owner.key).is_some_and(|s| s.id == owner.id));
+        }
+    }
+
+    /// How long `poll` may sleep: zero when work is queued; otherwise until the next deadline
+    /// in the registry, or forever.
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
         let queues = &self.queues;
         let work_queued = !queues.fresh.is_empty() || !queues.ready.is_empty();
         if queues.accept_ready || queues.udp_ready || work_queued {
             return Some(Duration::ZERO);
         }
-        let next = [
-            self.admission.retry_at(),
-            self.timers.next_stats_at,
-            self.shutdown.deadline(),
-            self.timers.deadlines.next(),
-            self.pipes.next_sweep(),
-            self.group.as_ref().and_then(|member| member.next_post()),
-            self.metrics_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()?;
+        let next = self.deadlines.next()?;
         // A fresh clock read, not the turn's `now`: that one is as old as the turn's work, and
         // a timeout measured from it would sleep past the deadline by that much.
         Some(next.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// The next stats tick after the one set for `at` fired at `now`: one `every` later, catching
+/// up after a long turn but never scheduling a burst of lines, and never at or before `now`.
+fn next_tick(at: Instant, now: Instant, every: Duration) -> Option<Instant> {
+    let base = now.checked_sub(every).map_or(at, |floor| at.max(floor));
+    let next = base.checked_add(every)?;
+    if next > now {
+        Some(next)
+    } else {
+        now.checked_add(every)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_ticks_keep_their_rhythm_and_never_burst() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // On time: one interval after the tick that fired.
+        assert_eq!(next_tick(t0, t0 + s(0), s(10)), Some(t0 + s(10)));
+        // A little late: the rhythm holds.
+        assert_eq!(next_tick(t0, t0 + s(3), s(10)), Some(t0 + s(10)));
+        // Ticks missed: the next one is one interval from now, not a burst of catch-ups.
+        assert_eq!(next_tick(t0, t0 + s(35), s(10)), Some(t0 + s(45)));
+        assert_eq!(next_tick(t0, t0 + s(10), s(10)), Some(t0 + s(20)));
     }
 }
