@@ -420,7 +420,7 @@ conformance_fresh() {
 # run_generators NAME LIMIT CONNS GEN...: GENERATORS processes at once, each with its share
 # of the connections (and seed), then `echoloop-bench merge` of their reports into NAME.json.
 # This is how one goes past one generator core; on several machines, run the same command
-# over ssh and merge the files (see the README).
+# over ssh and merge the files (see docs/load-testing.md).
 run_generators() {
 	local name=$1 limit=$2 conns=$3 i j share rc=0
 	shift 3

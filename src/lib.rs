@@ -164,6 +164,16 @@ pub mod units;
 mod zero_copy;
 
 pub use config::{Config, ConfigError};
+
+/// The README's and the documents' Rust examples, compiled and run as doc tests, so the
+/// embedding path a newcomer copies from them always works.
+#[cfg(doctest)]
+mod documents {
+    #[doc = include_str!("../README.md")]
+    mod readme {}
+    #[doc = include_str!("../docs/services.md")]
+    mod services {}
+}
 pub use error::ServerError;
 pub use group::ServerGroup;
 pub use reactor::{ReportHandle, Server, ShutdownHandle};

@@ -3,7 +3,7 @@
 //! Thin on purpose: parse flags (clap) -> [`Options`] -> [`loadgen::run`] -> print -> exit
 //! code. All behaviour lives in `echoloop::loadgen`.
 //!
-//! Exit codes: see [`AFTER_HELP`] (and the README's table).
+//! Exit codes: see [`AFTER_HELP`] (and the table in docs/load-testing.md).
 //!
 //! Signals: the first SIGINT/SIGTERM stops the run (or the knee search) and the report for
 //! the time it ran is printed, marked interrupted; a second one exits at once.

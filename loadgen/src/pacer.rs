@@ -9,8 +9,8 @@
 //! serving socket events while it spins. Closed-loop modes need none of this and use the
 //! plain poll timeout.
 //!
-//! Measured on the 2-core development machine (see the README): the timerfd alone leaves a
-//! scheduling error of tens of microseconds under load (wake-up latency); a 20 µs spin
+//! Measured on the 2-core development machine (see docs/load-testing.md): the timerfd alone
+//! leaves a scheduling error of tens of microseconds under load (wake-up latency); a 20 µs spin
 //! before each deadline brings the median to about a microsecond at the cost of the spin's
 //! CPU, which a generator pinned to its own core can afford.
 

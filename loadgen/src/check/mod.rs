@@ -2,7 +2,7 @@
 //! anyone measures it, because a fast wrong server wins every benchmark.
 //!
 //! Each check exercises one promise of an echo server and can fail; its sentence here is the
-//! one the README repeats. In running order:
+//! one docs/load-testing.md repeats. In running order:
 //! - `connect`: a TCP connection opens and one byte comes back (otherwise the other TCP
 //!   checks are skipped).
 //! - `integrity-sizes`: messages of 1 B to 16 MiB, each on its own connection, written in
