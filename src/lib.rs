@@ -174,7 +174,8 @@ mod documents {
     #[doc = include_str!("../docs/services.md")]
     mod services {}
 }
+pub use connection::CloseReason;
 pub use error::ServerError;
 pub use group::ServerGroup;
 pub use reactor::{ReportHandle, Server, ShutdownHandle};
-pub use stats::{CloseReason, ServiceStats, Stats};
+pub use stats::{ServiceStats, Stats};

@@ -48,6 +48,7 @@
 //! per-wakeup budget resume later without waiting for an edge that will not come.
 
 mod blocks;
+mod close;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod script;
 
@@ -56,8 +57,8 @@ use std::ops::BitOr;
 
 use self::blocks::{BlockQueue, MAX_SLICES};
 
+pub use self::close::CloseReason;
 use crate::service::{Output, Service};
-use crate::stats::CloseReason;
 
 /// A non-blocking byte stream: a TCP socket in production, a script in tests.
 pub trait Stream: Read + Write {

@@ -57,13 +57,13 @@ use self::shutdown::Shutdown;
 pub use self::shutdown::ShutdownHandle;
 use self::slot::{Slot, Stamp, Timeouts};
 use self::turn::Turn;
-use crate::connection::Readiness;
+use crate::connection::{CloseReason, Readiness};
 use crate::error::ServerError;
 use crate::group::GroupMember;
 #[cfg(feature = "metrics")]
 use crate::metrics::MetricsEndpoint;
 use crate::report::Reporter;
-use crate::stats::{CloseReason, Stats};
+use crate::stats::Stats;
 
 impl Server {
     /// The event loop. Returns the final counters after a graceful shutdown.

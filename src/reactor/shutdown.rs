@@ -12,7 +12,7 @@ use mio::Waker;
 
 use super::deadlines::Timer;
 use super::Server;
-use crate::stats::CloseReason;
+use crate::connection::CloseReason;
 
 /// Stops a running [`Server`] (or every reactor of a [`ServerGroup`](crate::ServerGroup))
 /// from any thread: stop accepting, drain, return the stats.

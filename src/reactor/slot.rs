@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::deadlines::{Deadlines, Owner};
-use crate::connection::{Connection, Outcome};
-use crate::stats::CloseReason;
+use crate::connection::{CloseReason, Connection, Outcome};
 use crate::zero_copy::Pipe;
 
 /// `Config::idle_timeout` and `Config::stall_timeout`, as every slot of a reactor reads them.
