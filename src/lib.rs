@@ -41,10 +41,14 @@
 //!
 //! # Layout, in reading order
 //! - `reactor/mod.rs`: [`Server::run`], the loop, first; then dispatch, the ready queue,
-//!   `drive_connection` (drive, account, file) and teardown.
+//!   `drive_connection` (drive, account, file) and teardown; then the glue that touches
+//!   several policies: accepting, timers firing, shutdown, reports, the metrics hooks; last,
+//!   creating the server ([`Server::bind`]) and its accessors.
+//! - `reactor/tokens.rs`: what an event's token names (waker, listener, UDP socket,
+//!   connection).
 //! - `reactor/slot.rs`: a connection as the reactor holds it: socket, state machine, id,
 //!   coarse activity stamps (kept small: it is what an idle connection costs).
-//! - `reactor/admission.rs`: accept batches, connection limits, pausing when out of
+//! - `reactor/admission.rs`: whom to keep: connection limits, pausing when out of
 //!   descriptors.
 //! - `reactor/memory.rs`: the global memory budget: the room it leaves each connection.
 //! - `reactor/pipes.rs`: which connections get a zero-copy pipe (from spare descriptors), and
@@ -53,11 +57,9 @@
 //! - `reactor/deadlines.rs`: the one deadline registry: a timer per kind (accept retry, pipe
 //!   sweep, group post, stats line, scrape expiry, drain end) and a min-heap of connections'
 //!   idle and stall deadlines with lazy re-arming.
-//! - `reactor/timers.rs`: what fires when a deadline is due, and the poll timeout.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
 //! - `reactor/report.rs`: [`ReportHandle`] and the stats line (totals and rates).
-//! - `reactor/scrape.rs`: the metrics endpoint's tokens and hooks in the loop.
-//! - `reactor/bind.rs`: [`Server::bind`]: sockets, poller, policies from the config.
+//! - `reactor/bind.rs`: the sockets registered with a new poller, the start-up lines.
 //! - [`connection`]: one TCP connection's state machine, [`Readiness`](connection::Readiness)
 //!   in, an [`Outcome`](connection::Outcome) out; `connection/script.rs` holds its test
 //!   scripts and invariants (for tests and, with the `fuzzing` feature, the fuzz crate).

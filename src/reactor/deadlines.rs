@@ -21,7 +21,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The kinds of deadline a reactor keeps one of, in the order they fire when due together
 /// (connection deadlines fire before all of them).
@@ -143,10 +143,22 @@ impl Deadlines {
     }
 }
 
+/// The next deadline of a periodic timer (the stats line) set for `at` that fired at `now`: one
+/// `every` later, catching up after a long turn but never scheduling a burst, and never at or
+/// before `now` (so it does not fire twice in one round of [`Deadlines::pop_due`]).
+pub(super) fn next_period(at: Instant, now: Instant, every: Duration) -> Option<Instant> {
+    let base = now.checked_sub(every).map_or(at, |floor| at.max(floor));
+    let next = base.checked_add(every)?;
+    if next > now {
+        Some(next)
+    } else {
+        now.checked_add(every)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn owner(key: usize) -> Owner {
         Owner {
@@ -201,5 +213,18 @@ mod tests {
         assert_eq!(deadlines.get(Timer::AcceptRetry), Some(at(9)));
         deadlines.set(Timer::AcceptRetry, None);
         assert_eq!(deadlines.next(), None);
+    }
+
+    #[test]
+    fn periods_keep_their_rhythm_and_never_burst() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // On time: one interval after the tick that fired.
+        assert_eq!(next_period(t0, t0 + s(0), s(10)), Some(t0 + s(10)));
+        // A little late: the rhythm holds.
+        assert_eq!(next_period(t0, t0 + s(3), s(10)), Some(t0 + s(10)));
+        // Ticks missed: the next one is one interval from now, not a burst of catch-ups.
+        assert_eq!(next_period(t0, t0 + s(35), s(10)), Some(t0 + s(45)));
+        assert_eq!(next_period(t0, t0 + s(10), s(10)), Some(t0 + s(20)));
     }
 }

@@ -23,7 +23,6 @@ use slab::Slab;
 use super::deadlines::{Deadlines, Timer};
 use super::shared::SharedLimits;
 use super::slot::{Slot, Stamp};
-use super::Server;
 use crate::connection::Outcome;
 use crate::stats::Stats;
 use crate::zero_copy::Pipe;
@@ -138,16 +137,17 @@ impl PipeBudget {
         }
         taken.len()
     }
-}
 
-impl Server {
     /// Descriptors ran short: every pipe holding no bytes is given back, so connections keep
     /// their descriptors. Returns how many were.
-    pub(super) fn pipes_give_way(&mut self) -> usize {
-        let given = self
-            .pipes
-            .take_back(&mut self.slots, &mut self.deadlines, |_| true);
-        self.stats.zero_copy_reclaimed += given as u64;
+    pub(super) fn give_way(
+        &mut self,
+        slots: &mut Slab<Slot>,
+        deadlines: &mut Deadlines,
+        stats: &mut Stats,
+    ) -> usize {
+        let given = self.take_back(slots, deadlines, |_| true);
+        stats.zero_copy_reclaimed += given as u64;
         if given > 0 {
             log::debug!("gave back {given} zero-copy pipe(s): descriptors ran short");
         }
@@ -156,28 +156,34 @@ impl Server {
 
     /// Before admitting a connection: if it and the pipes would hold more descriptors than
     /// the limit leaves them, pipes give way.
-    pub(super) fn reclaim_pipes_if_short(&mut self) {
-        if !self.pipes.holders.is_empty() && self.pipes.shared.descriptors_short() {
-            self.pipes_give_way();
+    pub(super) fn reclaim_if_short(
+        &mut self,
+        slots: &mut Slab<Slot>,
+        deadlines: &mut Deadlines,
+        stats: &mut Stats,
+    ) {
+        if !self.holders.is_empty() && self.shared.descriptors_short() {
+            self.give_way(slots, deadlines, stats);
         }
     }
 
-    /// The idle sweep (`Timer::PipeSweep`): pipes whose connection moved no byte for
-    /// [`PIPE_IDLE`] are given back; the next sweep is set while pipes are left.
-    pub(super) fn sweep_idle_pipes(&mut self, now: Instant) {
-        let stamp = Stamp::at(self.started, now);
-        let given = self
-            .pipes
-            .take_back(&mut self.slots, &mut self.deadlines, |slot| {
-                slot.idle_for(stamp) >= PIPE_IDLE
-            });
-        self.stats.zero_copy_reclaimed += given as u64;
+    /// The idle sweep (`Timer::PipeSweep`, due at `now`, also a stamp): pipes whose
+    /// connection moved no byte for [`PIPE_IDLE`] are given back; the next sweep is set while
+    /// pipes are left.
+    pub(super) fn sweep_idle(
+        &mut self,
+        slots: &mut Slab<Slot>,
+        deadlines: &mut Deadlines,
+        stats: &mut Stats,
+        (now, stamp): (Instant, Stamp),
+    ) {
+        let given = self.take_back(slots, deadlines, |slot| slot.idle_for(stamp) >= PIPE_IDLE);
+        stats.zero_copy_reclaimed += given as u64;
         if given > 0 {
             log::debug!("gave back {given} idle zero-copy pipe(s)");
         }
-        if !self.pipes.holders.is_empty() {
-            self.deadlines
-                .set(Timer::PipeSweep, now.checked_add(PIPE_IDLE));
+        if !self.holders.is_empty() {
+            deadlines.set(Timer::PipeSweep, now.checked_add(PIPE_IDLE));
         }
     }
 }

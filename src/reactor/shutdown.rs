@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
-use super::deadlines::Timer;
-use super::Server;
-use crate::connection::CloseReason;
-
-/// Stops a running [`Server`] (or every reactor of a [`ServerGroup`](crate::ServerGroup))
+/// Stops a running [`Server`](crate::Server) (or every reactor of a [`ServerGroup`](crate::ServerGroup))
 /// from any thread: stop accepting, drain, return the stats.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
@@ -73,61 +69,26 @@ impl Shutdown {
             reactors: vec![(Arc::clone(&self.requested), Arc::clone(&self.waker))],
         }
     }
-}
 
-impl Server {
-    /// The waker fired: logs a report and/or begins shutdown, as handles asked (wake-ups are
-    /// not counted, so the flags are what say why).
-    pub(super) fn on_wake(&mut self, now: Instant) {
-        self.report_if_requested();
-        if self.shutdown.requested.load(Ordering::SeqCst) && !self.shutdown.begun {
-            self.begin_shutdown(now);
-        }
+    /// True when a handle asked for shutdown and it has not begun yet.
+    pub(super) fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst) && !self.begun
     }
 
-    /// Stops accepting and serving UDP; asks every connection to drain and finish.
-    fn begin_shutdown(&mut self, now: Instant) {
-        log::info!(
-            "shutting down: draining {} connection(s) for up to {:?}",
-            self.slots.len(),
-            self.shutdown.drain_timeout
-        );
-        self.shutdown.begun = true;
-        // A timeout too long for the clock never fires.
-        let drain_end = now.checked_add(self.shutdown.drain_timeout);
-        self.deadlines.set(Timer::DrainEnd, drain_end);
-        self.listeners.clear();
-        for udp in self.udp.drain(..) {
-            // Closing the socket drops the replies still queued: counted, not lost.
-            self.stats.udp_dropped_shutdown += udp.socket.queued() as u64;
-        }
-        self.queues.accept_ready = false;
-        self.queues.udp_ready = false;
-        self.deadlines.cancel(Timer::AcceptRetry);
-        for (key, slot) in self.slots.iter_mut() {
-            slot.conn.begin_drain();
-            if !slot.queued {
-                slot.queued = true;
-                self.queues.ready.push(key);
-            }
-        }
+    /// Shutdown begins at `now`: returns when the drain gives up on what is left (`None` if
+    /// the timeout is too long for the clock: it never fires).
+    pub(super) fn begin(&mut self, now: Instant) -> Option<Instant> {
+        self.begun = true;
+        now.checked_add(self.drain_timeout)
     }
 
-    /// The drain deadline passed: closes what is left. Even a connection that sent its FIN and
-    /// was only waiting for the peer's counts as cut off: closing it now may find unread input
-    /// (the kernel then sends RST and drops echoes still queued for the peer).
-    pub(super) fn abort_remaining(&mut self) {
-        for (key, slot) in self.slots.iter_mut() {
-            if slot.conn.close_reason().is_none() {
-                slot.conn.abort(CloseReason::DrainTimeout);
-                self.queues.finished.push(key);
-            }
-        }
-        self.remove_finished();
+    /// Shutdown began: the drain is under way.
+    pub(super) fn has_begun(&self) -> bool {
+        self.begun
     }
 
-    /// True once shutdown began and every connection is gone: the loop ends.
-    pub(super) fn is_finished(&self) -> bool {
-        self.shutdown.begun && self.slots.is_empty()
+    /// How long the drain may last.
+    pub(super) fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
     }
 }
