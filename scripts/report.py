@@ -21,6 +21,13 @@ results, one JSON object per line, told apart by "kind":
         `echoloop-bench knee --json` against server S (loadtest.sh --knee): the curve
     {"kind": "check", "server": S, "check": {...}, "stderr": "..."}
         `echoloop-bench check --quick --json` against server S, run before measuring it
+    {"kind": "outcome", "text": "..."}
+        why loadtest.sh stopped before the end (refused to measure a server, interrupted,
+        a setup error); absent after a complete sweep
+
+Every run record also carries "target_check": the verdict of its server's check ("PASS",
+"FAIL", or "none" when no check was run) and the names of the checks it failed, so a script
+reading raw.jsonl alone cannot take a failing server's figures for good ones.
 
 machine.txt (the machine, commit and command lines) sits beside it and is copied into the
 HTML. While a sweep runs, loadtest.sh writes one file per run under RESULTS_DIR/raw/; the
@@ -53,6 +60,7 @@ CSV_COLUMNS = [
     "errors", "server_cpu_s", "server_cpu_us_per_msg", "gen_cpu_s",
     # extras
     "duration_s", "gen_exit", "errors_verify", "errors_connect", "errors_io", "raw_file",
+    "target_check",
 ]
 
 PERCENTILES = [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9")]
@@ -164,6 +172,13 @@ def pack_raw_dir(results):
             check = None  # killed before printing its JSON
         records.append({"kind": "check", "server": os.path.basename(path)[len("check-"):-len(".json")],
                         "check": check, "stderr": read_text(path.removesuffix(".json") + ".stderr")})
+    verdicts = {rec["server"]: check_summary(rec.get("check")) for rec in records if rec["kind"] == "check"}
+    for rec in records:
+        if rec["kind"] == "run":
+            rec["target_check"] = verdicts.get(rec["meta"].get("server"), {"verdict": "none", "failed": []})
+    outcome = read_text(os.path.join(raw, "outcome.txt")).strip()
+    if outcome:
+        records.append({"kind": "outcome", "text": outcome})
     for line in read_text(os.path.join(raw, "skipped.tsv")).splitlines():
         parts = line.split("\t")
         if len(parts) >= 5 and parts[0] != "server":
@@ -176,6 +191,45 @@ def pack_raw_dir(results):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     os.replace(tmp, os.path.join(results, RAW_FILE))
     shutil.rmtree(raw)
+
+
+def check_summary(check):
+    """A check report (`echoloop-bench check --json`) reduced to its verdict and the names of
+    the checks that failed; a check that printed no report (killed) counts as failed."""
+    if not isinstance(check, dict):
+        return {"verdict": "FAIL", "failed": ["(the check printed no report)"]}
+    failed = [c.get("name", "?") for c in check.get("checks", []) if c.get("verdict") == "FAIL"]
+    verdict = check.get("verdict") or ("FAIL" if failed else "PASS")
+    return {"verdict": verdict, "failed": failed}
+
+
+def check_status(records):
+    """server -> {"verdict", "failed": [(name, figure, detail)], "reproduce"} from the check
+    records; servers without one are absent."""
+    out = {}
+    for rec in records:
+        if rec.get("kind") != "check":
+            continue
+        check = rec.get("check")
+        if not isinstance(check, dict):
+            tail = (rec.get("stderr") or "").strip().splitlines()[-1:]
+            out[rec["server"]] = {"verdict": "FAIL", "reproduce": None,
+                                  "failed": [("check", "", "printed no report" + (f": {tail[0]}" if tail else ""))]}
+            continue
+        failed = [(c.get("name", "?"), c.get("figure") or "", c.get("detail") or "")
+                  for c in check.get("checks", []) if c.get("verdict") == "FAIL"]
+        verdict = check.get("verdict") or ("FAIL" if failed else "PASS")
+        cmd = None
+        if failed:
+            cmd = (f"echoloop-bench check --target {check.get('target')} --seed {check.get('seed')}"
+                   + (" --quick" if check.get("quick") else "") + (" --udp" if check.get("udp") else "")
+                   + " --only " + ",".join(n for n, _, _ in failed))
+        out[rec["server"]] = {"verdict": verdict, "failed": failed, "reproduce": cmd}
+    return out
+
+
+def failed_check_servers(status):
+    return sorted((s for s, v in status.items() if v["verdict"] != "PASS"), key=server_order)
 
 
 def load_records(results):
@@ -267,15 +321,62 @@ def load_runs(records):
             run["server_cpu_s"] = None
             run["server_cpu_us_per_msg"] = None
 
+        run["causes"] = error_causes(err, rec.get("stderr") or "")
         if problem is None and run["requests"] is None:
             run["problem"] = "generator JSON lacks 'requests'"
         if run["problem"] is None and run["errors_verify"]:
-            run["problem"] = f"{run['errors_verify']} verification errors"
+            run["problem"] = "verification failed"
         if run["problem"] is None and run["gen_exit"] not in (0, None):
             run["problem"] = f"generator exited with status {run['gen_exit']}"
+        if run["problem"] and run["errors"]:
+            run["problem"] += ": " + errors_text(run)
         runs.append(run)
     runs.sort(key=lambda r: (server_order(r["server"]), r["mode"], r["size_bytes"], r["connections"], r["repeat"]))
     return runs
+
+
+def errors_text(r):
+    """'56 verification, 56 I/O' (the kinds that occurred, each named), or '0'."""
+    kinds = [(r["errors_verify"], "verification"), (r["errors_io"], "I/O"), (r["errors_connect"], "connect")]
+    named = [f"{n} {k}" for n, k in kinds if n]
+    return ", ".join(named) if named else "0"
+
+
+# What a user can change when the generator meets these errors.
+HINTS = [
+    (("os error 99", "Cannot assign requested address", "EADDRNOTAVAIL"),
+     "EADDRNOTAVAIL: no local port was free for a new connection to this address: the "
+     "ephemeral ports (`net.ipv4.ip_local_port_range`) are used up, many of them held in "
+     "TIME_WAIT by connections closed in the last minute. Widen the range (`sysctl "
+     "net.ipv4.ip_local_port_range=\"1024 65535\"`), let the client reuse TIME_WAIT ports "
+     "(`sysctl net.ipv4.tcp_tw_reuse=1`), connect from more source addresses (each has its own "
+     "ports), use fewer connections, or wait a minute between runs."),
+    (("os error 24", "Too many open files"),
+     "EMFILE: the process ran out of file descriptors; raise `ulimit -n` (each connection is one)."),
+]
+
+
+def hints_for(texts):
+    return [hint for keys, hint in HINTS if any(k in t for t in texts for k in keys)]
+
+
+def error_causes(err, stderr):
+    """The causes of a run's errors in the generator's words: its JSON `errors.causes`
+    (kind, cause, count), then the reason it gave on stderr for failing (`echoloop-bench:
+    ...` lines other than the warning that only repeats the counts)."""
+    out = []
+    for c in err.get("causes") or []:
+        if isinstance(c, dict) and c.get("cause"):
+            kind = {"verify": "verification", "io": "I/O", "connect": "connect"}.get(c.get("kind"), c.get("kind"))
+            out.append(f"{kind}: {c['cause']} (×{c.get('count', '?')})")
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line.startswith("echoloop-bench: ") and " warning: " not in line and not line.endswith(" i/o errors"):
+            said = line[len("echoloop-bench: "):]
+            if out:
+                said = said.split("; causes: ")[0]  # the causes are listed above
+            out.append("generator: " + said)
+    return out
 
 
 def fmt_csv(v):
@@ -314,6 +415,8 @@ def aggregate(runs):
         g = {"server": key[0], "mode": key[1], "connections": key[2], "size_bytes": key[3],
              "size": key[4], "n": len(rs), "failed": sum(1 for r in rs if r["problem"]),
              "errors": sum(r["errors"] for r in rs)}
+        for kind in ("errors_verify", "errors_io", "errors_connect"):
+            g[kind] = sum(r[kind] for r in rs)
         for field in ["requests_per_s", "bytes_per_s", "server_cpu_us_per_msg", "gen_cpu_s",
                       "p50", "p90", "p99", "p999", "max"]:
             vals = [r[field] for r in rs if r[field] is not None and not r["problem"]]
@@ -436,16 +539,48 @@ def skipped_rows(records):
     return [r for r in records if r.get("kind") == "skipped"]
 
 
-def compare_rows(aggs):
-    """(mode, conns, size, {server: group}) for points measured on echoloop and a peer."""
+def compare_rows(runs):
+    """(mode, conns, size, peer, pairs) for points measured on echoloop and a peer, where
+    pairs is the list of (echoloop run, peer run) with the same repeat number, both good:
+    loadtest.sh makes them one after the other, so each pair saw the same machine."""
     by_point = {}
-    for g in aggs:
-        by_point.setdefault((g["mode"], g["size_bytes"], g["connections"], g["size"]), {})[g["server"]] = g
+    for r in runs:
+        by_point.setdefault((r["mode"], r["size_bytes"], r["connections"], r["size"]), {}) \
+            .setdefault(r["server"], {})[r["repeat"]] = r
     rows = []
     for (mode, _, conns, size), servers in sorted(by_point.items()):
-        if "echoloop" in servers and len(servers) > 1:
-            rows.append((mode, conns, size, servers))
+        if "echoloop" not in servers:
+            continue
+        mine = servers["echoloop"]
+        for peer in sorted((s for s in servers if s != "echoloop"), key=server_order):
+            theirs = servers[peer]
+            pairs = [(mine[k], theirs[k]) for k in sorted(set(mine) & set(theirs))
+                     if not mine[k]["problem"] and not theirs[k]["problem"]]
+            rows.append((mode, conns, size, peer, pairs))
     return rows
+
+
+def median_of(pairs, side, field):
+    vals = [p[side][field] for p in pairs if p[side][field] is not None]
+    return statistics.median(vals) if vals else None
+
+
+def pair_ratios(pairs, field):
+    return [r for r in (ratio(a[field], b[field]) for a, b in pairs) if r is not None]
+
+
+def ratio_cell(pairs, field):
+    """'1.05× (0.97–1.12) **=**': the median of the pairs' ratios, their spread, and the mark
+    when the spread includes 1."""
+    rs = pair_ratios(pairs, field)
+    if not rs:
+        return "–"
+    med = statistics.median(rs)
+    if len(rs) == 1:
+        return f"{fx(med)} (1 pair)"
+    lo, hi = min(rs), max(rs)
+    same = " **=**" if lo <= 1.0 <= hi else ""
+    return f"{fx(med)} ({lo:.2f}–{hi:.2f}){same}"
 
 
 # ---------------------------------------------------------------- the summary document
@@ -458,39 +593,67 @@ def compare_rows(aggs):
 #   ("list", [(text, cls, [sub, ...])]) a bulleted list; cls "good"/"bad"/"" colours it in HTML
 # Text may hold `code` and **bold**, rendered as such in HTML.
 
-def summary_blocks(results, runs, aggs, checks, tolerance, skipped):
+FAILED_MARK = "✗"
+
+
+def summary_blocks(results, runs, aggs, checks, tolerance, skipped, status=None, outcome=None):
+    status = status or {}
+    bad_servers = failed_check_servers(status)
+    mark = lambda server, text: f"{text} {FAILED_MARK}" if server in bad_servers else text
     B = []
     B.append(("h", 1, f"Load test summary: {os.path.basename(os.path.abspath(results))}"))
+    if outcome:
+        B.append(("h", 2, "This load test did not complete"))
+        B.append(("p", [outcome]))
+    for server in bad_servers:
+        st = status[server]
+        B.append(("h", 2, f"{server} FAILED the conformance check: its figures are not those of a correct echo"))
+        B.append(("list", [(f"**{name}** failed: {detail}" + (f" ({figure})" if figure else ""), "bad", [])
+                           for name, figure, detail in st["failed"]]))
+        measured = any(r["server"] == server for r in runs)
+        B.append(("p", [f"`echoloop-bench check --quick` found {server} to be a wrong echo (above, one line per failed",
+                        "check with its cause). " + (f"It was measured anyway: every figure of {server} below is marked "
+                                                     f"{FAILED_MARK}, in the tables and the charts. Fast wrong figures are worse than none."
+                                                     if measured else "It was not measured.")]
+                       + ([f"Reproduce: `{st['reproduce']}`"] if st.get("reproduce") else [])))
+    if not runs:
+        B.append(("p", ["No run was made, so there are no figures."]))
+        return B
     B.append(("p", ["Medians over repeats, with the spread (min–max) in brackets. Throughput is what the",
                     "generator measured after warmup. Latency percentiles are the median of each run's",
                     "percentile. Server CPU µs/msg = server utime+stime over the whole run (warmup and",
-                    "connection set-up included) / measured requests, so it is an upper bound."]))
+                    "connection set-up included) / measured requests, so it is an upper bound. Errors are",
+                    "counted by kind: a connection reset with echoes outstanding counts once as an I/O",
+                    "error and once as a verification error (the bytes it lost)."]))
     rows = []
     for g in aggs:
         runs_cell = f"{g['n']}" + (f" ({g['failed']} failed)" if g["failed"] else "")
         mbps = None if g["bytes_per_s"] is None else g["bytes_per_s"] / 1e6
-        rows.append([g["server"], g["mode"], str(g["connections"]), g["size"], runs_cell,
-                     spread(g, "requests_per_s"), si(mbps), us(g["p50"]), us(g["p99"]),
-                     us(g["p999"]), us(g["server_cpu_us_per_msg"]), str(g["errors"])])
+        figures = [spread(g, "requests_per_s"), si(mbps), us(g["p50"]), us(g["p99"]),
+                   us(g["p999"]), us(g["server_cpu_us_per_msg"])]
+        rows.append([mark(g["server"], g["server"]), g["mode"], str(g["connections"]), g["size"], runs_cell]
+                    + [mark(g["server"], f) for f in figures] + [errors_text(g)])
     B.append(("table", ["server", "mode", "conns", "size", "runs", "req/s", "MB/s", "p50 µs", "p99 µs",
                         "p99.9 µs", "srv CPU µs/msg", "errors"], "llrrrrrrrrrr", rows))
-    cmp_rows = compare_rows(aggs)
+    if bad_servers:
+        B.append(("p", [f"{FAILED_MARK}: a figure of a server that failed `echoloop-bench check` (see the top)."]))
+    cmp_rows = compare_rows(runs)
     if cmp_rows:
         B.append(("h", 2, "echoloop vs peers"))
-        B.append(("p", ["Ratios of medians. Throughput > 1: echoloop is faster. CPU/msg < 1: echoloop spends less",
-                        "server CPU per echoed message. p99 < 1: echoloop has the lower tail latency."]))
+        B.append(("p", ["Each server's runs of a point were made in turn (echoloop, peer, echoloop, peer...), and",
+                        "each ratio is the median of the pairs' ratios, with their spread (min–max) in brackets.",
+                        "Throughput > 1: echoloop is faster. CPU/msg < 1: echoloop spends less server CPU per echoed",
+                        "message. p99 < 1: echoloop has the lower tail latency. **=** marks a ratio whose spread",
+                        "includes 1: no difference shown. One pair has no spread: repeat (`--repeats`) to see one."]))
         rows = []
-        for mode, conns, size, servers in cmp_rows:
-            e = servers["echoloop"]
-            for peer in sorted(s for s in servers if s != "echoloop"):
-                p = servers[peer]
-                tr = ratio(e["requests_per_s"], p["requests_per_s"])
-                cr = ratio(e["server_cpu_us_per_msg"], p["server_cpu_us_per_msg"])
-                lr = ratio(e["p99"], p["p99"])
-                rows.append([mode, str(conns), size, peer, si(e["requests_per_s"]),
-                             si(p["requests_per_s"]), fx(tr), fx(cr), fx(lr)])
-        B.append(("table", ["mode", "conns", "size", "peer", "echoloop req/s", "peer req/s",
-                            "throughput ratio", "CPU/msg ratio", "p99 ratio"], "lrrlrrrrr", rows))
+        for mode, conns, size, peer, pairs in cmp_rows:
+            rows.append([mode, str(conns), size, mark(peer, peer), str(len(pairs)),
+                         si(median_of(pairs, 0, "requests_per_s")), mark(peer, si(median_of(pairs, 1, "requests_per_s"))),
+                         mark(peer, ratio_cell(pairs, "requests_per_s")),
+                         mark(peer, ratio_cell(pairs, "server_cpu_us_per_msg")),
+                         mark(peer, ratio_cell(pairs, "p99"))])
+        B.append(("table", ["mode", "conns", "size", "peer", "pairs", "echoloop req/s", "peer req/s",
+                            "throughput ratio", "CPU/msg ratio", "p99 ratio"], "lrrlrrrrrr", rows))
     B.append(("h", 2, "Cross-check: server counters vs generator totals"))
     if not checks:
         B.append(("p", ["Not applicable: no server was started by the script (external --target), so there",
@@ -512,7 +675,10 @@ def summary_blocks(results, runs, aggs, checks, tolerance, skipped):
     B.append(("h", 2, "Failed runs"))
     if failed:
         B.append(("list", [(f"{r['server']} {r['mode']} c={r['connections']} s={r['size']} repeat {r['repeat']}: "
-                            f"{r['problem']} ({r['raw_file']})", "bad", []) for r in failed]))
+                            f"{r['problem']} (`{r['raw_file']}`)", "bad", r["causes"]) for r in failed]))
+        hints = hints_for([c for r in failed for c in r["causes"]])
+        for h in hints:
+            B.append(("p", ["Hint: " + h]))
     else:
         B.append(("p", ["None."]))
     if skipped:
@@ -663,8 +829,15 @@ def svg_chart(title, series, xlabel, ylabel, width=560, height=340):
         for x, y, lo, hi in good:
             if lo and hi and lo > 0 and hi > lo:
                 o.append(f'<line x1="{X(x):.1f}" x2="{X(x):.1f}" y1="{Y(lo):.1f}" y2="{Y(hi):.1f}" stroke="{s["color"]}"/>')
-            o.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.6" fill="{s["color"]}">'
-                     f'<title>{e(s["label"])}: x={si(x)} y={si(y)}</title></circle>')
+            if s.get("bad"):
+                # A failing server's points are crosses, not dots: marked wherever they are.
+                cx, cy = X(x), Y(y)
+                o.append(f'<path d="M{cx - 4:.1f},{cy - 4:.1f}L{cx + 4:.1f},{cy + 4:.1f}M{cx - 4:.1f},{cy + 4:.1f}'
+                         f'L{cx + 4:.1f},{cy - 4:.1f}" stroke="{s["color"]}" stroke-width="2">'
+                         f'<title>{e(s["label"])}: x={si(x)} y={si(y)}</title></path>')
+            else:
+                o.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.6" fill="{s["color"]}">'
+                         f'<title>{e(s["label"])}: x={si(x)} y={si(y)}</title></circle>')
     for i, s in enumerate(series):
         lx = ml + (i % 2) * (pw / 2)
         ly = height + 16 * (i // 2)
@@ -675,7 +848,11 @@ def svg_chart(title, series, xlabel, ylabel, width=560, height=340):
     return "\n".join(o)
 
 
-def throughput_charts(aggs):
+def chart_label(server, bad):
+    return f"{server} {FAILED_MARK} failed check" if server in bad else server
+
+
+def throughput_charts(aggs, bad=()):
     out = []
     servers = sorted({g["server"] for g in aggs}, key=server_order)
     sizes = sorted({(g["size_bytes"], g["size"]) for g in aggs})
@@ -689,13 +866,13 @@ def throughput_charts(aggs):
                         continue
                     pts = [(g["connections"], sc(g[field], scale), sc(g[field + "_min"], scale),
                             sc(g[field + "_max"], scale)) for g in gs]
-                    series.append({"label": f"{server} {size}", "color": PALETTE[si_ % len(PALETTE)],
-                                   "dash": DASHES[di % len(DASHES)], "points": pts})
+                    series.append({"label": f"{chart_label(server, bad)} {size}", "color": PALETTE[si_ % len(PALETTE)],
+                                   "dash": DASHES[di % len(DASHES)], "points": pts, "bad": server in bad})
             out.append(svg_chart(f"{mode}: {label} vs connections", series, "connections (log)", f"{label} (log)"))
     return out
 
 
-def latency_charts(aggs):
+def latency_charts(aggs, bad=()):
     out = []
     servers = sorted({g["server"] for g in aggs}, key=server_order)
     for mode in sorted({g["mode"] for g in aggs}):
@@ -707,8 +884,8 @@ def latency_charts(aggs):
                     continue
                 for pi, (key, name) in enumerate(PERCENTILES):
                     pts = [(g["connections"], g[key], g[key + "_min"], g[key + "_max"]) for g in gs]
-                    series.append({"label": f"{server} {name}", "color": PALETTE[pi],
-                                   "dash": DASHES[di % len(DASHES)], "points": pts})
+                    series.append({"label": f"{chart_label(server, bad)} {name}", "color": PALETTE[pi],
+                                   "dash": DASHES[di % len(DASHES)], "points": pts, "bad": server in bad})
             if any(p[1] for s in series for p in s["points"]):
                 out.append(svg_chart(f"{mode} {size}: latency percentiles", series,
                                      "connections (log)", "latency µs (log)"))
@@ -747,7 +924,7 @@ def knee_section(records):
             + svg_chart("latency vs offered rate", series, "offered rate /s (log)", "latency µs (log)"))
 
 
-def write_html(results, aggs, blocks, knees=""):
+def write_html(results, aggs, blocks, knees="", bad=()):
     machine = read_text(os.path.join(results, "machine.txt"))
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>echoloop load test {html.escape(os.path.basename(os.path.abspath(results)))}</title>",
@@ -756,17 +933,26 @@ def write_html(results, aggs, blocks, knees=""):
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
              "td:nth-child(-n+2),th{text-align:left}"
              ".charts{display:flex;flex-wrap:wrap;gap:12px}.chart.empty{padding:1em;border:1px dashed #ccc}"
-             "li.bad{color:#b00;font-weight:bold}li.good{color:#070}"
+             "li.bad,p.bad{color:#b00;font-weight:bold}li.good{color:#070}"
              "pre{background:#f6f6f6;padding:.6em;font-size:11px;white-space:pre-wrap}</style>",
              "</head><body>"]
     parts.append(render_html(blocks))
+    if not aggs:
+        parts.append("<h2>Machine and commands</h2>")
+        parts.append(f"<pre>{html.escape(machine) or 'machine.txt missing'}</pre></body></html>")
+        with open(os.path.join(results, "report.html"), "w", encoding="utf-8") as f:
+            f.write("\n".join(parts))
+        return
     parts.append("<h2>Throughput vs connections</h2>")
     parts.append("<p>Median over repeats; vertical bars show min–max. Colour = message size, dash = server.</p>")
-    parts.append('<div class="charts">' + "\n".join(throughput_charts(aggs)) + "</div>")
+    if bad:
+        parts.append(f"<p class=bad>Crosses ({FAILED_MARK}) and the label “failed check”: figures of "
+                     f"{html.escape(', '.join(bad))}, which failed <code>echoloop-bench check</code>.</p>")
+    parts.append('<div class="charts">' + "\n".join(throughput_charts(aggs, bad)) + "</div>")
     parts.append("<h2>Latency percentiles</h2>")
     parts.append("<p>Median of each run's percentile; colour = percentile, dash = server. "
                  "Stream mode may report no per-message latency.</p>")
-    parts.append('<div class="charts">' + "\n".join(latency_charts(aggs)) + "</div>")
+    parts.append('<div class="charts">' + "\n".join(latency_charts(aggs, bad)) + "</div>")
     parts.append(knees)
     parts.append("<h2>Machine and commands</h2>")
     parts.append(f"<pre>{html.escape(machine) or 'machine.txt missing'}</pre>")
@@ -801,18 +987,28 @@ def main(argv):
         print(f"report.py: packed {len(records)} records into {os.path.join(results, RAW_FILE)}")
         return 0
     runs = load_runs(records)
-    if not runs:
+    status = check_status(records)
+    outcome = "\n".join(r.get("text", "") for r in records if r.get("kind") == "outcome") or None
+    if not runs and not outcome and not status:
         die(f"no runs found in {os.path.join(results, RAW_FILE)}")
+    for r in runs:
+        r["target_check"] = status.get(r["server"], {}).get("verdict", "none")
     aggs = aggregate(runs)
-    checks = cross_check(records, runs, tolerance)
+    checks = cross_check(records, runs, tolerance) if runs else []
     write_csv(results, runs)
-    blocks = summary_blocks(results, runs, aggs, checks, tolerance, skipped_rows(records))
+    blocks = summary_blocks(results, runs, aggs, checks, tolerance, skipped_rows(records), status, outcome)
     write_summary(results, blocks)
-    write_html(results, aggs, blocks, knee_section(records))
+    write_html(results, aggs, blocks, knee_section(records), failed_check_servers(status))
+    if not runs:
+        print(f"report.py: no runs; wrote summary.md and report.html in {results} saying why")
+        return 1
 
     failed = [r for r in runs if r["problem"]]
     bad_checks = [c for c in checks if not c["ok"]]
     print(f"report.py: {len(runs)} runs, {len(failed)} failed; wrote runs.csv, summary.md, report.html in {results}")
+    for server in failed_check_servers(status):
+        print(f"report.py: {server} FAILED echoloop-bench check ({', '.join(n for n, _, _ in status[server]['failed'])}); "
+              "its figures are marked in the summary and the report")
     for c in checks:
         print(f"report.py: cross-check {c['server']}: {c['verdict']}")
     if not checks:

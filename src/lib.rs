@@ -5,6 +5,11 @@
 //! blocks the loop: the seed's deadlock (a client writes 10 MB before reading anything) cannot
 //! happen, and memory stays bounded by a per-connection high-water mark (backpressure).
 //!
+//! **Start here**: `examples/minimal.rs` (the pattern in under 200 lines), then the [`tour`],
+//! which walks from it to [`Server::run`], one turn, one connection's drive, teardown and each
+//! policy, with a link at every stop (`cargo doc --document-private-items --open` shows them
+//! all).
+//!
 //! ```text
 //!           +------------------- one thread, one mio::Poll --------------------+
 //! clients ->| TCP listener --accept--> Slab<Slot> --read/echo--> pending output |
@@ -15,11 +20,12 @@
 //! Server::run, one turn:
 //!   poll(timeout: 0 if work is queued, else the next timer)
 //!   now = Instant::now()                       the turn's one clock read
-//!   for each event: dispatch by token
-//!       listener / UDP -> note readiness       (worked off below)
+//!   for each event: dispatch by token          (no I/O here: note readiness, queue)
+//!       listener / UDP -> mark ready
 //!       waker          -> begin shutdown
-//!       connection     -> drive, account, file (finished | ready queue | wait for an edge)
-//!   run ready work: accept batch, UDP batch, connections a budget cut short
+//!       connection     -> record its readiness, queue it
+//!   run ready work: accept batch, UDP batch, then each queued connection:
+//!       drive, account, file (finished | ready queue | wait for an edge)
 //!   remove finished connections                teardown at the batch boundary
 //!   check timers: whatever the deadline registry says is due (idle/stall, accept retry,
 //!                 pipe sweep, group post, stats line, scrape expiry, drain deadline)
@@ -46,6 +52,8 @@
 //!   creating the server ([`Server::bind`]) and its accessors.
 //! - `reactor/tokens.rs`: what an event's token names (waker, listener, UDP socket,
 //!   connection).
+//! - `reactor/turn.rs`: the bound on one turn (bytes moved, time) and the order of the queues.
+//! - `reactor/listeners.rs`: a TCP listener and a UDP socket as the reactor holds them.
 //! - `reactor/slot.rs`: a connection as the reactor holds it: socket, state machine, id,
 //!   coarse activity stamps (kept small: it is what an idle connection costs).
 //! - `reactor/admission.rs`: whom to keep: connection limits, pausing when out of
@@ -161,6 +169,8 @@ mod reactor;
 mod report;
 pub mod service;
 mod stats;
+#[allow(rustdoc::private_intra_doc_links)] // the tour's stops are the loop's internals
+pub mod tour;
 mod udp;
 pub mod units;
 mod zero_copy;

@@ -118,8 +118,10 @@ fn report_on_fixture_writes_expected_medians() {
         "| echoloop | pingpong | 1 | 64 | 3 | 20k (10k–30k) | 1.28 | 60 | 240 | 480 | 10 | 0 |",
         "| echoloop | pingpong | 10 | 64 | 3 | 50k (40k–60k) |",
         "| tokio | pingpong | 1 | 64 | 3 | 10k (5k–15k) |",
-        "| pingpong | 1 | 64 | tokio | 20k | 10k | 2.00× | 0.50× | 0.75× |",
-        "| pingpong | 10 | 64 | tokio | 50k | 25k | 2.00× |",
+        // Ratios per pair of runs (same repeat), their median and spread; a spread that
+        // includes 1 would be marked.
+        "| pingpong | 1 | 64 | tokio | 3 | 20k | 10k | 2.00× (2.00–2.00) | 0.50× (0.25–0.75) | 0.75× (0.62–0.88) |",
+        "| pingpong | 10 | 64 | tokio | 3 | 50k | 25k | 2.00× (2.00–2.00) |",
         "**echoloop**: AGREE exactly",
         "**tokio**: not applicable",
         "echoloop stream c=10000 s=64K: connections*size",
@@ -156,8 +158,29 @@ fn report_fails_on_verification_errors() {
     );
     let md = scratch.read("summary.md");
     assert!(
-        md.contains("echoloop pingpong c=10 s=64 repeat 2: 3 verification errors"),
+        md.contains("echoloop pingpong c=10 s=64 repeat 2: verification failed: 3 verification"),
         "{md}"
+    );
+}
+
+/// A comparison whose pairs disagree (one pair says the peer was faster) shows the spread
+/// and marks the ratio as showing no difference, instead of a bare ratio of medians.
+#[test]
+fn report_marks_a_ratio_whose_spread_includes_one() {
+    let scratch = Scratch::new("spread");
+    scratch.doctor_raw("\"name\": \"tokio-pingpong-c1-s64-r3\"", |line| {
+        line.replace("\"requests_per_s\": 15000.0", "\"requests_per_s\": 40000.0")
+    });
+    let out = report(&scratch.0);
+    assert!(out.status.success(), "report.py failed");
+    let md = scratch.read("summary.md");
+    assert!(
+        md.contains("| pingpong | 1 | 64 | tokio | 3 | 20k | 10k | 2.00× (0.75–2.00) **=** |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| pingpong | 10 | 64 | tokio | 3 | 50k | 25k | 2.00× (2.00–2.00) |"),
+        "the other point is unchanged:\n{md}"
     );
 }
 

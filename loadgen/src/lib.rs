@@ -216,7 +216,14 @@ pub fn run_until(
         };
         let mut take = |sample, rows: &mut Vec<IntervalRow>| {
             if let Some(row) = collector.as_mut().and_then(|c| c.add(sample)) {
-                on_interval(&row);
+                // Every interval is whole but the last, which holds the few milliseconds of
+                // the drain after the measured window: a rate over those is noise, so a last
+                // interval under a quarter of the others is not shown (unless it has errors);
+                // the JSON keeps it.
+                let whole = every.map_or(true, |e| row.duration_s >= e.as_secs_f64() / 4.0);
+                if whole || row.errors > 0 {
+                    on_interval(&row);
+                }
                 rows.push(row);
             }
         };

@@ -4,7 +4,7 @@
 use super::histogram;
 use super::interval::IntervalRow;
 use super::options::{Mode, Options, SizeSpec};
-use super::stats::Stats;
+use super::stats::{Cause, Stats};
 use super::sysinfo::{self, CpuTime};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -196,7 +196,10 @@ impl Report {
                 .unwrap_or("no connect attempt completed");
             return Some((
                 EXIT_FAILED,
-                format!("no connection could be made to {target}: {why}"),
+                format!(
+                    "no connection could be made to {target}: {why}{}",
+                    hint_for(why)
+                ),
             ));
         }
         let udp = matches!(o.mode, Mode::Udp { .. });
@@ -215,8 +218,11 @@ impl Report {
             return Some((
                 EXIT_FAILED,
                 format!(
-                    "verification failed: {} mismatches, {} bytes lost, {} extra bytes",
-                    e.mismatches, e.lost_bytes, e.extra_bytes
+                    "verification failed: {} mismatches, {} bytes lost, {} extra bytes; {}",
+                    e.mismatches,
+                    e.lost_bytes,
+                    e.extra_bytes,
+                    causes_text(&e.causes)
                 ),
             ));
         }
@@ -236,10 +242,11 @@ impl Report {
             return Some((
                 EXIT_CONNECT,
                 format!(
-                    "{} connects failed (--max-connect-errors {}): {}",
+                    "{} connects failed (--max-connect-errors {}): {}{}",
                     s.errors.connect,
                     o.max_connect_errors,
-                    s.first_connect_error.as_deref().unwrap_or("?")
+                    causes_text(&s.errors.causes),
+                    hint_for(s.first_connect_error.as_deref().unwrap_or(""))
                 ),
             ));
         }
@@ -297,6 +304,11 @@ impl Report {
                 "mismatches": s.errors.mismatches,
                 "lost_bytes": s.errors.lost_bytes,
                 "extra_bytes": s.errors.extra_bytes,
+                "causes": s.errors.causes.iter().map(|c| json!({
+                    "kind": c.class.name(),
+                    "cause": c.text(),
+                    "count": c.count,
+                })).collect::<Vec<_>>(),
             },
             "totals": {
                 "bytes_sent": s.bytes_sent,
@@ -470,6 +482,16 @@ impl Report {
             e.lost_bytes,
             e.extra_bytes
         );
+        for c in &e.causes {
+            let _ = writeln!(
+                out,
+                "  {:<12} {} x{}: {}",
+                "",
+                c.class.name(),
+                c.count,
+                c.text()
+            );
+        }
         let _ = writeln!(
             out,
             "  {:<12} user {:.2} s  sys {:.2} s  (wall {:.2} s)",
@@ -479,6 +501,35 @@ impl Report {
             self.elapsed.as_secs_f64()
         );
         out
+    }
+}
+
+/// The causes as one phrase: `causes: io: Connection reset by peer (os error 104) x3; ...`.
+pub fn causes_text(causes: &[Cause]) -> String {
+    if causes.is_empty() {
+        return "no cause recorded".into();
+    }
+    let parts: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{} x{}: {}", c.class.name(), c.count, c.text()))
+        .collect();
+    format!("causes: {}", parts.join("; "))
+}
+
+/// What to change, for the errors a user can fix on the client's side; empty otherwise.
+/// EADDRNOTAVAIL is what a generator meets first at tens of thousands of connections.
+pub fn hint_for(error: &str) -> &'static str {
+    if error.contains("os error 99") {
+        "\n  hint: EADDRNOTAVAIL: no local port was free for another connection to this address: \
+         the ephemeral ports (net.ipv4.ip_local_port_range) are used up, many of them held in \
+         TIME_WAIT by connections closed in the last minute. Widen the range (sysctl \
+         net.ipv4.ip_local_port_range=\"1024 65535\"), let new connections reuse TIME_WAIT ports \
+         (sysctl net.ipv4.tcp_tw_reuse=1), connect from more source addresses (each has its own \
+         ports; or use more target addresses), open fewer connections, or wait a minute"
+    } else if error.contains("os error 24") {
+        "\n  hint: EMFILE: out of file descriptors (one per connection): raise `ulimit -n`"
+    } else {
+        ""
     }
 }
 
@@ -493,6 +544,22 @@ fn per_second(count: u64, window: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The errors a user fixes on the client's side come with what to change.
+    #[test]
+    fn eaddrnotavail_says_what_to_change() {
+        let hint = hint_for("Cannot assign requested address (os error 99)");
+        for what in [
+            "ip_local_port_range",
+            "TIME_WAIT",
+            "tcp_tw_reuse",
+            "source addresses",
+            "fewer connections",
+        ] {
+            assert!(hint.contains(what), "{what} missing from {hint}");
+        }
+        assert_eq!(hint_for("Connection refused (os error 111)"), "");
+    }
 
     #[test]
     fn iso8601_dates() {

@@ -27,7 +27,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// Error counters. `verify` is the sum of the three kinds of verification failure events;
-/// the details say which and how many bytes.
+/// the details say which and how many bytes, and `causes` says why, in words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Errors {
     /// Verification failures (mismatch, loss, extra bytes, UDP corruption): events.
@@ -42,6 +42,101 @@ pub struct Errors {
     pub lost_bytes: u64,
     /// Bytes received beyond what was sent.
     pub extra_bytes: u64,
+    /// Why, for the first [`MAX_CAUSES`] distinct causes: a count behind a number has no
+    /// use for someone whose run failed.
+    pub causes: Vec<Cause>,
+}
+
+/// The most distinct causes kept; later new ones count in the last entry.
+pub const MAX_CAUSES: usize = 8;
+
+/// The kind of error a cause counts under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Bytes or datagrams that are not the echo of what was sent (mismatch, loss, extra).
+    Verify,
+    /// A connection that could not be made.
+    Connect,
+    /// Any other socket error or unexpected close.
+    Io,
+}
+
+impl ErrorClass {
+    /// The name used in the JSON report and the human lines (`verify`, `connect`, `io`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Verify => "verify",
+            ErrorClass::Connect => "connect",
+            ErrorClass::Io => "io",
+        }
+    }
+}
+
+/// How many errors one cause made, and the first occurrence's particulars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub class: ErrorClass,
+    /// What happened, the same text for every occurrence ("Connection reset by peer (os
+    /// error 104)", "echoed bytes differ from those sent").
+    pub what: String,
+    /// The first occurrence's particulars ("at stream offset 4096"), if any.
+    pub first: Option<String>,
+    pub count: u64,
+}
+
+impl Cause {
+    /// `what (first at ...)`, as printed.
+    pub fn text(&self) -> String {
+        match &self.first {
+            Some(f) => format!("{} (first {f})", self.what),
+            None => self.what.clone(),
+        }
+    }
+}
+
+impl Errors {
+    /// Counts one occurrence of `what` (particulars `first`, kept for the first one only).
+    /// Allocates only for a cause not seen before, at most [`MAX_CAUSES`] times.
+    pub fn note(&mut self, class: ErrorClass, what: &str, first: impl FnOnce() -> Option<String>) {
+        self.note_n(class, what, 1, first);
+    }
+
+    fn note_n(
+        &mut self,
+        class: ErrorClass,
+        what: &str,
+        n: u64,
+        first: impl FnOnce() -> Option<String>,
+    ) {
+        if let Some(c) = self
+            .causes
+            .iter_mut()
+            .find(|c| c.class == class && c.what == what)
+        {
+            c.count += n;
+        } else if self.causes.len() < MAX_CAUSES {
+            self.causes.push(Cause {
+                class,
+                what: what.to_string(),
+                first: first(),
+                count: n,
+            });
+        } else if let Some(last) = self.causes.last_mut() {
+            // Out of room: counted, so the causes still add up to the errors.
+            last.count += n;
+            if !last.what.ends_with(" and other causes") {
+                last.what.push_str(" and other causes");
+            }
+        }
+    }
+
+    /// Adds `other`'s causes into `self`'s.
+    fn merge_causes(&mut self, other: &[Cause]) {
+        for c in other {
+            let first = c.first.clone();
+            self.note_n(c.class, &c.what, c.count, || first);
+        }
+    }
 }
 
 /// UDP sequence accounting, summed over sockets.
@@ -200,22 +295,66 @@ impl Stats {
     /// Records a failed connect.
     pub fn connect_failed(&mut self, why: &dyn std::fmt::Display) {
         self.errors.connect += 1;
+        let text = why.to_string();
+        self.errors.note(ErrorClass::Connect, &text, || None);
         if self.first_connect_error.is_none() {
-            self.first_connect_error = Some(why.to_string());
+            self.first_connect_error = Some(text);
         }
     }
 
-    /// Records echoed bytes that differ from the stream.
+    /// Records an unexpected close or another event that is not an OS error (`what`).
+    pub fn io_error(&mut self, what: &str) {
+        self.errors.io += 1;
+        self.errors.note(ErrorClass::Io, what, || None);
+    }
+
+    /// Records a socket error. A reset reads as ECONNRESET or, on the next write, EPIPE:
+    /// both are one cause, named for what the server did.
+    pub fn io_failed(&mut self, e: &std::io::Error) {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        self.errors.io += 1;
+        if matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted) {
+            self.errors.note(
+                ErrorClass::Io,
+                "the server reset the connection (RST: it closed with input unread, or died)",
+                || Some(format!("seen as: {e}")),
+            );
+        } else {
+            self.errors.note(ErrorClass::Io, &e.to_string(), || None);
+        }
+    }
+
+    /// Records echoed bytes that differ from the stream, first at stream `offset` (TCP).
+    pub fn mismatch_at(&mut self, offset: u64) {
+        self.errors.verify += 1;
+        self.errors.mismatches += 1;
+        self.errors.note(
+            ErrorClass::Verify,
+            "echoed bytes differ from those sent",
+            || Some(format!("at stream offset {offset}")),
+        );
+    }
+
+    /// Records a datagram that is not the echo of one sent (UDP).
     pub fn mismatch(&mut self) {
         self.errors.verify += 1;
         self.errors.mismatches += 1;
+        self.errors.note(
+            ErrorClass::Verify,
+            "a datagram came back corrupted or was never sent",
+            || None,
+        );
     }
 
-    /// Records `n` bytes that were sent and will never come back.
-    pub fn lost(&mut self, n: u64) {
+    /// Records `n` bytes that were sent and will never come back, and why (`why`: "the
+    /// connection failed", "still not echoed after the drain"...).
+    pub fn lost(&mut self, n: u64, why: &str) {
         if n > 0 {
             self.errors.verify += 1;
             self.errors.lost_bytes += n;
+            self.errors.note(ErrorClass::Verify, why, || {
+                Some(format!("{n} bytes on one connection"))
+            });
         }
     }
 
@@ -223,6 +362,11 @@ impl Stats {
     pub fn extra(&mut self, n: u64) {
         self.errors.verify += 1;
         self.errors.extra_bytes += n;
+        self.errors.note(
+            ErrorClass::Verify,
+            "bytes came back beyond those sent",
+            || Some(format!("{n} bytes on one connection")),
+        );
     }
 
     /// Adds `other` into `self`.
@@ -248,6 +392,7 @@ impl Stats {
         e.mismatches += o.mismatches;
         e.lost_bytes += o.lost_bytes;
         e.extra_bytes += o.extra_bytes;
+        e.merge_causes(&o.causes);
         let (u, o) = (&mut self.udp, &other.udp);
         u.sent += o.sent;
         u.received += o.received;
@@ -288,7 +433,7 @@ mod tests {
         let mut b = Stats::new(t0);
         a.round_trip(t0, t0, t0 + Duration::from_micros(100), 10);
         b.round_trip(t0, t0, t0 + Duration::from_micros(200), 10);
-        b.lost(5);
+        b.lost(5, "test");
         b.connect_failed(&"refused");
         a.merge(&b);
         assert_eq!(a.requests, 2);

@@ -490,7 +490,7 @@ fn send_one(
         }
         Err(e) => {
             log::debug!("udp send: {e}");
-            stats.errors.io += 1;
+            stats.io_failed(&e);
             false
         }
     }
@@ -516,7 +516,7 @@ fn receive_all(s: &mut Sock, batch: &mut RecvBatch, now: Instant, stats: &mut St
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => stats.connect_failed(&e),
             Err(e) => {
                 log::debug!("udp recv: {e}");
-                stats.errors.io += 1;
+                stats.io_failed(&e);
                 return;
             }
         }

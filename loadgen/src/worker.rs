@@ -359,8 +359,11 @@ impl Worker<'_> {
                     // In churn a connect in progress at the end is normal; elsewhere a
                     // connection that never came up during the whole run is a failure.
                     if !churn {
-                        self.stats
-                            .connect_failed(&"connect still in progress at the end of the run");
+                        self.stats.connect_failed(
+                            &"connect still in progress at the end of the run (no handshake \
+                              completed: the server's listen backlog is full, or nothing \
+                              answers at that address)",
+                        );
                     }
                     self.kill(key);
                 }
@@ -528,7 +531,7 @@ impl Worker<'_> {
                         }
                         Err(Violation::Mismatch { offset }) => {
                             log::warn!("echo mismatch at stream offset {offset}");
-                            self.stats.mismatch();
+                            self.stats.mismatch_at(offset);
                             return self.kill(key);
                         }
                         Err(Violation::Extra { bytes }) => {
@@ -560,9 +563,13 @@ impl Worker<'_> {
                 let outstanding = conn.echo.outstanding();
                 if outstanding > 0 {
                     log::warn!("server closed with {outstanding} bytes not echoed");
-                    self.stats.lost(outstanding);
+                    self.stats.lost(
+                        outstanding,
+                        "the server closed (FIN) before echoing everything",
+                    );
                 } else if self.running() {
-                    self.stats.errors.io += 1;
+                    self.stats
+                        .io_error("the server closed the connection (FIN) during the run");
                 }
             }
         }
@@ -572,8 +579,11 @@ impl Worker<'_> {
     fn io_error(&mut self, key: usize, e: &io::Error) {
         log::debug!("connection error: {e}");
         if let Some(conn) = self.conns.get(key) {
-            self.stats.errors.io += 1;
-            self.stats.lost(conn.echo.outstanding());
+            self.stats.io_failed(e);
+            self.stats.lost(
+                conn.echo.outstanding(),
+                "echoes lost when the connection failed (see the I/O error)",
+            );
         }
         self.kill(key);
     }
@@ -732,7 +742,10 @@ impl Worker<'_> {
                 if outstanding > 0 {
                     log::warn!("{outstanding} bytes still not echoed after the drain");
                 }
-                self.stats.lost(outstanding);
+                self.stats.lost(
+                    outstanding,
+                    "still not echoed when the drain ended: the server stopped answering",
+                );
             }
         }
         self.conns.clear();

@@ -22,18 +22,19 @@
 //!   `deregister` call; teardown waits for the end of the batch so no slab key (and token) is
 //!   reused while events for its previous owner may still be in hand.
 
-mod admission;
+// The policies are `pub(crate)` only so that the tour (`crate::tour`) can link to them.
+pub(crate) mod admission;
 mod bind;
-mod deadlines;
+pub(crate) mod deadlines;
 mod listeners;
-mod memory;
-mod pipes;
+pub(crate) mod memory;
+pub(crate) mod pipes;
 mod report;
-mod shared;
-mod shutdown;
-mod slot;
-mod tokens;
-mod turn;
+pub(crate) mod shared;
+pub(crate) mod shutdown;
+pub(crate) mod slot;
+pub(crate) mod tokens;
+pub(crate) mod turn;
 
 use std::io;
 use std::net::SocketAddr;

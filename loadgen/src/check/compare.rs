@@ -52,6 +52,15 @@ pub enum Failure {
         planned: u64,
         idle: Duration,
     },
+    /// The client wrote everything before reading, but the server did not read it: `held`
+    /// of the `sent` bytes stayed in the kernel's socket buffers between them for `idle`.
+    /// The client finished writing only because those buffers were large enough; the server
+    /// had stopped reading (it waits for its own writes), so with more data the two hang.
+    HeldInBuffers {
+        sent: u64,
+        held: u64,
+        idle: Duration,
+    },
     /// Everything came back, but no FIN followed the client's FIN.
     NoFin { received: u64, idle: Duration },
     /// The connection took longer than the check allows in total.
@@ -110,6 +119,7 @@ impl Failure {
             Failure::Timeout { .. }
                 | Failure::NotReading { .. }
                 | Failure::Deadlock { .. }
+                | Failure::HeldInBuffers { .. }
                 | Failure::NoFin { .. }
                 | Failure::Deadline { .. }
         )
@@ -250,8 +260,16 @@ impl fmt::Display for Failure {
                 idle,
             } => write!(
                 f,
-                "deadlock: the server stopped reading after {sent} of {planned} bytes while the \
-                 client was writing before reading (no progress for {})",
+                "the server stopped reading after {sent} of {planned} bytes while the client \
+                 was writing before reading (no progress for {}): they deadlock",
+                secs(*idle)
+            ),
+            Failure::HeldInBuffers { sent, held, idle } => write!(
+                f,
+                "the server stopped reading while the client was writing before reading: all \
+                 {sent} bytes were written, but {held} of them stayed unread in the kernel's \
+                 socket buffers for {} (only the buffers' size kept this from a deadlock: with \
+                 more data, or smaller buffers, the two hang)",
                 secs(*idle)
             ),
             Failure::NoFin { received, idle } => write!(

@@ -84,6 +84,7 @@ fn panicked(len: u64) -> transfer::Outcome {
         sent: 0,
         received: 0,
         taken_before_reading: None,
+        server_read_all: None,
         elapsed: Default::default(),
     }
 }

@@ -12,7 +12,8 @@
 //! - `pipelined`: bursts of up to 64 requests written back to back before reading come back
 //!   whole and in order.
 //! - `deadlock-10m`: a client that writes 10 MiB before reading anything, then half-closes,
-//!   gets all 10 MiB back (a server that stops reading while its writes are pending hangs).
+//!   gets all 10 MiB back, and the server read them all before the client read (a server
+//!   that stops reading while its writes are pending hangs, or only the buffers saved it).
 //! - `deadlock-64m`: the same with 64 MiB, more than loopback buffers plus most servers'
 //!   output limits; the server may stop reading (backpressure), and once the client reads,
 //!   everything comes back.
@@ -31,7 +32,8 @@
 //!   requests.
 //!
 //! Layout: [`compare`] is the sans-IO core (expected against received, the diagnosis),
-//! [`transfer`] the socket driver (timeouts on every call), [`verdict`] the report; the
+//! [`transfer`] the socket driver (timeouts on every call), [`queues`] what the kernel
+//! holds for a connection (`/proc/net/tcp`), [`verdict`] the report; the
 //! checks live in one file per family: `integrity`, `deadlock`, `lifecycle`, `pressure`,
 //! `datagram`. Every stream and choice derives from the seed, which the report prints.
 
@@ -41,6 +43,7 @@ mod deadlock;
 mod integrity;
 mod lifecycle;
 mod pressure;
+pub mod queues;
 pub mod transfer;
 pub mod verdict;
 
@@ -332,7 +335,8 @@ pub fn run(opts: &CheckOptions) -> Result<SuiteReport, String> {
 }
 
 /// Turns the outcomes of a check's connections (each with its label) into its result:
-/// a pass with `figure`, or a failure naming the first connection that failed, with the
+/// a pass with `figure`, or a failure naming the first connection that failed (unless its
+/// label is empty: a check of one connection), with the
 /// stray bytes traced among all the check's streams and a count of the other failures.
 pub(crate) fn judge(
     name: &'static str,
@@ -366,5 +370,11 @@ pub(crate) fn judge(
         0 => String::new(),
         n => format!(" (and {n} more of {} failed)", outcomes.len()),
     };
-    CheckResult::fail(name, figure, format!("{label}: {failure}{others}"))
+    // A check of one connection has no connection to name: the failure is the subject.
+    let subject = if label.is_empty() {
+        String::new()
+    } else {
+        format!("{label}: ")
+    };
+    CheckResult::fail(name, figure, format!("{subject}{failure}{others}"))
 }

@@ -8,6 +8,7 @@
 //! interprets the socket's errors (`WouldBlock`/`TimedOut` = the timeout fired, reset, EOF).
 
 use super::compare::{EchoStream, Failure};
+use super::queues;
 use crate::payload::{Pattern, Rng};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -98,6 +99,11 @@ pub struct Outcome {
     pub received: u64,
     /// For [`ReadStart::AfterWriting`]: bytes the server took before the client read.
     pub taken_before_reading: Option<u64>,
+    /// For a strict [`ReadStart::AfterWriting`] that wrote everything: whether the server's
+    /// receive queue was seen empty before the client read (`Some(true)`: the server read
+    /// every byte), or the server's socket is not visible from this host (`Some(false)`: a
+    /// pass only shows that the buffers on the path held the data).
+    pub server_read_all: Option<bool>,
     pub elapsed: Duration,
 }
 
@@ -146,6 +152,8 @@ struct Shared {
     received: AtomicU64,
     failure: Mutex<Option<Failure>>,
     failed: AtomicBool,
+    /// See [`Outcome::server_read_all`].
+    server_read_all: Mutex<Option<bool>>,
 }
 
 impl Shared {
@@ -183,6 +191,7 @@ pub fn run_until(addr: SocketAddr, plan: &Plan, limits: &Limits, stop: &AtomicBo
                 sent: 0,
                 received: 0,
                 taken_before_reading: None,
+                server_read_all: None,
                 elapsed: start.elapsed(),
             }
         }
@@ -198,11 +207,13 @@ pub fn run_until(addr: SocketAddr, plan: &Plan, limits: &Limits, stop: &AtomicBo
                 sent: 0,
                 received: 0,
                 taken_before_reading: None,
+                server_read_all: None,
                 elapsed: start.elapsed(),
             }
         }
     };
     let shared = Shared {
+        server_read_all: Mutex::new(None),
         sock,
         sent: AtomicU64::new(0),
         planned: AtomicU64::new(plan.len),
@@ -238,6 +249,7 @@ pub fn run_until(addr: SocketAddr, plan: &Plan, limits: &Limits, stop: &AtomicBo
         sent: shared.sent.into_inner(),
         received: shared.received.into_inner(),
         taken_before_reading: taken,
+        server_read_all: shared.server_read_all.into_inner().ok().flatten(),
         elapsed: start.elapsed(),
     }
 }
@@ -332,6 +344,22 @@ fn write_side(
             std::thread::sleep(Duration::from_micros(rng.next_u64() % micros));
         }
     }
+    if let ReadStart::AfterWriting {
+        stall,
+        strict: true,
+    } = plan.read_start
+    {
+        if !reading && !shared.failed() && sent == plan.len {
+            match wait_until_read(&sock, sent, stall, deadline) {
+                Ok(seen) => {
+                    if let Ok(mut slot) = shared.server_read_all.lock() {
+                        *slot = Some(seen);
+                    }
+                }
+                Err(f) => return shared.fail(f),
+            }
+        }
+    }
     if plan.half_close && !shared.failed() {
         if let Err(e) = sock.shutdown(Shutdown::Write) {
             shared.fail(Failure::Io {
@@ -342,6 +370,48 @@ fn write_side(
     }
     if !reading {
         let _ = go_read.send(sent);
+    }
+}
+
+/// After a client wrote all `sent` bytes without reading: waits until the server has read
+/// them, i.e. until neither this socket's send queue nor the server's receive queue holds any
+/// (both visible on this host for a loopback target). True when that happened with the
+/// server's queue in view; false when the server's socket is not visible here (a remote
+/// target: then only this side's queue is known). A failure when the bytes held make no
+/// progress for `stall`: the server stopped reading, and only the buffers' size let the
+/// client finish writing.
+fn wait_until_read(
+    sock: &TcpStream,
+    sent: u64,
+    stall: Duration,
+    deadline: Instant,
+) -> Result<bool, Failure> {
+    let (Ok(me), Ok(server)) = (sock.local_addr(), sock.peer_addr()) else {
+        return Ok(false);
+    };
+    let mut least = u64::MAX;
+    let mut since = Instant::now();
+    loop {
+        let Some(mine) = queues::of(me, server) else {
+            return Ok(false); // no /proc/net/tcp here: nothing to tell
+        };
+        let theirs = queues::of(server, me);
+        let held = mine.send + theirs.map_or(0, |q| q.recv);
+        if held == 0 {
+            return Ok(theirs.is_some());
+        }
+        let now = Instant::now();
+        if held < least {
+            least = held;
+            since = now;
+        } else if now.duration_since(since) >= stall || now > deadline {
+            return Err(Failure::HeldInBuffers {
+                sent,
+                held,
+                idle: stall,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -77,8 +77,17 @@ impl CheckResult {
         }
     }
 
-    /// The human line: `PASS  name  figure`, then `  -> detail` for a failure or a skip.
+    /// The human line: `PASS  name  figure`, then `  -> detail` for a failure; a skip has
+    /// no figure, so its reason takes the figure's place: `SKIP  name  not run: why`.
     pub fn line(&self) -> String {
+        if self.verdict == Verdict::Skip {
+            return format!(
+                "{:<4}  {:<18}  not run: {}",
+                self.verdict.word(),
+                self.name,
+                self.detail.as_deref().unwrap_or("")
+            );
+        }
         let mut s = format!(
             "{:<4}  {:<18}  {}",
             self.verdict.word(),
@@ -262,6 +271,11 @@ mod tests {
         assert_eq!(r.exit_code(), 1);
         let text = r.human();
         assert!(text.contains("FAIL  half-close"), "{text}");
+        // A skip has no figure: its reason stands in the figure's column, on its line.
+        assert!(
+            text.contains("SKIP  udp-sizes           not run: --udp not given\n"),
+            "{text}"
+        );
         assert!(text.contains("-> reset after 10 of 20 bytes"), "{text}");
         assert!(
             text.contains("--seed 42 --quick --only half-close"),
