@@ -1,22 +1,23 @@
 //! The smallest reactor that does echoloop's job: read it first. One thread and one
 //! `mio::Poll` serve a TCP listener, every connection (kept in a `Slab`) and a UDP socket on the
 //! same port. Nothing here blocks, so a client that writes 10 MB before reading anything (the
-//! seeds' deadlock client) gets all of it back.
+//! tutorials' deadlock client) gets all of it back.
 //!
 //! ```sh
 //! cargo run --example minimal                  # 127.0.0.1:7007
 //! cargo run --example minimal -- 127.0.0.1:0   # any free port; the first line says which
 //! ```
 //!
-//! What this leaves out, and the echoloop file that adds each (the crate doc's tour walks
-//! through them in this order):
-//! - one turn as a named sequence, teardown after the batch: `src/reactor/mod.rs`, `turn.rs`
+//! What this leaves out, and the echoloop file that adds each (the tour, `src/tour.rs`, walks
+//! from here through them):
+//! - one turn as a named sequence, teardown after the batch: `src/reactor/mod.rs`
 //! - a connection's lifecycle as a state machine (half-close, draining, lingering close):
 //!   `src/connection/`
 //! - limits (connections, per-source, descriptors): `src/reactor/admission.rs`,
 //!   `src/descriptors.rs`; a global memory budget: `src/reactor/memory.rs`
 //! - budgets per wakeup, so one fast client cannot starve the rest: `src/reactor/turn.rs`
-//! - idle and stall timeouts, and every other timer: `src/reactor/timers.rs`
+//! - idle and stall timeouts, and every other timer (one deadline registry):
+//!   `src/reactor/deadlines.rs`
 //! - graceful shutdown from another thread or a signal: `src/reactor/shutdown.rs`
 //! - zero copy (`splice(2)` through a pipe): `src/zero_copy.rs`, `src/reactor/pipes.rs`
 //! - services other than echo: `src/service/`; UDP batches, guards and a reply queue: `src/udp/`
@@ -36,7 +37,7 @@ const LISTENER: Token = Token(usize::MAX);
 const UDP: Token = Token(usize::MAX - 1);
 /// Stop reading a connection whose unsent output reaches this (backpressure). It must exceed
 /// what a write-before-read client sends minus what the kernel buffers, or that client and
-/// this server wait for each other forever: 16 MiB covers the seeds' 10 MB.
+/// this server wait for each other forever: 16 MiB covers the tutorials' 10 MB.
 const MAX_PENDING: usize = 16 << 20;
 
 struct Conn {
@@ -49,13 +50,24 @@ struct Conn {
     wants_write: bool,
 }
 
-fn main() -> io::Result<()> {
-    let addr: SocketAddr = match std::env::args().nth(1) {
-        None => "127.0.0.1:7007".parse().expect("a valid default"),
-        Some(arg) => arg
-            .parse()
-            .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?,
+fn main() {
+    let arg = std::env::args().nth(1);
+    let addr = arg.as_deref().unwrap_or("127.0.0.1:7007");
+    let result = match addr.parse() {
+        Ok(addr) => serve(addr),
+        Err(e) => Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{addr}: {e}"),
+        )),
     };
+    if let Err(e) = result {
+        eprintln!("minimal: {e}"); // a bad address or a port in use: one line, exit 1
+        std::process::exit(1);
+    }
+}
+
+/// Binds `addr` (TCP and UDP, one port) and serves forever.
+fn serve(addr: SocketAddr) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut listener = TcpListener::bind(addr)?;
     let addr = listener.local_addr()?; // the real port when asked for port 0

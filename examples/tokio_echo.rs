@@ -1,6 +1,6 @@
 //! `tokio_echo`: the tokio `current_thread` echo server that `scripts/loadtest.sh --compare`
 //! measures echoloop against. The server itself lives in `echoloop_testkit::tokio_echo`, so
-//! the bench (`benches/echo_roundtrip.rs`) runs the very same code on a thread.
+//! the bench (`benches/echo_roundtrip/`) runs the very same code on a thread.
 //!
 //! ```text
 //! cargo build --release --example tokio_echo

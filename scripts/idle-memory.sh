@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory per idle connection, as issue 10 measures it: a fresh `echoloop` (release build),
+# Memory per idle connection, the headline figure: a fresh `echoloop` (release build),
 # VmRSS before any client, then with N connections open that have each echoed one 64-byte
 # message; prints (after - before) / N. Fails if it is above 64 bytes.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rate-mode precision targets (issue 11), against an idle echoloop on loopback, server pinned
+# Rate-mode precision targets, against an idle echoloop on loopback, server pinned
 # to core 0 and generator to core 1: at 1,000 and 20,000 requests/s, the corrected p50 within
 # 20 µs of the uncorrected p50, and under 1% of sends late. Prints the figures, including the
 # generator's own scheduling error, and exits 1 if a target is missed. These are targets for

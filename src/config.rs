@@ -36,7 +36,7 @@ pub struct Config {
     /// backlog drops SYNs that clients retry only after a second.
     pub backlog: u32,
     /// Per-connection high-water mark of pending output, in bytes. At this mark the server
-    /// stops reading the connection (backpressure). Default 32 MiB, above the seed's 10 MB
+    /// stops reading the connection (backpressure). Default 32 MiB, above the tutorials' 10 MB
     /// deadlock client; allocated lazily, so idle connections cost nothing.
     pub max_pending: usize,
     /// Reading resumes once pending output falls to this many bytes. Default: a quarter of

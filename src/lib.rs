@@ -2,7 +2,7 @@
 //!
 //! One `mio::Poll` watches a TCP listener, a slab of connections and a UDP socket. Every
 //! socket is non-blocking and each connection keeps its own pending output, so echoing never
-//! blocks the loop: the seed's deadlock (a client writes 10 MB before reading anything) cannot
+//! blocks the loop: the tutorials' deadlock (a client writes 10 MB before reading anything) cannot
 //! happen, and memory stays bounded by a per-connection high-water mark (backpressure).
 //!
 //! **Start here**: `examples/minimal.rs` (the pattern in under 200 lines), then the [`tour`],
@@ -81,7 +81,10 @@
 //!   echo, discard, chargen, daytime, time, unixtime; UDP reply rate limits.
 //! - [`listen`]: listeners (service, protocol, address) and the `--listen` syntax.
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
-//! - `stats.rs`: [`Stats`] counters and [`CloseReason`]; the byte and datagram accounting.
+//! - `stats.rs`: [`Stats`] counters (whole and per service) and [`CloseReason`]; the byte and
+//!   datagram accounting, per service.
+//! - [`counters`]: the table macro that declares them: one line per counter gives its field,
+//!   merge, `key=value` pair, summary line and metric.
 //! - `report.rs`: the periodic stats line: totals and per-second rates over the interval.
 //! - [`metrics`] (feature `metrics`): the Prometheus `/metrics` endpoint on the same loop.
 //! - `error.rs`: [`ServerError`], for setup and fatal failures.
@@ -108,6 +111,12 @@
 //! println!("{stats}");
 //! # Ok::<(), echoloop::ServerError>(())
 //! ```
+//!
+//! The library installs no signal handler, with or without default features: in an embedding
+//! process Ctrl-C ends the process at once (no drain, no final counters) unless the embedder
+//! wires it to [`Server::shutdown_handle`], as the binary does with `signal-hook`. The
+//! README's Embedding section lists what else the binary adds (flags, logging, the open-file
+//! limit, the `listening` and `summary` lines).
 //!
 //! # A service of your own
 //! A listener carries the service it serves; several listeners share the one loop. A service
@@ -158,6 +167,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod counters;
 pub mod descriptors;
 mod error;
 mod group;

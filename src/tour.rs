@@ -12,7 +12,7 @@
 //! the socket says `WouldBlock`, because mio is edge-triggered and reports readiness once.
 //! A connection reads a chunk, writes what it can, keeps the rest in a pending buffer, asks
 //! for `WRITABLE` only while output waits, and stops reading at 16 MiB pending. That is
-//! already enough for the seeds' 10 MB write-before-read client. echoloop is that loop plus
+//! already enough for the tutorials' 10 MB write-before-read client. echoloop is that loop plus
 //! named policies; each piece of the example has one counterpart here:
 //!
 //! | `examples/minimal.rs` | echoloop |
@@ -127,8 +127,9 @@
 //!   datagram was sent to, the reflection and loop guards, the bounded reply queue.
 //! - **Several reactors.** [`ServerGroup`](crate::ServerGroup): N copies of this loop, one per
 //!   thread, on one port; [`reactor::shared`](crate::reactor::shared) keeps the limits that are totals.
-//! - **Counters.** [`Stats`](crate::Stats), bumped at every decision; `report` makes the stats
-//!   line; the `metrics` module (feature `metrics`) serves them to Prometheus from the same
+//! - **Counters.** [`Stats`](crate::Stats), bumped at every decision and declared as one
+//!   table ([`counters`](crate::counters)) that also gives each counter's `key=value` pair,
+//!   summary line and metric; the books balance per service; `report` makes the stats line; the `metrics` module (feature `metrics`) serves them to Prometheus from the same
 //!   loop.
 //!
 //! The crate documentation's Layout lists every file in this order.

@@ -4,7 +4,7 @@
 //! The default echo path reads into the shared scratch buffer and writes back from it: two
 //! copies of every byte (kernel to user, user to kernel). For 64 KiB messages, dropping them
 //! saves about a quarter of the server's CPU per message (12.4 µs to 9.0-9.8 µs in
-//! `benches/echo_roundtrip.rs`). `splice` moves page references instead:
+//! `benches/echo_roundtrip/`). `splice` moves page references instead:
 //!
 //! ```text
 //!   socket --splice--> pipe --splice--> socket      (no byte is copied by the server)

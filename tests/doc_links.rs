@@ -2,6 +2,9 @@
 //! other READMEs names a file or folder that exists, and every `#anchor` names a heading of
 //! the Markdown file it points into (GitHub's rule: lower case, punctuation dropped, spaces
 //! as hyphens, `-1`, `-2` for repeats). Web links are not fetched: tests stay on loopback.
+//! And every repository path written in backticks (`src/reactor/turn.rs`) in the documents
+//! and the code's comments names a file that exists, so moving a file cannot leave the
+//! minimal example's list, the tour or a module doc pointing at nothing.
 //! (Links in Rust doc comments are checked by `cargo doc` with warnings as errors, in CI.)
 
 use std::collections::HashSet;
@@ -161,6 +164,111 @@ fn every_relative_link_and_anchor_resolves() {
     );
 }
 
+/// The top-level folders whose paths are checked when written in backticks.
+const TREE: [&str; 12] = [
+    "src/",
+    "tests/",
+    "scripts/",
+    "examples/",
+    "benches/",
+    "docs/",
+    "loadgen/",
+    "testkit/",
+    "contrib/",
+    "fuzz/",
+    "benchmarks/",
+    ".ci/",
+];
+
+/// Every file under `dir` (recursively) whose name ends with one of `suffixes`, except build
+/// output.
+fn files_under(dir: &Path, suffixes: &[&str], found: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                files_under(&path, suffixes, found);
+            }
+        } else if suffixes.iter().any(|suffix| name.ends_with(suffix)) {
+            found.push(path);
+        }
+    }
+}
+
+/// The repository paths in backticks in `text`: spans that start with a top-level folder and
+/// hold one plain path (no spaces, globs, braces or placeholders).
+fn backticked_paths(text: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (i, span) in text.split('`').enumerate() {
+        let path = span.trim_end_matches(['.', ',', ':', ';', ')']);
+        // `file.rs:120` names a line of `file.rs`.
+        let path = match path.rsplit_once(':') {
+            Some((file, line)) if line.chars().all(|c| c.is_ascii_digit()) => file,
+            _ => path,
+        };
+        let plain = !path.contains(|c: char| c.is_whitespace() || "{}*<>$|".contains(c));
+        if i % 2 == 1 && plain && TREE.iter().any(|top| path.starts_with(top)) {
+            paths.push(path.to_string());
+        }
+    }
+    paths
+}
+
+/// Every repository path named in backticks in the documents, the code and the scripts
+/// exists: from the repository's root, or from the crate the file is in (`loadgen/`, ...).
+/// What cargo-fuzz generates (`fuzz/artifacts/`, `fuzz/corpus/`) is not in the repository.
+#[test]
+fn every_path_in_backticks_exists() {
+    let root = Path::new(ROOT);
+    let mut files = documents();
+    for dir in [
+        "src", "examples", "tests", "benches", "loadgen", "testkit", "fuzz", "scripts",
+    ] {
+        files_under(
+            &root.join(dir),
+            &[".rs", ".md", ".sh", ".py", "README"],
+            &mut files,
+        );
+    }
+    files.push(root.join(".ci/run"));
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for file in files {
+        if file.ends_with("tests/doc_links.rs") {
+            continue; // its own samples below are made up
+        }
+        let Ok(text) = fs::read_to_string(&file) else {
+            continue;
+        };
+        let relative = file.strip_prefix(root).expect("under the root");
+        let crate_dir = root.join(relative.components().next().expect("a first component"));
+        for path in backticked_paths(&text) {
+            if path.contains("/artifacts/") || path.contains("/corpus/") {
+                continue;
+            }
+            checked += 1;
+            if !root.join(&path).exists() && !crate_dir.join(&path).exists() {
+                missing.push(format!("{}: `{path}`", relative.display()));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "paths that do not exist:\n{}",
+        missing.join("\n")
+    );
+    assert!(
+        checked > 50,
+        "only {checked} paths found: is the scanner broken?"
+    );
+}
+
 /// The checker itself: GitHub's anchors, code spans and fences ignored, a missing file and a
 /// missing heading reported.
 #[test]
@@ -185,4 +293,7 @@ fn the_checker_finds_what_it_should() {
     assert!(check(&readme, text, "no/such/file.md").is_some());
     assert!(check(&readme, text, "Cargo.toml").is_none());
     assert!(check(&readme, text, "https://example.com/x").is_none());
+    let paths =
+        backticked_paths("see `src/lib.rs`, `src/service/{a,b}.rs`, `src/x.rs:3` and `cargo test`");
+    assert_eq!(paths, ["src/lib.rs", "src/x.rs"]);
 }

@@ -1,4 +1,4 @@
-//! Every `echoloop` flag at its extreme (issue 14 §1), through the real binary: a duration of
+//! Every `echoloop` flag at its extreme, through the real binary: a duration of
 //! `10000000000000000000` seconds used to panic (exit 101) when added to a clock reading, at
 //! start (`--stats-interval`), at the first connection (`--idle-timeout`), at the first client
 //! that stops reading (`--stall-timeout`) or at SIGTERM (`--drain-timeout`). Here each flag

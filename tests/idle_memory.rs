@@ -55,7 +55,7 @@ fn idle_connections_cost_little_memory() {
 }
 
 /// The headline figure: 19,000 idle connections, each echoed once, at most 64 bytes of
-/// server RSS each (issue 10's target; 148 before). `ECHOLOOP_IDLE_CONNS` changes the count.
+/// server RSS each (the target; 148 before the slab entry shrank). `ECHOLOOP_IDLE_CONNS` changes the count.
 #[test]
 #[ignore = "figure: run by scripts/idle-memory.sh"]
 fn nineteen_thousand_idle_connections() {

@@ -1,4 +1,4 @@
-//! Mass ingest with default flags (issue 14 §3): many clients write 64 MiB each and never
+//! Mass ingest with default flags: many clients write 64 MiB each and never
 //! read, while a ping-pong probe beside them measures how long the server leaves it waiting.
 //! Every writer is read into the server until backpressure and the memory budget stop it
 //! (about 1.8 GiB for 100 writers). A turn of the event loop that served all of them at once

@@ -155,10 +155,20 @@ fn the_page_counts_the_traffic_and_parses() {
         .map(|(_, v)| v)
         .sum();
     assert_eq!(
-        get("echoloop_tcp_received_bytes_total{reactor=0}"),
+        get("echoloop_tcp_received_bytes_total{reactor=0}")
+            + get("echoloop_tcp_generated_bytes_total{reactor=0}"),
         get("echoloop_tcp_sent_bytes_total{reactor=0}")
             + get("echoloop_pending_bytes{reactor=0}")
             + discarded
+    );
+    // The same books per service, here echo's alone.
+    assert_eq!(
+        get("echoloop_service_tcp_received_bytes_total{reactor=0,service=echo}"),
+        get("echoloop_tcp_received_bytes_total{reactor=0}")
+    );
+    assert_eq!(
+        get("echoloop_service_pending_bytes{reactor=0,service=echo}"),
+        get("echoloop_pending_bytes{reactor=0}")
     );
     for gauge in [
         "pending_bytes",

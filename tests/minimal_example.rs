@@ -1,4 +1,4 @@
-//! `examples/minimal.rs`, the reactor a reader starts from, run as a user runs it: the seeds'
+//! `examples/minimal.rs`, the reactor a reader starts from, run as a user runs it: the tutorials'
 //! 10 MB write-before-read client (in Rust, and the tutorial's own Python client when
 //! `python3` is installed) gets every byte back, and a UDP datagram comes back on the same
 //! port.
@@ -49,7 +49,7 @@ fn start_minimal() -> (ChildProcess, SocketAddr) {
     (child, addr)
 }
 
-/// The seeds' deadlock client: blocking sends of 10 MB in 1 KiB chunks without reading, then
+/// The tutorials' deadlock client: blocking sends of 10 MB in 1 KiB chunks without reading, then
 /// `shutdown(SHUT_WR)`, then read. A server that writes back with blocking calls deadlocks;
 /// the minimal reactor returns all 10 MB, then closes.
 #[test]
@@ -132,4 +132,17 @@ fn the_tutorials_own_ten_megabyte_client_is_served() {
     let echoed = &stdout[start..];
     assert_eq!(echoed.len(), 10_485_760);
     assert!(echoed.iter().all(|&byte| byte == b'x'));
+}
+
+/// A bad address is one line on stderr and exit code 1, not a panic or a debug dump.
+#[test]
+fn a_bad_address_is_one_line_and_exit_one() {
+    let output = Command::new(minimal_binary())
+        .arg("not-an-address")
+        .output()
+        .expect("run the example");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("minimal: not-an-address: "), "{stderr}");
 }

@@ -99,10 +99,10 @@ fn human_summary_is_a_block() {
     echo_once(server.listening().tcp(), b"hello");
     server.signal(Signal::TERM);
     assert_eq!(server.next_line(), "echoloop summary");
-    let rows: Vec<String> = (0..4).map(|_| server.next_line()).collect();
+    let rows: Vec<String> = (0..6).map(|_| server.next_line()).collect();
     assert!(rows[0].trim_start().starts_with("uptime"), "{rows:?}");
-    assert!(rows[1].contains("1 accepted"), "{rows:?}");
-    assert!(rows[3].contains("5 B in, 5 B out"), "{rows:?}");
+    assert!(rows[1].contains("accepted 1, closed 1"), "{rows:?}");
+    assert!(rows[5].contains("in 5 B, out 5 B"), "{rows:?}");
     assert_eq!(server.wait_exit(), 0);
 }
 

@@ -1,4 +1,4 @@
-//! TCP echo end to end: byte-exact under concurrency, the seed's deadlock client, half-close,
+//! TCP echo end to end: byte-exact under concurrency, the tutorials' deadlock client, half-close,
 //! and clients that reset. Loopback, port 0, every loop bounded.
 
 use std::io::{Read, Write};
@@ -47,7 +47,7 @@ fn concurrent_clients_random_sizes_and_chunking_are_echoed_exactly() {
     assert_eq!(stats.tcp_bytes_out, sent);
 }
 
-/// The seed's deadlock client, with default settings: blocking sends of 10 MB in 1 KiB
+/// The tutorials' deadlock client, with default settings: blocking sends of 10 MB in 1 KiB
 /// chunks without reading, then `shutdown(SHUT_WR)`, then read. All 10 MB come back.
 #[test]
 fn seed_deadlock_client_gets_all_ten_megabytes_back() {
@@ -112,16 +112,28 @@ fn backpressure_pauses_a_client_that_does_not_read_and_loses_nothing() {
     assert!(stats.backpressure_pauses >= 1, "{stats}");
 }
 
-/// Half-close around the 64 KiB scratch-buffer boundary and beyond: every byte, then EOF,
-/// never a reset.
+/// Half-close around the 64 KiB boundary of a pending-output block, the 256 KiB boundary of
+/// the shared scratch buffer (one read's worth), and beyond: every byte, then EOF, never a
+/// reset.
 #[test]
 fn half_close_returns_every_byte_then_eof() {
     let server = TestServer::start();
-    for len in [0, 1, 65_535, 65_536, 65_537, 3 << 20] {
+    let lengths = [
+        0,
+        1,
+        65_535,
+        65_536,
+        65_537,
+        262_143,
+        262_144,
+        262_145,
+        3 << 20,
+    ];
+    for len in lengths {
         echo_with_half_close(server.tcp(), &pattern(len));
     }
     let stats = server.stop();
-    assert_eq!(stats.closed_peer, 6, "{stats}");
+    assert_eq!(stats.closed_peer, lengths.len() as u64, "{stats}");
     assert_eq!(stats.closed_reset, 0, "{stats}");
 }
 

@@ -1,5 +1,5 @@
 //! The tutorials' own UDP time client (`tests/fixtures/tutorial_clientudp.py`, from the
-//! seeds, adapted only for host, port and Python 3) against `echoloop --listen
+//! Python socket tutorials, adapted only for host, port and Python 3) against `echoloop --listen
 //! unixtime=...`: it must print today's date, as `time.ctime` does. Skipped (with a note)
 //! when `python3` is not installed.
 

@@ -1,4 +1,4 @@
-//! UDP echo loops, end to end (issue 14 §2): a forged datagram must not make the server echo
+//! UDP echo loops, end to end: a forged datagram must not make the server echo
 //! itself, nor start an endless ping-pong between two echo servers, while real clients at full
 //! speed lose nothing.
 //!

@@ -1,4 +1,4 @@
-//! The generator's flags at their extremes (issue 14 §1): a duration as long as
+//! The generator's flags at their extremes: a duration as long as
 //! `10000000000000000000` seconds is accepted and never overflows a clock reading, and a
 //! count that would size a table past memory is refused in one line (exit 2), never a panic
 //! or an abort. Runs the real binary against an in-test echo server on loopback; every run

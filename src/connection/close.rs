@@ -5,6 +5,7 @@
 /// How one connection ended. Counted in [`Stats`](crate::Stats); never an error that escapes
 /// the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The peer half-closed; everything pending was echoed, then we closed our side.
     PeerClosed,

@@ -192,6 +192,12 @@ pub struct Outcome {
     pub bytes_written: usize,
     /// Bytes read and thrown away while lingering after shutdown (not echoed, by design).
     pub bytes_discarded: usize,
+    /// Bytes a service wrote beyond the bytes it was given in the same call (chargen,
+    /// daytime, time). Echo generates none.
+    pub bytes_generated: usize,
+    /// Bytes read and handed to a service that wrote fewer back in the same call (discard
+    /// writes none): consumed by design, never sent. Echo consumes none.
+    pub bytes_consumed: usize,
     /// Times reading paused at the high-water mark during this call (backpressure).
     pub pauses: usize,
 }
@@ -539,14 +545,16 @@ impl<P> Connection<P> {
                 }
                 Step::ReadIntoPipe => self.read_into_pipe(io, limits, &mut budget, &mut outcome),
                 Step::OpenService => {
-                    self.call_service(limits.high_water, |service, out| service.on_open(out));
+                    self.call_service(limits.high_water, 0, &mut outcome, |service, out| {
+                        service.on_open(out)
+                    });
                     Ok(())
                 }
                 Step::ReadIntoService => {
                     self.read_into_service(io, scratch, limits, &mut budget, &mut outcome)
                 }
                 Step::Produce => {
-                    self.produce(limits, &budget);
+                    self.produce(limits, &budget, &mut outcome);
                     Ok(())
                 }
                 Step::FinishWriting => self.finish_writing(io),
@@ -821,23 +829,25 @@ impl<P> Connection<P> {
         let room = limits.high_water.saturating_sub(self.pending());
         let Some(n) = read else {
             if self.phase == Phase::PeerClosed {
-                self.call_service(room, |service, out| service.on_peer_closed(out));
+                self.call_service(room, 0, outcome, |service, out| service.on_peer_closed(out));
             }
             return Ok(());
         };
         if let Some(session) = self.session.as_mut() {
             session.idle = false; // new input: a quiet streaming service may have more to say
         }
-        self.call_service(room, |service, out| service.on_input(&scratch[..n], out));
+        self.call_service(room, n, outcome, |service, out| {
+            service.on_input(&scratch[..n], out)
+        });
         Ok(())
     }
 
     /// Step `Produce`: a streaming service (chargen) writes its next piece, at most the
     /// write budget left, so it gets the same share of a turn as echo.
-    fn produce(&mut self, limits: &Limits, budget: &Budget) {
+    fn produce(&mut self, limits: &Limits, budget: &Budget, outcome: &mut Outcome) {
         let room = budget.write.min(limits.high_water).min(PRODUCE_CHUNK);
         let before = self.pending();
-        self.call_service(room, |service, out| service.on_writable(out));
+        self.call_service(room, 0, outcome, |service, out| service.on_writable(out));
         if self.pending() == before {
             if let Some(session) = self.session.as_mut() {
                 session.idle = true;
@@ -846,9 +856,18 @@ impl<P> Connection<P> {
     }
 
     /// Lets the service write into the pending buffer with `room` advised, then follows its
-    /// wish to close.
-    fn call_service(&mut self, room: usize, call: impl FnOnce(&mut dyn Service, &mut Output<'_>)) {
+    /// wish to close. `input` bytes were handed to it: its output answers them byte for byte
+    /// up to their number, and the rest of either side is counted in `outcome` as generated
+    /// or consumed (the accounting in `stats`).
+    fn call_service(
+        &mut self,
+        room: usize,
+        input: usize,
+        outcome: &mut Outcome,
+        call: impl FnOnce(&mut dyn Service, &mut Output<'_>),
+    ) {
         let Some(session) = self.session.as_mut() else {
+            outcome.bytes_consumed += input; // no service to take it: not lost, counted
             return;
         };
         session.opened = true;
@@ -856,6 +875,9 @@ impl<P> Connection<P> {
         let mut out = Output::with_wall_clock(&mut staging, room);
         call(session.service.as_mut(), &mut out);
         let closing = out.is_closing();
+        let answered = input.min(staging.len());
+        outcome.bytes_generated += staging.len() - answered;
+        outcome.bytes_consumed += input - answered;
         if !staging.is_empty() {
             // `self.pending` directly, not `owed_mut`: `session` is still borrowed.
             let pending = self

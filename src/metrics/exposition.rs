@@ -5,10 +5,10 @@
 //! The reactor keeps plain integers (no atomics on the hot path), so a scrape renders a
 //! *snapshot*: a `Collector` built from copies of the counters, encoded once, dropped.
 //!
-//! Labels: every per-reactor series carries `reactor="N"` (one reactor today; `--threads`
-//! will add more, and a scrape then passes one snapshot per reactor). Per-reason counters use
-//! a `reason` label. A per-service label belongs beside `reactor` once services keep counters
-//! of their own; `SeriesLabels` is the one place to add it.
+//! Which counter goes in which family comes from the counter tables (`counters`, `stats`):
+//! this file only walks them. Labels: every series carries `reactor="N"` (one snapshot per
+//! reactor of a `--threads` group); a family split by reason or kind carries that label; the
+//! `service_*` families carry `service="NAME"` beside `reactor`.
 
 use std::fmt;
 
@@ -19,6 +19,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::counters::{Counter, Kind, Metric};
 use crate::stats::Stats;
 
 /// The HTTP `Content-Type` of what [`render`] returns.
@@ -41,21 +42,7 @@ pub fn render(reactors: &[Stats]) -> String {
     page
 }
 
-/// The labels of one series: its reactor, and the reason or kind where a family splits.
-struct SeriesLabels<'a> {
-    reactor: &'a str,
-    split: Option<(&'static str, &'static str)>,
-}
-
-impl SeriesLabels<'_> {
-    fn pairs(&self) -> Vec<(&str, &str)> {
-        let mut pairs = vec![("reactor", self.reactor)];
-        pairs.extend(self.split);
-        pairs
-    }
-}
-
-/// One metric family as read from one reactor's [`Stats`]: its samples, each with the value of
+/// One metric family as read from one set of counters: its samples, each with the value of
 /// the family's split label (or none).
 struct Family {
     name: &'static str,
@@ -65,185 +52,105 @@ struct Family {
     samples: Vec<(&'static str, u64)>,
 }
 
-fn counter(name: &'static str, help: &'static str, value: u64) -> Family {
-    Family {
-        name,
-        help,
-        kind: MetricType::Counter,
-        split_label: "",
-        samples: vec![("", value)],
+/// The families of one counter table (`Stats::counters()` or a service's), in table order:
+/// a counter with a family of its own is one; a split total is a family of its parts' series,
+/// plus its remainder where the table names one.
+fn families(counters: &[(&'static Counter, u64)]) -> Vec<Family> {
+    let mut families = Vec::new();
+    for &(counter, value) in counters {
+        let kind = match counter.kind {
+            Kind::Gauge => MetricType::Gauge,
+            _ => MetricType::Counter,
+        };
+        let (name, split_label, samples) = match counter.metric {
+            Metric::Own(name) => (name, "", vec![("", value)]),
+            Metric::Split {
+                family,
+                label,
+                rest,
+            } => {
+                let mut samples: Vec<(&'static str, u64)> = counters
+                    .iter()
+                    .filter_map(|&(part, value)| match part.metric {
+                        Metric::Part {
+                            family: f,
+                            value: v,
+                        } if f == family => Some((v, value)),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(rest) = rest {
+                    let parts: u64 = samples.iter().map(|&(_, v)| v).sum();
+                    samples.push((rest, value.saturating_sub(parts)));
+                }
+                (family, label, samples)
+            }
+            _ => continue,
+        };
+        families.push(Family {
+            name,
+            help: counter.help(),
+            kind,
+            split_label,
+            samples,
+        });
     }
-}
-
-fn gauge(name: &'static str, help: &'static str, value: u64) -> Family {
-    Family {
-        kind: MetricType::Gauge,
-        ..counter(name, help, value)
-    }
-}
-
-fn split(
-    name: &'static str,
-    help: &'static str,
-    label: &'static str,
-    samples: Vec<(&'static str, u64)>,
-) -> Family {
-    Family {
-        name,
-        help,
-        kind: MetricType::Counter,
-        split_label: label,
-        samples,
-    }
-}
-
-/// Every counter and gauge of one reactor, in page order.
-fn families(s: &Stats) -> Vec<Family> {
-    vec![
-        counter(
-            "connections_accepted",
-            "TCP connections accepted.",
-            s.conn_accepted,
-        ),
-        split(
-            "connections_closed",
-            "TCP connections closed, by reason.",
-            "reason",
-            vec![
-                ("peer", s.closed_peer),
-                ("reset", s.closed_reset),
-                ("io_error", s.closed_io_error),
-                ("shutdown", s.closed_shutdown),
-                ("drain_timeout", s.closed_drain_timeout),
-                ("idle_timeout", s.closed_idle),
-                ("stall_timeout", s.closed_stalled),
-            ],
-        ),
-        split(
-            "connections_rejected",
-            "TCP connections accepted and closed at once by admission control, by reason.",
-            "reason",
-            vec![
-                ("max_connections", s.rejected_max_connections),
-                ("per_source", s.rejected_per_source),
-            ],
-        ),
-        split(
-            "accept_errors",
-            "accept() failures survived, by kind (fd_exhausted: EMFILE/ENFILE).",
-            "kind",
-            vec![
-                ("fd_exhausted", s.accept_fd_exhausted),
-                (
-                    "other",
-                    s.accept_errors.saturating_sub(s.accept_fd_exhausted),
-                ),
-            ],
-        ),
-        counter(
-            "tcp_received_bytes",
-            "Bytes read from TCP clients.",
-            s.tcp_bytes_in,
-        ),
-        counter(
-            "tcp_sent_bytes",
-            "Bytes echoed to TCP clients.",
-            s.tcp_bytes_out,
-        ),
-        split(
-            "tcp_discarded_bytes",
-            "Bytes read from TCP clients and never echoed, by reason.",
-            "reason",
-            vec![
-                ("drain_timeout", s.tcp_discarded_drain_timeout),
-                ("stall_timeout", s.tcp_discarded_stall_timeout),
-                ("idle_timeout", s.tcp_discarded_idle_timeout),
-                ("reset", s.tcp_discarded_reset),
-                ("io_error", s.tcp_discarded_io_error),
-                ("linger", s.tcp_discarded_linger),
-            ],
-        ),
-        counter(
-            "backpressure_pauses",
-            "Times a connection reached its pending-output limit and stopped being read.",
-            s.backpressure_pauses,
-        ),
-        counter(
-            "memory_budget_pauses",
-            "Backpressure pauses caused by the global memory budget.",
-            s.memory_budget_pauses,
-        ),
-        counter(
-            "zero_copy_connections",
-            "Connections switched to zero-copy echo (splice through a pipe).",
-            s.zero_copy_conns,
-        ),
-        counter(
-            "zero_copy_unavailable",
-            "Bulk connections left on the copying path because no pipe could be made.",
-            s.zero_copy_unavailable,
-        ),
-        counter(
-            "udp_received_datagrams",
-            "UDP datagrams received.",
-            s.udp_datagrams_in,
-        ),
-        counter(
-            "udp_sent_datagrams",
-            "UDP datagrams echoed.",
-            s.udp_datagrams_out,
-        ),
-        counter(
-            "udp_received_bytes",
-            "UDP payload bytes received.",
-            s.udp_bytes_in,
-        ),
-        counter(
-            "udp_sent_bytes",
-            "UDP payload bytes echoed.",
-            s.udp_bytes_out,
-        ),
-        split(
-            "udp_dropped_datagrams",
-            "UDP datagrams received and not echoed, by reason.",
-            "reason",
-            vec![
-                ("queue_full", s.udp_dropped_queue_full),
-                ("send_error", s.udp_dropped_send_error),
-                ("privileged_port", s.udp_dropped_privileged_port),
-                ("own_address", s.udp_dropped_own_address),
-                ("loop", s.udp_dropped_loop),
-                ("truncated", s.udp_dropped_truncated),
-                ("shutdown", s.udp_dropped_shutdown),
-            ],
-        ),
-        gauge(
-            "connections_open",
-            "TCP connections open now.",
-            s.conn_active,
-        ),
-        gauge(
-            "pending_bytes",
-            "Output waiting to be echoed, summed over connections, now.",
-            s.pending_bytes,
-        ),
-        gauge(
-            "zero_copy_pipes_open",
-            "Zero-copy pipes held by connections now.",
-            s.zero_copy_pipes_open,
-        ),
-        gauge(
-            "udp_queued_datagrams",
-            "UDP replies waiting for the socket now.",
-            s.udp_queued_datagrams,
-        ),
-    ]
+    families
 }
 
 /// The counters of every reactor at the moment of the scrape.
 #[derive(Debug)]
 struct Snapshot {
     reactors: Vec<Stats>,
+}
+
+/// One set of series: the labels they all carry, and their families.
+type Series = (Vec<(&'static str, String)>, Vec<Family>);
+
+impl Snapshot {
+    /// Per reactor, its own counters (labelled `reactor`); then per reactor and service, the
+    /// service's (labelled `reactor` and `service`).
+    fn series(&self) -> (Vec<Series>, Vec<Series>) {
+        let mut whole = Vec::new();
+        let mut services = Vec::new();
+        for (index, stats) in self.reactors.iter().enumerate() {
+            let reactor = ("reactor", index.to_string());
+            let counters: Vec<_> = stats.counters().collect();
+            whole.push((vec![reactor.clone()], families(&counters)));
+            for service in &stats.services {
+                let counters: Vec<_> = service.counters().collect();
+                let labels = vec![reactor.clone(), ("service", service.name.clone())];
+                services.push((labels, families(&counters)));
+            }
+        }
+        (whole, services)
+    }
+}
+
+/// Writes each family once, with every set's series of it (all sets share one layout).
+fn encode_sets(encoder: &mut DescriptorEncoder, sets: &[Series]) -> fmt::Result {
+    let Some((_, layout)) = sets.first() else {
+        return Ok(());
+    };
+    for (position, family) in layout.iter().enumerate() {
+        let mut metric = encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
+        for (labels, families) in sets {
+            let this = &families[position];
+            for &(split_value, value) in &this.samples {
+                let mut pairs: Vec<(&str, &str)> =
+                    labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                if !this.split_label.is_empty() {
+                    pairs.push((this.split_label, split_value));
+                }
+                let sample = metric.encode_family(&pairs)?;
+                match this.kind {
+                    MetricType::Counter => ConstCounter::new(value).encode(sample)?,
+                    _ => ConstGauge::new(value).encode(sample)?,
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Collector for Snapshot {
@@ -267,36 +174,9 @@ impl Collector for Snapshot {
             MetricType::Gauge,
         )?;
         ConstGauge::new(uptime).encode(metric)?;
-        let per_reactor: Vec<(String, Vec<Family>)> = self
-            .reactors
-            .iter()
-            .enumerate()
-            .map(|(index, stats)| (index.to_string(), families(stats)))
-            .collect();
-        let Some((_, layout)) = per_reactor.first() else {
-            return Ok(());
-        };
-        for (position, family) in layout.iter().enumerate() {
-            let mut metric =
-                encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
-            for (reactor, families) in &per_reactor {
-                let this = &families[position];
-                for &(split_value, value) in &this.samples {
-                    let series = SeriesLabels {
-                        reactor,
-                        split: (!this.split_label.is_empty())
-                            .then_some((this.split_label, split_value)),
-                    };
-                    let labels = series.pairs();
-                    let sample = metric.encode_family(&labels)?;
-                    match this.kind {
-                        MetricType::Counter => ConstCounter::new(value).encode(sample)?,
-                        _ => ConstGauge::new(value).encode(sample)?,
-                    }
-                }
-            }
-        }
-        Ok(())
+        let (whole, services) = self.series();
+        encode_sets(&mut encoder, &whole)?;
+        encode_sets(&mut encoder, &services)
     }
 }
 
@@ -306,7 +186,7 @@ mod tests {
     use std::time::Duration;
 
     fn sample_stats() -> Stats {
-        Stats {
+        let mut stats = Stats {
             uptime: Duration::from_millis(1500),
             conn_accepted: 7,
             conn_active: 2,
@@ -316,8 +196,13 @@ mod tests {
             tcp_bytes_out: 900,
             pending_bytes: 100,
             udp_dropped_queue_full: 3,
+            accept_errors: 5,
+            accept_fd_exhausted: 2,
             ..Stats::default()
-        }
+        };
+        let echo = stats.service_index("echo");
+        stats.services[echo].tcp_bytes_in = 1000;
+        stats
     }
 
     #[test]
@@ -334,10 +219,18 @@ mod tests {
             "echoloop_pending_bytes{reactor=\"0\"} 100",
             "echoloop_reactors 1",
             "echoloop_uptime_seconds 1.5",
+            "echoloop_accept_errors_total{reactor=\"0\",kind=\"fd_exhausted\"} 2",
+            "echoloop_accept_errors_total{reactor=\"0\",kind=\"other\"} 3",
+            "echoloop_udp_dropped_datagrams_total{reactor=\"0\",reason=\"unanswered\"} 0",
+            "# HELP echoloop_tcp_received_bytes_total Bytes read from TCP clients.",
+            "echoloop_service_tcp_received_bytes_total{reactor=\"0\",service=\"echo\"} 1000",
+            "echoloop_service_pending_bytes{reactor=\"0\",service=\"echo\"} 0",
         ] {
             assert!(page.lines().any(|l| l == line), "{line:?} in\n{page}");
         }
         assert!(!page.contains("# EOF"), "Prometheus text, not OpenMetrics");
+        // A total that is the sum of its series is not a series itself.
+        assert!(!page.contains("echoloop_connections_closed_total{reactor=\"0\"}"));
     }
 
     /// Each family is described once, with one series per reactor.

@@ -58,13 +58,13 @@ impl Admission {
     /// so, and the refusal if not.
     pub(super) fn admit(&mut self, peer: SocketAddr, stats: &mut Stats) -> bool {
         if !self.shared.try_open() {
-            stats.rejected_max_connections += 1;
+            stats.record_rejected(true);
             log::debug!("rejected {peer}: max connections reached");
             return false;
         }
         if !self.shared.try_source(peer.ip()) {
             self.shared.close();
-            stats.rejected_per_source += 1;
+            stats.record_rejected(false);
             log::debug!(
                 "rejected {peer}: {} connections from its address already",
                 self.shared.max_per_source().unwrap_or(0)

@@ -35,7 +35,7 @@ pub(super) enum Timer {
     GroupPost,
     /// The periodic stats line (`report`).
     StatsLine,
-    /// Scrape connections of the `/metrics` endpoint past their deadline are closed (`scrape`).
+    /// Scrape connections of the `/metrics` endpoint past their deadline are closed (`metrics`).
     ScrapeExpiry,
     /// The shutdown drain gives up on what is left (`shutdown`).
     DrainEnd,

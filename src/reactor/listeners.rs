@@ -9,7 +9,7 @@ use mio::Registry;
 
 use crate::connection::Readiness;
 use crate::service::datagram::DatagramAnswers;
-use crate::stats::Stats;
+use crate::stats::{Stats, UdpDrop};
 use crate::udp::UdpEcho;
 
 /// A TCP listener and the service its connections get.
@@ -34,8 +34,8 @@ impl UdpSide {
         self.socket.on_readiness(ready);
     }
 
-    /// Answers up to `budget` datagrams (see `UdpEcho::drive_with`) and counts what went in
-    /// and out under the service too. True when work is left for the next turn.
+    /// Answers up to `budget` datagrams (see `UdpEcho::drive_with`) and counts what went in,
+    /// out and nowhere under the service too. True when work is left for the next turn.
     pub(super) fn drive(
         &mut self,
         registry: &Registry,
@@ -43,7 +43,11 @@ impl UdpSide {
         now: Instant,
         stats: &mut Stats,
     ) -> bool {
-        let (before_in, before_out) = (stats.udp_datagrams_in, stats.udp_datagrams_out);
+        let before = (
+            stats.udp_datagrams_in,
+            stats.udp_datagrams_out,
+            stats.udp_dropped,
+        );
         let more = match self.answers.as_mut() {
             None => self.socket.drive(registry, budget, now, stats),
             Some(answers) => {
@@ -51,17 +55,16 @@ impl UdpSide {
                 let more = self
                     .socket
                     .drive_with(registry, answers, budget, now, stats);
-                stats.udp_dropped_rate_limited += answers.take_limited();
+                let (limited, unanswered) = answers.take_silent();
+                stats.record_udp_drop(UdpDrop::RateLimited, limited);
+                stats.record_udp_drop(UdpDrop::Unanswered, unanswered);
                 more
             }
         };
-        let (datagrams_in, datagrams_out) = (
-            stats.udp_datagrams_in - before_in,
-            stats.udp_datagrams_out - before_out,
-        );
         if let Some(service) = stats.services.get_mut(self.service) {
-            service.udp_datagrams_in += datagrams_in;
-            service.udp_datagrams_out += datagrams_out;
+            service.udp_datagrams_in += stats.udp_datagrams_in - before.0;
+            service.udp_datagrams_out += stats.udp_datagrams_out - before.1;
+            service.udp_dropped += stats.udp_dropped - before.2;
         }
         more
     }

@@ -1,6 +1,7 @@
 //! The reactor: one thread, one `mio::Poll`, the listeners (each TCP listener and UDP socket
 //! carries the service it serves) and a slab of connections. [`Server::run`], right below, is
-//! the event loop; read it first, then the functions it calls, in the order it calls them.
+//! the event loop; read it first, then the functions it calls, in the order it calls them
+//! (`crate::tour` walks through them).
 //!
 //! This file is the loop and its glue: everything that touches more than one part of the
 //! server (accepting, the timers firing, shutdown, reports, the metrics hooks) lives here,
@@ -10,8 +11,9 @@
 //! (the global budget on pending output), `pipes` (which connections get zero copy, from spare
 //! descriptors), `shutdown` (the handle and the drain), `report` (the report handle, the board
 //! a group supplies), `shared` (the limits that hold across reactors), `turn` (the bound on
-//! one turn); `deadlines` is the one registry of everything timed; `slot` is a connection as
-//! the reactor holds it; `tokens` says what an event is for; `bind` registers the sockets.
+//! one turn, and who goes first); `deadlines` is the one registry of everything timed; `slot`
+//! is a connection as the reactor holds it, `listeners` a listener or UDP socket; `tokens`
+//! says what an event is for; `bind` registers the sockets.
 //!
 //! Contracts from mio this code relies on (see `mio::Poll`'s docs):
 //! - Readiness is edge-triggered: after an event, a source must be read or written until
@@ -72,7 +74,7 @@ use crate::error::ServerError;
 use crate::metrics::MetricsEndpoint;
 use crate::net::{self, BoundListener, Sharing};
 use crate::report::Reporter;
-use crate::stats::Stats;
+use crate::stats::{Stats, UdpDrop};
 
 impl Server {
     /// The event loop. Returns the final counters after a graceful shutdown.
@@ -328,9 +330,12 @@ impl Server {
             log::debug!("closed {} (#{key}): {reason:?}", self.peer(key));
             self.admission.forget(key);
             self.stats.record_close(reason);
-            // Whatever it still owed its peer was read and will never be echoed.
-            self.stats
-                .record_discard(reason, slot.conn.pending() as u64);
+            // Whatever it still owed its peer was read (or generated) and will never be sent.
+            let pending = slot.conn.pending() as u64;
+            self.stats.record_discard(reason, pending);
+            if let Some(service) = self.stats.services.get_mut(slot.service()) {
+                service.tcp_bytes_discarded += pending;
+            }
         }
         self.sweep_deadlines();
         // A descriptor was freed: if accepting paused for lack of one, try again now.
@@ -576,7 +581,11 @@ impl Server {
         self.listeners.clear();
         for udp in self.udp.drain(..) {
             // Closing the socket drops the replies still queued: counted, not lost.
-            self.stats.udp_dropped_shutdown += udp.socket.queued() as u64;
+            let queued = udp.socket.queued() as u64;
+            self.stats.record_udp_drop(UdpDrop::Shutdown, queued);
+            if let Some(service) = self.stats.services.get_mut(udp.service) {
+                service.udp_dropped += queued;
+            }
         }
         self.queues.accept_ready = false;
         self.queues.udp_ready = false;
@@ -796,14 +805,27 @@ impl Server {
     /// The counters so far (an embedder running the loop elsewhere gets them from `run`),
     /// with the gauges (pending bytes, pipes, queued datagrams) read now.
     pub fn stats(&self) -> Stats {
-        Stats {
+        let mut stats = Stats {
             // Not the turn's `now`: this is also called from outside the loop.
             uptime: self.started.elapsed(),
             pending_bytes: self.memory.pending_total() as u64,
             zero_copy_pipes_open: self.pipes.open() as u64,
             udp_queued_datagrams: self.udp.iter().map(|udp| udp.socket.queued() as u64).sum(),
             ..self.stats.clone()
+        };
+        // The same gauges per service: one pass over the connections (a stats line or a
+        // scrape, not a turn, pays for it).
+        for slot in self.slots.iter().map(|(_, slot)| slot) {
+            if let Some(service) = stats.services.get_mut(slot.service()) {
+                service.pending_bytes += slot.conn.pending() as u64;
+            }
         }
+        for udp in &self.udp {
+            if let Some(service) = stats.services.get_mut(udp.service) {
+                service.udp_queued_datagrams += udp.socket.queued() as u64;
+            }
+        }
+        stats
     }
 
     /// The bound `/metrics` address, when [`Config::metrics`] asked for one.

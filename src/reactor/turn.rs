@@ -1,12 +1,12 @@
 //! The bound on one turn of the loop as a whole: how much I/O it does across all connections
 //! before it polls again.
 //!
-//! Each connection already has a budget per drive (`Config::read_budget`, `write_budget`:
-//! 256 KiB), but a turn drove every ready connection, so a turn grew with the number of busy
-//! connections: 100 clients pushing at once made turns of 25 MiB and tens of milliseconds, and
-//! every other client waited that long for its echo.
+//! Each connection has a budget per drive (`Config::read_budget`, `write_budget`: 256 KiB),
+//! but that alone lets a turn grow with the number of busy connections: 100 clients pushing
+//! at once would make turns of 25 MiB and tens of milliseconds, and every other client would
+//! wait that long for its echo (`tests/mass_ingest.rs` measures it).
 //!
-//! Now a turn stops driving connections once they have moved [`TURN_BYTES`] (read plus
+//! So a turn stops driving connections once they have moved [`TURN_BYTES`] (read plus
 //! written) or it has lasted [`TURN_TIME`] (a backstop for slow page faults or a debug build).
 //! The connections it did not reach stay queued, in order, and run next turn after a poll
 //! with a zero timeout, exactly as a connection cut short by its own budget does.

@@ -11,7 +11,7 @@ use super::reply_limit::ReplyLimit;
 use super::{Output, Service, MAX_REPLY};
 use crate::udp::{Answer, DatagramService, ReplyWriter, Request};
 
-/// One UDP socket's service, its optional rate limit, and what the limit refused.
+/// One UDP socket's service, its optional rate limit, and the datagrams it left unanswered.
 pub(crate) struct DatagramAnswers {
     service: Box<dyn Service>,
     limit: Option<ReplyLimit>,
@@ -19,8 +19,11 @@ pub(crate) struct DatagramAnswers {
     reply: Vec<u8>,
     /// The turn's clock, for the rate limit.
     now: Instant,
-    /// Replies the limit refused since the last [`DatagramAnswers::take_limited`].
+    /// Replies the limit refused since the last [`DatagramAnswers::take_silent`].
     limited: u64,
+    /// Datagrams the service answered with silence (or with a reply too long to send) since
+    /// the last [`DatagramAnswers::take_silent`].
+    unanswered: u64,
 }
 
 impl DatagramAnswers {
@@ -32,6 +35,7 @@ impl DatagramAnswers {
             reply: Vec::new(),
             now: Instant::now(),
             limited: 0,
+            unanswered: 0,
         }
     }
 
@@ -40,9 +44,14 @@ impl DatagramAnswers {
         self.now = now;
     }
 
-    /// Replies refused by the rate limit since the last call.
-    pub(crate) fn take_limited(&mut self) -> u64 {
-        std::mem::take(&mut self.limited)
+    /// Datagrams left without a reply since the last call: refused by the rate limit, and
+    /// unanswered by the service. The endpoint does not count a `Silent` answer itself, so
+    /// each is counted once, under its reason.
+    pub(crate) fn take_silent(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.limited),
+            std::mem::take(&mut self.unanswered),
+        )
     }
 }
 
@@ -67,6 +76,7 @@ impl DatagramService for DatagramAnswers {
         let mut out = Output::with_wall_clock(&mut self.reply, MAX_REPLY);
         let send = self.service.on_datagram(request.bytes, &mut out);
         if !send || self.reply.len() > MAX_REPLY || reply.write_all(&self.reply).is_err() {
+            self.unanswered += 1;
             return Answer::Silent;
         }
         Answer::Reply

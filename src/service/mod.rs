@@ -2,13 +2,15 @@
 //!
 //! A listener carries a [`ServiceKind`]; each TCP connection gets its own [`Service`] value
 //! and each UDP socket one long-lived value. The reactor does all socket work, limits,
-//! fairness and shutdown; a service only answers four questions:
+//! fairness and shutdown; a service is called at five points, each with a default except
+//! `on_input`:
 //!
 //! | the reactor says | the service does |
 //! |---|---|
 //! | the connection opened ([`Service::on_open`]) | may speak first (daytime, time) |
 //! | these bytes arrived ([`Service::on_input`]) | writes its answer, or nothing |
 //! | everything written has left, `room` more fit ([`Service::on_writable`]) | a streaming service (chargen) writes its next piece |
+//! | the peer sent its FIN ([`Service::on_peer_closed`]) | answers a last request that had no terminator |
 //! | one datagram arrived ([`Service::on_datagram`]) | writes one reply, or none |
 //!
 //! It answers through an [`Output`]: [`Output::write`] to send, [`Output::close`] to have the
@@ -16,8 +18,8 @@
 //! will hold now, [`Output::now`] for the wall clock (passed in, so tests choose the time).
 //!
 //! The built-in services are the inetd family: [`echo`] (RFC 862, the default; the reactor
-//! keeps its zero-allocation fast path and uses [`echo::Echo`] only where the seam is
-//! cheaper to reason about, UDP), [`discard`] (RFC 863), [`chargen`] (RFC 864), [`daytime`]
+//! echoes on its own fast paths, TCP and UDP, so [`echo::Echo`] is only the value
+//! [`ServiceKind::new_session`] hands out for echo, e.g. to a [`Transcript`]), [`discard`] (RFC 863), [`chargen`] (RFC 864), [`daytime`]
 //! (RFC 867), and [`time`] (RFC 868, and the tutorials' Unix-epoch variant). An embedder adds
 //! its own with [`ServiceKind::custom`]; [`Transcript`] drives any service without sockets,
 //! for tests:

@@ -49,7 +49,7 @@ use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
 use crate::connection::Readiness;
-use crate::stats::Stats;
+use crate::stats::{Stats, UdpDrop};
 use batch_io::{RecvBatch, SendBatch};
 pub(crate) use batch_io::{Reply, ReplySource, Sent, BATCH};
 pub(crate) use guard::{refuse_reply, Refusal};
@@ -61,8 +61,7 @@ const RECV_BUFFER: usize = 4 << 20;
 /// At most one "echo loop broken" warning per this period (each loop is still counted).
 const LOOP_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
-/// One datagram as a service sees it (the services of issue 9 answer through
-/// `service::datagram`).
+/// One datagram as a service sees it (the services answer through `service::datagram`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
     /// The payload.
@@ -82,7 +81,8 @@ pub(crate) enum Answer {
     Echo,
     /// Send what was written to the [`ReplyWriter`].
     Reply,
-    /// No reply.
+    /// No reply. Counted by whoever chose it (the service's side), not here: the endpoint
+    /// cannot tell a rate limit from a service that never answers.
     Silent,
 }
 
@@ -315,20 +315,20 @@ impl UdpEcho {
             stats.udp_datagrams_in += 1;
             stats.udp_bytes_in += meta.len as u64;
             if meta.truncated {
-                stats.udp_dropped_truncated += 1;
+                stats.record_udp_drop(UdpDrop::Truncated, 1);
                 continue;
             }
             let peer = canonical_peer(meta.peer);
             let local_addresses = &mut self.local_addresses;
             let is_local = |ip| local_addresses.contains(ip, now_ms, batch_io::interface_addresses);
             if let Some(refusal) = refuse_reply(peer, self.local, meta.destination, is_local) {
-                *refusal_counter(refusal, stats) += 1;
+                stats.record_udp_drop(drop_reason(refusal), 1);
                 continue;
             }
             let fingerprint = match self.loops.check(peer, bytes, now_ms) {
                 Ok(fingerprint) => fingerprint,
                 Err(refusal) => {
-                    *refusal_counter(refusal, stats) += 1;
+                    stats.record_udp_drop(drop_reason(refusal), 1);
                     warn_loop(&mut self.last_loop_warning, now, peer, stats);
                     continue;
                 }
@@ -392,7 +392,7 @@ impl UdpEcho {
         }
         for reply in &batch[handled..] {
             if !self.queue.push(reply) {
-                stats.udp_dropped_queue_full += 1;
+                stats.record_udp_drop(UdpDrop::QueueFull, 1);
             }
         }
     }
@@ -433,7 +433,7 @@ fn send_all(
             Ok(sent) => {
                 stats.udp_datagrams_out += (sent.count - sent.short) as u64;
                 stats.udp_bytes_out += sent.bytes;
-                stats.udp_dropped_send_error += sent.short as u64;
+                stats.record_udp_drop(UdpDrop::SendError, sent.short as u64);
                 handled += sent.count;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -445,7 +445,7 @@ fn send_all(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 log::debug!("udp sendmmsg to {}: {e}", replies[handled].to);
-                stats.udp_dropped_send_error += 1;
+                stats.record_udp_drop(UdpDrop::SendError, 1);
                 handled += 1;
             }
         }
@@ -456,11 +456,11 @@ fn send_all(
     }
 }
 
-fn refusal_counter(refusal: Refusal, stats: &mut Stats) -> &mut u64 {
+fn drop_reason(refusal: Refusal) -> UdpDrop {
     match refusal {
-        Refusal::PrivilegedPort => &mut stats.udp_dropped_privileged_port,
-        Refusal::OwnAddress => &mut stats.udp_dropped_own_address,
-        Refusal::EchoLoop => &mut stats.udp_dropped_loop,
+        Refusal::PrivilegedPort => UdpDrop::PrivilegedPort,
+        Refusal::OwnAddress => UdpDrop::OwnAddress,
+        Refusal::EchoLoop => UdpDrop::Loop,
     }
 }
 

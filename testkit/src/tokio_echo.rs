@@ -1,5 +1,5 @@
 //! The comparison peer: a minimal tokio TCP and UDP echo server, the one that
-//! `scripts/loadtest.sh --compare`, `scripts/udp-compare.sh` and `benches/echo_roundtrip.rs`
+//! `scripts/loadtest.sh --compare`, `scripts/udp-compare.sh` and `benches/echo_roundtrip/`
 //! measure echoloop against.
 //!
 //! It is written the way most tokio echo servers are written, on purpose: one

@@ -81,7 +81,15 @@ fn main() -> ExitCode {
     match server.run() {
         Ok(stats) => {
             emit(&render_summary(&stats, cli.summary));
-            log::info!("stopped: summary {stats}");
+            // The summary on a terminal is the one a person reads; the same counters again as
+            // one log line of some sixty fields on that terminal would only bury it. Logs a
+            // script or syslog keeps carry the key=value line.
+            let on_one_terminal =
+                !to_syslog && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+            match on_one_terminal {
+                true => log::info!("stopped (summary above)"),
+                false => log::info!("stopped: summary {stats}"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail_logged(&e.to_string(), 1, to_syslog),

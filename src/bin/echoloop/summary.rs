@@ -1,99 +1,39 @@
-//! The exit summary for a person: a short aligned block (connections, bytes, rates, closes by
-//! reason, drops, bytes discarded by reason). Scripts get `summary key=value ...` instead (the `Display` of [`Stats`]);
-//! `main` picks one by `--summary` and whether stdout is a terminal.
+//! The exit summary for a person: a short aligned block, one line per topic of the counter
+//! table (connections, closes by reason, bytes, drops, ...) and one per service, zeros left
+//! out. Scripts get `summary key=value ...` instead (the `Display` of [`Stats`]); `main` picks
+//! one by `--summary` and whether stdout is a terminal.
+//!
+//! Which counter goes on which line, and under which label, is in the table (`Counter::line`,
+//! `Counter::label`): a new counter shows up here without an edit.
 
 use std::fmt::Write as _;
 
+use echoloop::counters::{Counter, Unit};
 use echoloop::Stats;
 
 /// The aligned block, one labelled row per topic, ending with a newline.
 pub fn human(stats: &Stats) -> String {
     let secs = stats.uptime.as_secs_f64();
     let per_sec = |count: u64| if secs > 0.0 { count as f64 / secs } else { 0.0 };
-    let mut rows: Vec<(&str, String)> = vec![
-        ("uptime", format!("{secs:.1} s")),
-        (
-            "connections",
-            format!(
-                "{} accepted ({:.1}/s), {} open, {} closed, {} rejected",
-                stats.conn_accepted,
-                per_sec(stats.conn_accepted),
-                stats.conn_active,
-                stats.conn_closed,
-                stats.rejected_max_connections + stats.rejected_per_source,
-            ),
-        ),
-        (
-            "closed by",
-            join_nonzero(&[
-                ("peer", stats.closed_peer),
-                ("reset", stats.closed_reset),
-                ("io error", stats.closed_io_error),
-                ("shutdown", stats.closed_shutdown),
-                ("drain timeout", stats.closed_drain_timeout),
-                ("idle timeout", stats.closed_idle),
-                ("stall timeout", stats.closed_stalled),
-            ]),
-        ),
-        (
-            "tcp bytes",
-            format!(
-                "{} in, {} out, {} pending, {} discarded",
-                bytes(stats.tcp_bytes_in),
-                bytes(stats.tcp_bytes_out),
-                bytes(stats.pending_bytes),
-                bytes(stats.tcp_bytes_discarded),
-            ),
-        ),
-        (
-            "tcp rate",
-            format!(
-                "{}/s in, {}/s out (average over the uptime)",
-                bytes(per_sec(stats.tcp_bytes_in) as u64),
-                bytes(per_sec(stats.tcp_bytes_out) as u64),
-            ),
-        ),
-        (
-            "udp",
-            format!(
-                "{} datagrams in ({}), {} out ({}), {} queued, {} dropped",
-                stats.udp_datagrams_in,
-                bytes(stats.udp_bytes_in),
-                stats.udp_datagrams_out,
-                bytes(stats.udp_bytes_out),
-                stats.udp_queued_datagrams,
-                stats.udp_dropped(),
-            ),
-        ),
-    ];
-    let dropped = join_nonzero(&[
-        (
-            "rejected at max connections",
-            stats.rejected_max_connections,
-        ),
-        ("rejected per source", stats.rejected_per_source),
-        ("accept errors", stats.accept_errors),
-        ("udp queue full", stats.udp_dropped_queue_full),
-        ("udp send error", stats.udp_dropped_send_error),
-        ("udp privileged port", stats.udp_dropped_privileged_port),
-        ("udp own address", stats.udp_dropped_own_address),
-        ("udp echo loop", stats.udp_dropped_loop),
-        ("udp truncated", stats.udp_dropped_truncated),
-        ("udp at shutdown", stats.udp_dropped_shutdown),
-    ]);
-    let discarded = join_nonzero(&[
-        ("drain timeout", stats.tcp_discarded_drain_timeout),
-        ("stall timeout", stats.tcp_discarded_stall_timeout),
-        ("idle timeout", stats.tcp_discarded_idle_timeout),
-        ("reset", stats.tcp_discarded_reset),
-        ("io error", stats.tcp_discarded_io_error),
-        ("linger", stats.tcp_discarded_linger),
-    ]);
+    let mut rows: Vec<(String, String)> = vec![("uptime".to_string(), format!("{secs:.1} s"))];
+    for (line, counters) in lines(stats.counters()) {
+        rows.push((line.to_string(), join_nonzero(&counters)));
+    }
     rows.push((
-        "discarded",
-        format!("{discarded} (bytes read, never echoed)"),
+        "rates".to_string(),
+        format!(
+            "{} connections/s, tcp {}/s in, {}/s out, udp {:.1} datagrams/s in \
+             (averages over the uptime)",
+            format_args!("{:.1}", per_sec(stats.conn_accepted)),
+            bytes(per_sec(stats.tcp_bytes_in) as u64),
+            bytes(per_sec(stats.tcp_bytes_out) as u64),
+            per_sec(stats.udp_datagrams_in),
+        ),
     ));
-    rows.push(("dropped", dropped));
+    for service in &stats.services {
+        let counters: Vec<_> = service.counters().collect();
+        rows.push((format!("svc {}", service.name), join_nonzero(&counters)));
+    }
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     let mut block = String::from("echoloop summary\n");
     for (label, value) in rows {
@@ -102,12 +42,29 @@ pub fn human(stats: &Stats) -> String {
     block
 }
 
-/// `name count` pairs whose count is not zero, or `none`.
-fn join_nonzero(counts: &[(&str, u64)]) -> String {
-    let parts: Vec<String> = counts
+/// The table's counters grouped by their summary line, lines in order of first appearance.
+fn lines(
+    counters: impl Iterator<Item = (&'static Counter, u64)>,
+) -> Vec<(&'static str, Vec<(&'static Counter, u64)>)> {
+    let mut lines: Vec<(&'static str, Vec<(&'static Counter, u64)>)> = Vec::new();
+    for (counter, value) in counters {
+        match lines.iter_mut().find(|(line, _)| *line == counter.line) {
+            Some((_, members)) => members.push((counter, value)),
+            None => lines.push((counter.line, vec![(counter, value)])),
+        }
+    }
+    lines
+}
+
+/// `label value` pairs whose value is not zero (bytes in binary units), or `none`.
+fn join_nonzero(counters: &[(&'static Counter, u64)]) -> String {
+    let parts: Vec<String> = counters
         .iter()
-        .filter(|(_, count)| *count > 0)
-        .map(|(name, count)| format!("{name} {count}"))
+        .filter(|(_, value)| *value > 0)
+        .map(|(counter, value)| match counter.unit {
+            Unit::Bytes => format!("{} {}", counter.label, bytes(*value)),
+            _ => format!("{} {value}", counter.label),
+        })
         .collect();
     if parts.is_empty() {
         "none".to_string()
@@ -144,37 +101,40 @@ mod tests {
         assert_eq!(bytes(37_763_584), "36.0 MiB");
     }
 
-    /// Every row's value starts in the same column, and the figures a person looks for
-    /// (closes by reason, rates, drops) are there.
+    /// Every row's value starts in the same column, each topic of the table has its line with
+    /// the zeros left out, and each service has its own.
     #[test]
     fn the_block_is_aligned_and_names_what_happened() {
-        let stats = Stats {
-            uptime: Duration::from_secs(2),
-            conn_accepted: 4,
-            conn_closed: 4,
-            closed_peer: 3,
-            closed_stalled: 1,
-            tcp_bytes_in: 4096,
-            tcp_bytes_out: 2048,
-            tcp_bytes_discarded: 2048,
-            tcp_discarded_stall_timeout: 2048,
-            udp_dropped_queue_full: 5,
-            ..Stats::default()
-        };
+        let mut stats = Stats::default();
+        stats.uptime = Duration::from_secs(2);
+        stats.conn_accepted = 4;
+        stats.conn_closed = 4;
+        stats.closed_peer = 3;
+        stats.closed_stalled = 1;
+        stats.tcp_bytes_in = 4096;
+        stats.tcp_bytes_out = 2048;
+        stats.tcp_bytes_discarded = 2048;
+        stats.tcp_discarded_stall_timeout = 2048;
+        stats.udp_dropped_queue_full = 5;
+        stats.services = vec![echoloop::ServiceStats::default()];
+        stats.services[0].name = "echo".to_string();
+        stats.services[0].tcp_bytes_in = 4096;
         let block = human(&stats);
-        // Two spaces of indent, the longest label ("connections"), two spaces: the values.
-        let column = 2 + "connections".len() + 2;
+        // Two spaces of indent, the longest label ("accept errors"), two spaces: the values.
+        let column = 2 + "accept errors".len() + 2;
         for row in block.lines().skip(1) {
             assert!(row[..column].ends_with("  "), "{row:?} in\n{block}");
             assert_ne!(row.as_bytes()[column], b' ', "{row:?} in\n{block}");
         }
         for expected in [
-            "4 accepted (2.0/s)",
-            "peer 3, stall timeout 1",
-            "4.0 KiB in, 2.0 KiB out, 0 B pending, 2.0 KiB discarded",
-            "2.0 KiB/s in, 1.0 KiB/s out",
-            "udp queue full 5",
-            "stall timeout 2048 (bytes read, never echoed)",
+            "  connections    accepted 4, closed 4\n",
+            "  closed by      peer 3, stall timeout 1\n",
+            "  tcp bytes      in 4.0 KiB, out 2.0 KiB, discarded 2.0 KiB\n",
+            "  discarded      stall timeout 2.0 KiB\n",
+            "  udp dropped    queue full 5\n",
+            "  rejected       none\n",
+            "  rates          2.0 connections/s, tcp 2.0 KiB/s in, 1.0 KiB/s out",
+            "  svc echo       tcp in 4.0 KiB\n",
         ] {
             assert!(block.contains(expected), "{expected:?} in\n{block}");
         }
