@@ -25,11 +25,13 @@
 //! - [`merge`]: several runs' JSON reports combined into one, exactly.
 //! - [`knee`]: the search for the highest rate that meets a p99 target.
 //! - [`sysinfo`]: CPU model, kernel, process CPU time, the start time.
+//! - [`start_at`]: `--start-at`, a wall-clock start shared by several generators.
 //! - [`check`]: `echoloop-bench check`, the conformance battery (not load: correctness).
 //! - [`ping`], [`time_client`]: the tutorials' clients as tools (`ping`, `time`): one
 //!   blocking socket each, not part of the load machinery.
 //!
-//! Timing of a run: connections open at `start`; traffic before `start + warmup` is sent and
+//! Timing of a run: with `--start-at`, nothing happens before that wall-clock time;
+//! connections open at `start`; traffic before `start + warmup` is sent and
 //! verified but not measured; at `start + warmup + duration` (or when the stop flag is
 //! raised, e.g. by SIGINT) no new message is admitted, outstanding echoes are awaited
 //! (bounded by `drain_timeout`, and by [`INTERRUPTED_DRAIN`] after a stop), then
@@ -47,6 +49,7 @@ pub mod payload;
 pub mod ping;
 pub mod report;
 pub mod schedule;
+pub mod start_at;
 pub mod stats;
 pub mod sysinfo;
 pub mod time_client;
@@ -179,6 +182,16 @@ pub fn run_until(
     on_interval: &mut dyn FnMut(&IntervalRow),
 ) -> Result<Report, LoadgenError> {
     opts.validate()?;
+    if let Some(at) = opts.start_at {
+        let late = start_at::wait_until(at, stop, STOP_CHECK);
+        if late > start_at::LATE_WARNING {
+            log::warn!(
+                "started {:.1} s after --start-at: runs meant to start with this one have \
+                 been measuring for that long (merge will say how much the windows overlap)",
+                late.as_secs_f64()
+            );
+        }
+    }
     let cpu_before = CpuTime::now();
     let started_at = std::time::SystemTime::now();
     let start = Instant::now();

@@ -129,6 +129,12 @@ struct Cli {
     /// blocking, for precise send times (0 = timer only, less CPU).
     #[arg(long, global = true, value_name = "DURATION", default_value = "100us", value_parser = duration)]
     spin: Duration,
+
+    /// Wait until this wall-clock time before connecting (RFC 3339 such as
+    /// 2026-12-06T03:00:00Z, or Unix seconds), so that generators on several machines
+    /// measure together; `merge` checks that their windows overlap.
+    #[arg(long, global = true, value_name = "TIME", value_parser = start_at)]
+    start_at: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +230,9 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 fn rate(s: &str) -> Result<f64, String> {
     parse_rate(s).map_err(|e| e.0)
+}
+fn start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    loadgen::start_at::parse(s).map_err(|e| e.0)
 }
 
 /// Prints `echoloop-bench: <message>` on one line and returns the usage exit code.
@@ -332,10 +341,15 @@ fn main() -> ExitCode {
     opts.max_loss = cli.max_loss;
     opts.max_connect_errors = cli.max_connect_errors;
     opts.spin = cli.spin;
+    opts.start_at = cli.start_at;
     if let ModeCmd::Knee(k) = &cli.mode {
         opts.duration = k.step_duration;
         opts.warmup = k.step_warmup;
         opts.progress = false;
+        // The search starts together with its peers; its steps then follow one another.
+        if let Some(at) = opts.start_at.take() {
+            loadgen::start_at::wait_until(at, &stop.flag, Duration::from_millis(50));
+        }
         return run_knee(&opts, k, cli.json, &stop);
     }
 
@@ -473,6 +487,9 @@ fn merge_files(files: &[std::path::PathBuf], json: bool) -> ExitCode {
     }
     match merge::merge(&runs) {
         Ok(m) => {
+            for warning in m["merged"]["warnings"].as_array().into_iter().flatten() {
+                eprintln!("echoloop-bench: merge: {}", warning.as_str().unwrap_or(""));
+            }
             if json {
                 println!("{m}");
             } else {

@@ -2,10 +2,19 @@
 //!
 //! Percentiles cannot be averaged, but histograms can be added: each report embeds its
 //! HdrHistograms (V2 compressed, base64), and the merged report's percentiles come from
-//! their sum. Counts and bytes are summed. The runs are taken to be concurrent (K generator
-//! processes against one target, on one machine or several), so rates add up and the
-//! merged duration is the longest one. Per-interval rows are dropped: the processes'
-//! clocks do not share interval boundaries.
+//! their sum. Counts and bytes are summed, exactly.
+//!
+//! Rates need the runs to have been concurrent (K generator processes against one target,
+//! on one machine or several, started together with `--start-at`). Each report carries its
+//! measured window on the wall clock; the merge takes the *common window* (latest start to
+//! earliest end), during which every run was measuring, so the target saw the sum of their
+//! rates: the merged rates are that sum (each run's rate taken as steady over its own window,
+//! which the warm-up is there to make true), and the merged `duration_s` is the common
+//! window. Windows that overlap for less than [`MIN_OVERLAP`] of the shortest run get a
+//! warning; windows that do not overlap at all get a warning and rates over the whole span
+//! (first start to last end) instead, since those runs never loaded the target together.
+//! Warnings are in `merged.warnings` and on stderr. Per-interval rows are dropped: the
+//! processes' clocks do not share interval boundaries.
 
 use super::histogram;
 use super::report::{connect_percentiles, percentiles, round2};
@@ -40,6 +49,13 @@ const SUMMED: &[&str] = &[
     "/cpu/user_s",
     "/cpu/sys_s",
 ];
+
+/// Rates: summed when the runs were concurrent, re-derived from totals over the span when not.
+const RATES: &[&str] = &["/requests_per_s", "/bytes_per_s", "/connections_per_s"];
+
+/// The fraction of the shortest run's window that the common window must cover for the runs
+/// to count as started together without a warning.
+pub const MIN_OVERLAP: f64 = 0.9;
 
 /// Embedded histograms and the percentile block each one becomes.
 const HISTOGRAMS: &[(&str, &str)] = &[
@@ -82,13 +98,64 @@ pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
             *slot = sum;
         }
     }
-    for key in ["duration_s", "elapsed_s"] {
-        let longest = runs
-            .iter()
-            .filter_map(|(_, r)| r.get(key).and_then(Value::as_f64))
-            .fold(0.0, f64::max);
-        out[key] = json!(longest);
-    }
+    let longest = runs
+        .iter()
+        .filter_map(|(_, r)| r.get("elapsed_s").and_then(Value::as_f64))
+        .fold(0.0, f64::max);
+    out["elapsed_s"] = json!(longest);
+    let mut warnings = Vec::new();
+    let window = match windows(runs) {
+        Err(name) => {
+            warnings.push(format!(
+                "{name}: no measured window (made by an older echoloop-bench?): rates are \
+                 summed as if the runs were concurrent, which merge cannot check"
+            ));
+            let longest = runs
+                .iter()
+                .filter_map(|(_, r)| r.get("duration_s").and_then(Value::as_f64))
+                .fold(0.0, f64::max);
+            out["duration_s"] = json!(longest);
+            Value::Null
+        }
+        Ok(w) => {
+            let common = w.common_s();
+            if common > 0.0 {
+                out["duration_s"] = json!(round6(common));
+                if common < MIN_OVERLAP * w.shortest_s {
+                    warnings.push(format!(
+                        "the runs' windows overlap for {common:.3} s only, {:.0}% of the \
+                         shortest run ({:.3} s): rates assume every run was steady; start \
+                         them together with --start-at",
+                        100.0 * common / w.shortest_s,
+                        w.shortest_s
+                    ));
+                }
+            } else {
+                let span = w.span_s();
+                warnings.push(format!(
+                    "the runs' windows do not overlap (a gap of {:.3} s): they never loaded \
+                     the target together; rates are over the {span:.3} s from the first \
+                     start to the last end, not concurrent load; start them together with \
+                     --start-at",
+                    -common
+                ));
+                out["duration_s"] = json!(round6(span));
+                for path in RATES {
+                    let done: Option<f64> = runs
+                        .iter()
+                        .map(|(_, r)| {
+                            let rate = r.pointer(path).and_then(Value::as_f64)?;
+                            Some(rate * r.get("duration_s").and_then(Value::as_f64)?)
+                        })
+                        .sum();
+                    if let (Some(done), Some(slot)) = (done, out.pointer_mut(path)) {
+                        *slot = json!(round2(if span > 0.0 { done / span } else { 0.0 }));
+                    }
+                }
+            }
+            w.to_json()
+        }
+    };
     let interrupted = runs.iter().any(|(_, r)| r["interrupted"] == json!(true));
     out["interrupted"] = json!(interrupted);
     let exit = runs
@@ -143,15 +210,88 @@ pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
     out["histograms"] = Value::Object(merged_hists);
     if let Some(map) = out.as_object_mut() {
         map.remove("intervals");
+        map.remove("window");
     }
     let targets: Vec<Value> = runs.iter().map(|(_, r)| r["target"].clone()).collect();
     out["merged"] = json!({
         "runs": runs.len(),
+        "window": window,
+        "warnings": warnings,
         "sources": runs.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         "targets": targets,
         "command_lines": runs.iter().map(|(_, r)| r.pointer("/run/command_line").cloned().unwrap_or(Value::Null)).collect::<Vec<_>>(),
     });
     Ok(out)
+}
+
+/// The runs' measured windows on the wall clock (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Windows {
+    /// The earliest start and the latest start.
+    pub first_start: f64,
+    /// The latest start: the common window begins here.
+    pub last_start: f64,
+    /// The earliest end: the common window ends here.
+    pub first_end: f64,
+    /// The latest end.
+    pub last_end: f64,
+    /// The shortest run's window length, in seconds.
+    pub shortest_s: f64,
+}
+
+impl Windows {
+    /// Length of the common window in seconds; negative: the gap between windows that do not
+    /// overlap.
+    pub fn common_s(&self) -> f64 {
+        self.first_end - self.last_start
+    }
+
+    /// From the first start to the last end, in seconds.
+    pub fn span_s(&self) -> f64 {
+        self.last_end - self.first_start
+    }
+
+    fn to_json(self) -> Value {
+        let common = self.common_s();
+        json!({
+            "common_start_unix_s": (common > 0.0).then_some(self.last_start),
+            "common_end_unix_s": (common > 0.0).then_some(self.first_end),
+            "common_s": round6(common.max(0.0)),
+            "span_s": round6(self.span_s()),
+            "start_spread_s": round6(self.last_start - self.first_start),
+            "overlap": common > 0.0,
+        })
+    }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// The runs' windows, or the name of the first run without one.
+pub fn windows(runs: &[(String, Value)]) -> Result<Windows, String> {
+    let mut w = Windows {
+        first_start: f64::INFINITY,
+        last_start: f64::NEG_INFINITY,
+        first_end: f64::INFINITY,
+        last_end: f64::NEG_INFINITY,
+        shortest_s: f64::INFINITY,
+    };
+    for (name, run) in runs {
+        let at = |key: &str| {
+            run.pointer(&format!("/window/{key}"))
+                .and_then(Value::as_f64)
+        };
+        let (Some(start), Some(end)) = (at("start_unix_s"), at("end_unix_s")) else {
+            return Err(name.clone());
+        };
+        w.first_start = w.first_start.min(start);
+        w.last_start = w.last_start.max(start);
+        w.first_end = w.first_end.min(end);
+        w.last_end = w.last_end.max(end);
+        w.shortest_s = w.shortest_s.min(end - start);
+    }
+    Ok(w)
 }
 
 /// A few lines for people about a merged report.
@@ -210,6 +350,88 @@ mod tests {
         let h = histogram::decode(m["histograms"]["latency_us"].as_str().unwrap()).unwrap();
         assert_eq!(h.len(), 5);
         assert_eq!(m["merged"]["runs"], json!(2));
+    }
+
+    fn windowed(requests: u64, start: f64, end: f64) -> Value {
+        let mut r = run(&[10; 4], requests);
+        r["duration_s"] = json!(end - start);
+        r["requests_per_s"] = json!(requests as f64 / (end - start));
+        r["window"] = json!({"start_unix_s": start, "end_unix_s": end});
+        r
+    }
+
+    fn warnings(m: &Value) -> Vec<String> {
+        serde_json::from_value(m["merged"]["warnings"].clone()).unwrap()
+    }
+
+    /// Runs started together: rates add up over the common window, no warning, totals exact.
+    #[test]
+    fn overlapping_windows_sum_rates_over_the_common_window() {
+        let t = 1_796_526_000.0;
+        let a = windowed(1000, t, t + 10.0);
+        let b = windowed(3000, t + 0.25, t + 10.25);
+        let m = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        assert_eq!(m["requests"], json!(4000));
+        assert_eq!(m["requests_per_s"], json!(400.0));
+        assert_eq!(m["duration_s"], json!(9.75));
+        assert_eq!(m["merged"]["window"]["overlap"], json!(true));
+        assert_eq!(m["merged"]["window"]["common_s"], json!(9.75));
+        assert_eq!(m["merged"]["window"]["start_spread_s"], json!(0.25));
+        assert!(warnings(&m).is_empty(), "{:?}", warnings(&m));
+        assert!(
+            m.get("window").is_none(),
+            "no single run's window stands for all"
+        );
+    }
+
+    /// Runs that only partly overlap are merged with a warning that names the overlap.
+    #[test]
+    fn partly_overlapping_windows_warn() {
+        let t = 1_796_526_000.0;
+        let a = windowed(1000, t, t + 10.0);
+        let b = windowed(1000, t + 5.0, t + 15.0);
+        let m = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        assert_eq!(m["duration_s"], json!(5.0));
+        assert_eq!(m["requests_per_s"], json!(200.0));
+        let w = warnings(&m);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("overlap for 5.000 s only, 50%"), "{}", w[0]);
+    }
+
+    /// Runs one after the other never loaded the target together: warned, and the rate is
+    /// the total over the whole span, not the sum of the runs' rates.
+    #[test]
+    fn disjoint_windows_warn_and_rate_over_the_span() {
+        let t = 1_796_526_000.0;
+        let a = windowed(1000, t, t + 10.0);
+        let b = windowed(3000, t + 30.0, t + 40.0);
+        let m = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        assert_eq!(m["requests"], json!(4000), "totals stay exact");
+        assert_eq!(
+            m["requests_per_s"],
+            json!(100.0),
+            "4000 over 40 s, not 100 + 300"
+        );
+        assert_eq!(m["duration_s"], json!(40.0));
+        assert_eq!(m["merged"]["window"]["overlap"], json!(false));
+        assert_eq!(m["merged"]["window"]["common_s"], json!(0.0));
+        let w = warnings(&m);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("do not overlap (a gap of 20.000 s)"),
+            "{}",
+            w[0]
+        );
+        let h = histogram::decode(m["histograms"]["latency_us"].as_str().unwrap()).unwrap();
+        assert_eq!(h.len(), 8, "histograms stay exact");
+    }
+
+    /// Reports without a window (older versions) still merge, with a warning.
+    #[test]
+    fn reports_without_windows_merge_with_a_warning() {
+        let m = merge(&[("a".into(), run(&[1], 1)), ("b".into(), run(&[2], 1))]).unwrap();
+        assert_eq!(m["duration_s"], json!(2.0));
+        assert!(warnings(&m)[0].starts_with("a: no measured window"));
     }
 
     #[test]

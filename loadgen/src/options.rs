@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use echoloop::units::MAX_DURATION;
 
@@ -178,6 +178,9 @@ pub struct Options {
     pub max_connect_errors: u64,
     /// The command line, recorded in the report's `run` block.
     pub command_line: String,
+    /// Wall-clock time to wait for before connecting (`--start-at`), so that generators in
+    /// several processes or machines measure the same window.
+    pub start_at: Option<SystemTime>,
 }
 
 impl Options {
@@ -203,6 +206,7 @@ impl Options {
             max_loss: None,
             max_connect_errors: 0,
             command_line: String::new(),
+            start_at: None,
         }
     }
 
@@ -247,6 +251,13 @@ impl Options {
             if value > MAX_DURATION {
                 return bad(format!("{flag} must be at most 100 years"));
             }
+        }
+        let ahead = |at: SystemTime| at.duration_since(SystemTime::now()).unwrap_or_default();
+        if self
+            .start_at
+            .is_some_and(|at| ahead(at) > crate::start_at::MAX_AHEAD)
+        {
+            return bad("--start-at is more than 24 hours away".into());
         }
         if self.size.min() == 0 {
             return bad("--size must be at least 1 byte".into());
@@ -459,6 +470,8 @@ mod tests {
         assert!(refused(&|o| o.warmup = Duration::MAX).contains("--warmup"));
         assert!(refused(&|o| o.drain_timeout = Duration::MAX).contains("--drain-timeout"));
         assert!(refused(&|o| o.mode = Mode::Pipeline { depth: usize::MAX }).contains("--depth"));
+        let in_a_week = SystemTime::now() + Duration::from_secs(7 * 86_400);
+        assert!(refused(&|o| o.start_at = Some(in_a_week)).contains("--start-at"));
         let udp = |window| Mode::Udp { window, rate: None };
         assert!(refused(&|o| o.mode = udp(usize::MAX)).contains("--window"));
         // The largest accepted values are accepted.

@@ -92,6 +92,22 @@ pub fn iso8601(t: SystemTime) -> String {
     )
 }
 
+/// The `window` block: when measuring began and ended on the wall clock, as timestamps for
+/// people and Unix seconds (microsecond precision) for `merge`.
+pub fn window_json(start: SystemTime, length: Duration) -> Value {
+    let end = start + length;
+    let unix = |t: SystemTime| {
+        let s = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        (s.as_secs_f64() * 1e6).round() / 1e6
+    };
+    json!({
+        "start": iso8601(start),
+        "end": iso8601(end),
+        "start_unix_s": unix(start),
+        "end_unix_s": unix(end),
+    })
+}
+
 /// Everything a run measured, merged over threads.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -274,7 +290,9 @@ impl Report {
     /// `totals {bytes_sent,bytes_received,connections}`, `cpu {user_s,sys_s}`,
     /// `histograms {latency_us,latency_uncorrected_us,schedule_error_us,connect_us}`
     /// (base64 V2 compressed HdrHistograms, for `merge`), `exit_code`,
-    /// `run {tool,version,command_line,started_at,cpu_model,kernel}`.
+    /// `run {tool,version,command_line,started_at,cpu_model,kernel}`,
+    /// `window {start,end,start_unix_s,end_unix_s}` (the measured window on the wall clock,
+    /// which `merge` lines up across runs).
     /// Per mode: `depth` (pipeline), `window` (stream, udp without rate), `rate`,
     /// `late_sends`, `latency_uncorrected_us` and `schedule_error_us` (rate, udp with rate),
     /// `connections_per_s` (churn), `sockets`, `loss_percent`, `max_loss_percent` and
@@ -327,6 +345,7 @@ impl Report {
             },
             "exit_code": self.exit_code(),
             "run": self.run.to_json(),
+            "window": window_json(self.run.started_at + o.warmup, self.measured),
         });
         let extra = match o.mode {
             Mode::PingPong => json!({}),

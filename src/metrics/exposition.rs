@@ -9,6 +9,10 @@
 //! this file only walks them. Labels: every series carries `reactor="N"` (one snapshot per
 //! reactor of a `--threads` group); a family split by reason or kind carries that label; the
 //! `service_*` families carry `service="NAME"` beside `reactor`.
+//!
+//! `echoloop_build_info{version,host} 1` (the Prometheus "info" convention) names the machine,
+//! or the pod, since a pod's host name is its name: behind a load balancer, the one label that
+//! tells the backends apart when the scrape configuration adds none.
 
 use std::fmt;
 
@@ -27,6 +31,16 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 
 /// Every metric name starts with this (`echoloop_...`).
 const PREFIX: &str = "echoloop";
+
+/// This machine's (or container's) host name: in Kubernetes, the pod's name. Read from
+/// `/proc/sys/kernel/hostname` (the UTS namespace's), `unknown` where that file is absent.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
 
 /// Renders one snapshot per reactor (index = reactor number) as a `/metrics` page.
 pub fn render(reactors: &[Stats]) -> String {
@@ -162,6 +176,18 @@ impl Collector for Snapshot {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.reactors.len() as u64).encode(reactors)?;
+        let mut info = encoder.encode_descriptor(
+            "build_info",
+            "Always 1: the version serving and the host (in Kubernetes, the pod) it runs on.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let host = host_name();
+        let labels = [
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("host", host.as_str()),
+        ];
+        ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
         let uptime = self
             .reactors
             .iter()
@@ -231,6 +257,20 @@ mod tests {
         assert!(!page.contains("# EOF"), "Prometheus text, not OpenMetrics");
         // A total that is the sum of its series is not a series itself.
         assert!(!page.contains("echoloop_connections_closed_total{reactor=\"0\"}"));
+    }
+
+    /// The info series names the version and the host, so backends behind one balancer are
+    /// told apart by their own page.
+    #[test]
+    fn build_info_names_version_and_host() {
+        let page = render(&[sample_stats()]);
+        let host = host_name();
+        assert!(!host.is_empty());
+        let line = format!(
+            "echoloop_build_info{{version=\"{}\",host=\"{host}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(page.lines().any(|l| l == line), "{line:?} in\n{page}");
     }
 
     /// Each family is described once, with one series per reactor.

@@ -77,7 +77,12 @@ fn main() -> ExitCode {
     // One line a script can read to learn the ports (use with --port 0).
     let listening = listening::line(&server.endpoints(), server.metrics_addr());
     emit(&listening);
-    log::info!("started (pid {}): {listening}", std::process::id());
+    log::info!(
+        "started on host {} (pid {}, reactors {}): {listening}",
+        echoloop::metrics::exposition::host_name(),
+        std::process::id(),
+        server.reactors()
+    );
     match server.run() {
         Ok(stats) => {
             emit(&render_summary(&stats, cli.summary));
