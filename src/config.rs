@@ -96,6 +96,38 @@ pub struct Config {
     /// echo and discard) on a listener bound beyond loopback; bursts of twice that, and 100
     /// times that from all sources together. See `service::reply_limit`. Default 10.
     pub udp_reply_rate: u32,
+    /// Which UDP peers the echo-loop guard watches (the privileged-port and own-address
+    /// guards always apply). Default [`LoopGuard::Auto`]: peers beyond loopback only.
+    pub udp_loop_guard: LoopGuard,
+}
+
+/// Which UDP peers the echo-loop guard watches: a peer that sends back, many times in a row,
+/// exactly the datagram it was just sent is refused one datagram, which ends a loop between
+/// two echo servers started by one forged datagram. On the wire a client that repeats the
+/// same payload looks the same, and loses one datagram in 1,025 while it does so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoopGuard {
+    /// Peers beyond loopback. A loopback source (127.0.0.0/8, `::1`) cannot come from the
+    /// wire (the kernel drops such packets from other hosts), and forging one takes
+    /// privileges on this machine, so a loopback peer is always answered.
+    #[default]
+    Auto,
+    /// Every peer, loopback included.
+    On,
+    /// No peer: a loop between this server and another echo server (both exposed, one
+    /// forged datagram) then lasts until one of them stops or the network drops it.
+    Off,
+}
+
+impl LoopGuard {
+    /// Whether datagrams from `peer` go through the loop guard.
+    pub fn watches(self, peer: IpAddr) -> bool {
+        match self {
+            LoopGuard::Auto => !peer.to_canonical().is_loopback(),
+            LoopGuard::On => true,
+            LoopGuard::Off => false,
+        }
+    }
 }
 
 pub use crate::descriptors::RESERVED_FDS;
@@ -136,6 +168,7 @@ impl Default for Config {
             metrics: None,
             listeners: Vec::new(),
             udp_reply_rate: 10,
+            udp_loop_guard: LoopGuard::Auto,
         }
     }
 }
@@ -366,5 +399,29 @@ mod tests {
             addr: "[::]:37".parse().unwrap(),
         });
         assert!(public_time.is_exposed());
+    }
+
+    #[test]
+    fn the_loop_guard_watches_peers_beyond_loopback_unless_told() {
+        let peers = [
+            "127.0.0.1",
+            "127.9.8.7",
+            "::1",
+            "::ffff:127.0.0.1",
+            "10.0.0.1",
+            "2001:db8::1",
+        ];
+        let watched = |guard: LoopGuard| -> Vec<bool> {
+            peers
+                .iter()
+                .map(|p| guard.watches(p.parse().unwrap()))
+                .collect()
+        };
+        assert_eq!(
+            watched(LoopGuard::Auto),
+            [false, false, false, false, true, true]
+        );
+        assert_eq!(watched(LoopGuard::On), [true; 6]);
+        assert_eq!(watched(LoopGuard::Off), [false; 6]);
     }
 }

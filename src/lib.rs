@@ -185,7 +185,7 @@ mod udp;
 pub mod units;
 mod zero_copy;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, LoopGuard};
 
 /// The README's and the documents' Rust examples, compiled and run as doc tests, so the
 /// embedding path a newcomer copies from them always works.

@@ -4,10 +4,24 @@
 //! - [`exposition`]: the counters as a Prometheus text page (`prometheus-client`).
 //! - [`http`]: the bounded HTTP/1.1 request/response logic, without sockets.
 //! - [`MetricsEndpoint`] (here): the sockets. Non-blocking like everything on the loop: a slow
-//!   or silent scraper costs one slot and is closed at [`SCRAPE_TIMEOUT`]; at most
-//!   [`MAX_SCRAPES`] are served at once (more are accepted and closed at once); each reads at
-//!   most [`http::MAX_REQUEST_HEAD`] bytes of request. The page is rendered only once a
-//!   request is complete, so a scrape costs the loop one render (tens of microseconds).
+//!   or silent scraper costs one slot and is closed at [`SCRAPE_TIMEOUT`]; each reads at most
+//!   [`http::MAX_REQUEST_HEAD`] bytes of request. The page is rendered only once a request is
+//!   complete, so a scrape costs the loop one render (tens of microseconds).
+//!
+//! # Nobody can lock the endpoint out
+//! At most [`MAX_SCRAPES`] connections are held (64 descriptors and at most 8 KiB of request
+//! each, 512 KiB in all). When all are taken, a new connection takes the slot of the one
+//! accepted longest ago, which is closed: a real scraper sends its request as it connects and
+//! is answered within a turn of the loop (a new connection is served at once if its request
+//! is already there), so only connections that sit idle, trickle or stall grow old enough to
+//! be evicted. Hundreds of silent, byte-at-a-time or oversized connections therefore cost
+//! their own slots and nobody else's: a valid scrape is still answered at once.
+//!
+//! Two other policies were weighed and not used. A deadline for the request head alone frees
+//! a slot only after the deadline (16 silent connections renewed each second lock the
+//! endpoint out just as well), so it bounds how long a slot is held, not who gets one. A cap
+//! per source address does nothing when the scraper and the hostile client share an address,
+//! as on loopback or behind one NAT. The 5 s lifetime stays, for when no one needs the slot.
 //!
 //! After the response the server half-closes and reads until the scraper's FIN (or the
 //! timeout) before closing: closing a socket with unread input makes the kernel send RST, and
@@ -30,8 +44,8 @@ use slab::Slab;
 use crate::stats::Stats;
 use http::Request;
 
-/// Scrape connections served at once; more are accepted and closed at once.
-pub const MAX_SCRAPES: usize = 16;
+/// Scrape connections held at once; when all are taken, a new one evicts the oldest.
+pub const MAX_SCRAPES: usize = 64;
 /// A scrape connection is closed this long after it was accepted, finished or not.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,9 +58,16 @@ pub struct MetricsEndpoint {
     listener_token: Token,
     first_scrape: usize,
     scrapes: Slab<Scrape>,
-    /// Responses sent, for the log at shutdown.
+    /// Responses sent.
     served: u64,
+    /// Connections closed to make room for a new one.
+    evicted: u64,
+    /// When evictions were last logged (at most one warning per [`EVICTION_LOG_PERIOD`]).
+    eviction_logged: Option<Instant>,
 }
+
+/// Evictions are logged at most once per this period.
+const EVICTION_LOG_PERIOD: Duration = Duration::from_secs(60);
 
 /// One scraper's connection, from request to close.
 #[derive(Debug)]
@@ -90,6 +111,8 @@ impl MetricsEndpoint {
             first_scrape: first_scrape.0,
             scrapes: Slab::with_capacity(MAX_SCRAPES),
             served: 0,
+            evicted: 0,
+            eviction_logged: None,
         })
     }
 
@@ -114,7 +137,7 @@ impl MetricsEndpoint {
         snapshot: &dyn Fn() -> Vec<Stats>,
     ) {
         if token == self.listener_token {
-            self.accept_all(registry, now);
+            self.accept_all(registry, now, snapshot);
             return;
         }
         let key = token.0.wrapping_sub(self.first_scrape);
@@ -141,10 +164,22 @@ impl MetricsEndpoint {
         self.served
     }
 
-    /// Accepts until `WouldBlock` (the backlog bounds it); beyond [`MAX_SCRAPES`] a
-    /// connection is closed at once. Errors (EMFILE included) end this round: the next
-    /// connection attempt raises a new edge, and scrapers retry on their own.
-    fn accept_all(&mut self, registry: &Registry, now: Instant) {
+    /// Connections closed since the start to make room for a new one.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Scrape connections open now (at most [`MAX_SCRAPES`]).
+    pub fn open(&self) -> usize {
+        self.scrapes.len()
+    }
+
+    /// Accepts until `WouldBlock` (the backlog bounds it); with [`MAX_SCRAPES`] open, each
+    /// new connection evicts the oldest. A new connection is driven at once: a scraper's
+    /// request is usually there already, and is answered before anything can evict it.
+    /// Errors (EMFILE included) end this round: the next connection attempt raises a new
+    /// edge, and scrapers retry on their own.
+    fn accept_all(&mut self, registry: &Registry, now: Instant, snapshot: &dyn Fn() -> Vec<Stats>) {
         loop {
             let (mut socket, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
@@ -156,8 +191,7 @@ impl MetricsEndpoint {
                 }
             };
             if self.scrapes.len() >= MAX_SCRAPES {
-                log::debug!("metrics: refused {peer}, {MAX_SCRAPES} scrapes in progress");
-                continue; // dropping `socket` closes it
+                self.evict_oldest(now);
             }
             let entry = self.scrapes.vacant_entry();
             let token = Token(self.first_scrape + entry.key());
@@ -166,11 +200,44 @@ impl MetricsEndpoint {
                 log::debug!("metrics: cannot register {peer}: {e}");
                 continue;
             }
-            entry.insert(Scrape {
+            let key = entry.key();
+            let scrape = entry.insert(Scrape {
                 socket,
                 phase: Phase::Reading(Vec::new()),
                 deadline: now + SCRAPE_TIMEOUT,
             });
+            if let Next::Close = scrape.drive(snapshot, &mut self.served) {
+                self.scrapes.remove(key);
+            }
+        }
+    }
+
+    /// Closes the connection accepted longest ago (the earliest deadline: all get the same
+    /// lifetime), to make room. Its slab key, and so its token, may be reused at once by the
+    /// new connection, and an event for the old one still in this batch would then drive the
+    /// new one: harmless, as a drive only reads or writes until `WouldBlock`.
+    fn evict_oldest(&mut self, now: Instant) {
+        let Some(oldest) = self
+            .scrapes
+            .iter()
+            .min_by_key(|(_, scrape)| scrape.deadline)
+            .map(|(key, _)| key)
+        else {
+            return;
+        };
+        self.scrapes.remove(oldest);
+        self.evicted += 1;
+        let log_now = self.eviction_logged.map_or(true, |at| {
+            now.saturating_duration_since(at) >= EVICTION_LOG_PERIOD
+        });
+        if log_now {
+            self.eviction_logged = Some(now);
+            log::warn!(
+                "metrics: all {MAX_SCRAPES} scrape slots were taken, so the connection \
+                 waiting longest was closed to serve a new one ({} so far); silent or slow \
+                 clients are holding the metrics port",
+                self.evicted
+            );
         }
     }
 }

@@ -82,8 +82,12 @@ pub(super) fn register(
             listeners.push(TcpSide { socket, service });
         }
         if let Some(socket) = sockets.udp {
-            let mut socket = UdpEcho::new(UdpSocket::from_std(socket), config.udp_queue_datagrams)
-                .map_err(ServerError::Poll)?;
+            let mut socket = UdpEcho::new(
+                UdpSocket::from_std(socket),
+                config.udp_queue_datagrams,
+                config.udp_loop_guard,
+            )
+            .map_err(ServerError::Poll)?;
             socket
                 .register(registry, Source::udp_token(udp.len()))
                 .map_err(ServerError::Poll)?;

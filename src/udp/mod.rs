@@ -6,7 +6,7 @@
 //!   [`BATCH`] datagrams, and pktinfo (each datagram's real destination on a wildcard bind;
 //!   each reply sent from it).
 //! - [`guard`]: which datagrams get no reply (privileged ports, our own address, echo loops
-//!   with another server), without sockets.
+//!   with another server, watched for the peers [`LoopGuard`] names), without sockets.
 //! - [`reply_queue`]: replies waiting for the socket, bounded.
 //! - here: [`UdpEcho`], the reactor's UDP endpoint, which runs the three, and
 //!   [`DatagramService`], which decides the bytes of a reply.
@@ -43,23 +43,22 @@ pub(crate) mod reply_queue;
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
+use crate::config::LoopGuard;
 use crate::connection::Readiness;
 use crate::stats::{Stats, UdpDrop};
 use batch_io::{RecvBatch, SendBatch};
 pub(crate) use batch_io::{Reply, ReplySource, Sent, BATCH};
 pub(crate) use guard::{refuse_reply, Refusal};
-use guard::{LocalAddresses, LoopBreaker};
+use guard::{LocalAddresses, LoopBreaker, RefusalLog};
 use reply_queue::ReplyQueue;
 
 /// The UDP socket's receive buffer asked for (`SO_RCVBUF`).
 const RECV_BUFFER: usize = 4 << 20;
-/// At most one "echo loop broken" warning per this period (each loop is still counted).
-const LOOP_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
 /// One datagram as a service sees it (the services answer through `service::datagram`).
 #[derive(Debug, Clone, Copy)]
@@ -152,10 +151,12 @@ pub(crate) struct UdpEcho {
     /// answered many times a second, and most hold a few datagrams, not [`BATCH`]).
     planned: Vec<PlannedReply>,
     loops: LoopBreaker,
+    /// Which peers `loops` watches.
+    loop_guard: LoopGuard,
     local_addresses: LocalAddresses,
     /// The zero of the millisecond clock the guards use.
     epoch: Instant,
-    last_loop_warning: Option<Instant>,
+    refusal_log: RefusalLog,
     /// The token the socket is registered under, to add and drop writable interest (the
     /// registry comes with each `drive`: a clone of it would cost a descriptor per socket).
     registration: Option<Token>,
@@ -167,10 +168,14 @@ pub(crate) struct UdpEcho {
 }
 
 impl UdpEcho {
-    /// Wraps a bound, non-blocking socket. `queue_limit` bounds the waiting replies. On a
-    /// wildcard bind, pktinfo is turned on so that replies leave from the address each
-    /// request was sent to.
-    pub(crate) fn new(socket: UdpSocket, queue_limit: usize) -> io::Result<Self> {
+    /// Wraps a bound, non-blocking socket. `queue_limit` bounds the waiting replies;
+    /// `loop_guard` says which peers the echo-loop guard watches. On a wildcard bind, pktinfo
+    /// is turned on so that replies leave from the address each request was sent to.
+    pub(crate) fn new(
+        socket: UdpSocket,
+        queue_limit: usize,
+        loop_guard: LoopGuard,
+    ) -> io::Result<Self> {
         let local = socket.local_addr()?;
         let ipv6 = local.is_ipv6();
         let pktinfo = local.ip().is_unspecified();
@@ -192,9 +197,10 @@ impl UdpEcho {
             written: Vec::new(),
             planned: Vec::with_capacity(BATCH),
             loops: LoopBreaker::default(),
+            loop_guard,
             local_addresses: LocalAddresses::default(),
             epoch: Instant::now(),
-            last_loop_warning: None,
+            refusal_log: RefusalLog::default(),
             registration: None,
             watching_writable: false,
             readable: false,
@@ -325,11 +331,16 @@ impl UdpEcho {
                 stats.record_udp_drop(drop_reason(refusal), 1);
                 continue;
             }
-            let fingerprint = match self.loops.check(peer, bytes, now_ms) {
-                Ok(fingerprint) => fingerprint,
-                Err(refusal) => {
+            // Loopback peers skip the table entirely: no lookup, no entry.
+            let watched = self.loop_guard.watches(peer.ip());
+            let fingerprint = match watched.then(|| self.loops.check(peer, bytes, now_ms)) {
+                None => None,
+                Some(Ok(fingerprint)) => Some(fingerprint),
+                Some(Err(refusal)) => {
                     stats.record_udp_drop(drop_reason(refusal), 1);
-                    warn_loop(&mut self.last_loop_warning, now, peer, stats);
+                    if self.refusal_log.should_log(peer, now_ms) {
+                        warn_refused(peer, stats);
+                    }
                     continue;
                 }
             };
@@ -344,15 +355,19 @@ impl UdpEcho {
             };
             let reply_bytes = match service.answer(&request, &mut writer) {
                 Answer::Echo => {
-                    self.loops.record(fingerprint, now_ms);
+                    if let Some(fingerprint) = fingerprint {
+                        self.loops.record(fingerprint, now_ms);
+                    }
                     self.written.truncate(start);
                     ReplyBytes::Slot(index)
                 }
                 Answer::Reply => {
                     let range = start..self.written.len();
-                    let reply_fingerprint =
-                        self.loops.fingerprint(peer, &self.written[range.clone()]);
-                    self.loops.record(reply_fingerprint, now_ms);
+                    if watched {
+                        let reply_fingerprint =
+                            self.loops.fingerprint(peer, &self.written[range.clone()]);
+                        self.loops.record(reply_fingerprint, now_ms);
+                    }
                     ReplyBytes::Written(range)
                 }
                 Answer::Silent => {
@@ -464,17 +479,17 @@ fn drop_reason(refusal: Refusal) -> UdpDrop {
     }
 }
 
-/// Logs a broken echo loop, at most once per [`LOOP_WARNING_PERIOD`].
-fn warn_loop(last: &mut Option<Instant>, now: Instant, peer: SocketAddr, stats: &Stats) {
-    if last.is_some_and(|at| now.saturating_duration_since(at) < LOOP_WARNING_PERIOD) {
-        return;
-    }
-    *last = Some(now);
+/// Says what the loop guard saw and did (the caller logs each peer once per period).
+fn warn_refused(peer: SocketAddr, stats: &Stats) {
     log::warn!(
-        "udp: broke an echo loop with {peer} (it sent back the datagram we had just sent it \
-         {} times in a row); {} datagrams refused as loops so far",
+        "udp: identical datagrams from {peer}, {} in a row, each right after our echo of the \
+         last, as two echo servers in a loop send them: refused one to end a possible loop (a \
+         client that repeats its payload loses 1 in {} this way; --udp-loop-guard off stops \
+         it); {} refused so far; this peer is not logged again for {} s",
         guard::LOOP_BOUNCES,
-        stats.udp_dropped_loop
+        guard::LOOP_BOUNCES + 1,
+        stats.udp_dropped_loop,
+        guard::REFUSAL_LOG_PERIOD_MS / 1_000,
     );
 }
 
@@ -493,6 +508,7 @@ fn canonical_peer(peer: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn replies(lengths: &[usize]) -> Vec<Vec<u8>> {
         lengths.iter().map(|&len| vec![7; len]).collect()
@@ -609,7 +625,7 @@ mod tests {
             }
         }
         let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let mut endpoint = UdpEcho::new(socket, 8).unwrap();
+        let mut endpoint = UdpEcho::new(socket, 8, LoopGuard::Auto).unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(10)))

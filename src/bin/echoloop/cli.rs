@@ -11,7 +11,9 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, ValueEnum};
 use log::LevelFilter;
 
-use echoloop::config::{default_max_connections, Config, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS};
+use echoloop::config::{
+    default_max_connections, Config, LoopGuard, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS,
+};
 use echoloop::listen::{resolve_host, ListenSpec, Listener, Protocol};
 use echoloop::service::ServiceKind;
 use echoloop::units::{parse_duration, parse_size, MAX_DURATION};
@@ -96,6 +98,28 @@ pub enum SummaryFormat {
     Human,
     /// One `summary key=value ...` line, for scripts.
     Kv,
+}
+
+/// `--udp-loop-guard`: which UDP peers the echo-loop guard watches ([`LoopGuard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LoopGuardFlag {
+    /// Peers beyond loopback (a loopback source cannot come from another host).
+    #[default]
+    Auto,
+    /// Every peer, loopback included.
+    On,
+    /// No peer.
+    Off,
+}
+
+impl From<LoopGuardFlag> for LoopGuard {
+    fn from(flag: LoopGuardFlag) -> Self {
+        match flag {
+            LoopGuardFlag::Auto => LoopGuard::Auto,
+            LoopGuardFlag::On => LoopGuard::On,
+            LoopGuardFlag::Off => LoopGuard::Off,
+        }
+    }
 }
 
 /// What `--generate` writes to stdout, from this very command definition.
@@ -248,6 +272,14 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = Config::default().udp_reply_rate)]
     pub udp_reply_rate: u32,
 
+    /// Which UDP peers the echo-loop guard watches: a peer that keeps sending back exactly
+    /// what it was just sent loses one datagram in 1,025 (that ends a loop between two echo
+    /// servers; a client repeating its payload loses it too). auto: peers beyond loopback;
+    /// on: every peer; off: none (a forged datagram can then loop forever between this
+    /// server and another exposed echo server).
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = LoopGuardFlag::Auto)]
+    pub udp_loop_guard: LoopGuardFlag,
+
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default), e.g.
     /// 127.0.0.1:9107; a non-loopback address exposes the counters (logged as a warning).
     #[arg(long, value_name = "ADDR:PORT")]
@@ -345,6 +377,7 @@ impl Cli {
             udp: echo && !self.no_udp,
             listeners: self.extra_listeners(&binds)?,
             udp_reply_rate: self.udp_reply_rate,
+            udp_loop_guard: self.udp_loop_guard.into(),
             backlog: self.backlog,
             max_pending: self.max_pending,
             low_water: self.max_pending / 4,
@@ -498,6 +531,15 @@ mod tests {
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.stall_timeout, None);
         assert!(invalid(&["--stall-timeout", "soon"]).contains("not a duration"));
+    }
+
+    #[test]
+    fn udp_loop_guard_is_auto_on_or_off() {
+        let guard = |args: &[&str]| run(args).to_config().unwrap().udp_loop_guard;
+        assert_eq!(guard(&[]), LoopGuard::Auto);
+        assert_eq!(guard(&["--udp-loop-guard", "on"]), LoopGuard::On);
+        assert_eq!(guard(&["--udp-loop-guard", "off"]), LoopGuard::Off);
+        assert!(invalid(&["--udp-loop-guard", "maybe"]).contains("allowed: auto, on, off"));
     }
 
     #[test]
