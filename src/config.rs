@@ -175,6 +175,7 @@ impl Default for Config {
 
 /// Why a `Config` was refused: which values do not make sense (together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Both `tcp` and `udp` are off.
     NothingToServe,
@@ -206,27 +207,31 @@ pub const MIN_MAX_PENDING: usize = 64 * 1024;
 /// The smallest `memory_budget`.
 pub const MIN_MEMORY_BUDGET: usize = 1 << 20;
 
-/// One lowercase line, naming the flag that sets the value.
+/// One lowercase line, naming the `Config` field (the binary says which flag sets it).
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ConfigError::TooManyListeners => "more than 4096 listeners",
             ConfigError::NothingToServe => {
-                "nothing to serve: TCP and UDP are both off and no other listener is set"
+                "nothing to serve: tcp and udp are both off and no other listener is set"
             }
             ConfigError::ZeroBacklog => "backlog must be at least 1",
             ConfigError::MaxPendingTooSmall => {
-                "max-pending must be at least 64K (one read's worth of echo)"
+                "max_pending must be at least 64 KiB (one read's worth of echo)"
             }
-            ConfigError::LowWaterNotBelowMaxPending => {
-                "the low-water mark must be below max-pending"
+            ConfigError::LowWaterNotBelowMaxPending => "low_water must be below max_pending",
+            ConfigError::ZeroBudget => {
+                "per-wakeup budgets (read_budget, write_budget, accept_budget) must be at least 1"
             }
-            ConfigError::ZeroBudget => "per-wakeup budgets must be at least 1",
-            ConfigError::ZeroStatsInterval => "stats-interval must be longer than zero",
-            ConfigError::ZeroConnectionLimit => "connection limits must be at least 1",
-            ConfigError::MemoryBudgetTooSmall => "memory-budget must be at least 1M",
+            ConfigError::ZeroStatsInterval => {
+                "stats_interval must be longer than zero (None turns periodic stats off)"
+            }
+            ConfigError::ZeroConnectionLimit => {
+                "connection limits (max_connections, max_per_source) must be at least 1"
+            }
+            ConfigError::MemoryBudgetTooSmall => "memory_budget must be at least 1 MiB",
             ConfigError::ZeroTimeout => {
-                "timeouts must be longer than zero (leave them off instead)"
+                "idle_timeout and stall_timeout must be longer than zero (None turns them off)"
             }
             ConfigError::MetricsNotBuilt => {
                 "metrics were asked for, but echoloop was built without its `metrics` feature"

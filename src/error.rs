@@ -12,6 +12,7 @@ use crate::config::ConfigError;
 
 /// Why the server could not start, or stopped with a failure.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ServerError {
     /// The configuration was refused before anything was bound.
     Config(ConfigError),
@@ -43,8 +44,9 @@ pub enum ServerError {
 pub(crate) const METRICS: &str = "metrics";
 
 impl ServerError {
-    /// Advice for the user, for the errors whose cause is usually the same.
-    fn hint(&self) -> Option<&'static str> {
+    /// Advice for the user, for the errors whose cause is usually the same, in the library's
+    /// words (a program with flags can say which of its own sets the value instead).
+    pub fn hint(&self) -> Option<&'static str> {
         let ServerError::Bind {
             source,
             addr,
@@ -54,11 +56,11 @@ impl ServerError {
             return None;
         };
         match source.kind() {
-            io::ErrorKind::AddrInUse if *protocol == METRICS => {
-                Some("another process holds this port; pick another with --metrics ADDR:PORT")
-            }
+            io::ErrorKind::AddrInUse if *protocol == METRICS => Some(
+                "another process holds this port; pick another address for the metrics endpoint",
+            ),
             io::ErrorKind::AddrInUse => {
-                Some("another process holds this port; pick another with --port, or --port 0 for any free port")
+                Some("another process holds this port; pick another, or port 0 for any free one")
             }
             io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
                 Some("ports below 1024 need root or CAP_NET_BIND_SERVICE; try a port above 1023")
@@ -71,17 +73,38 @@ impl ServerError {
     }
 }
 
+/// What went wrong without the hint: [`ServerError::cause`].
+struct Cause<'a>(&'a ServerError);
+
+impl ServerError {
+    /// What went wrong, one lowercase line without the hint (the `Display` adds
+    /// ` (hint: …)` where [`ServerError::hint`] has one).
+    pub fn cause(&self) -> impl fmt::Display + '_ {
+        Cause(self)
+    }
+}
+
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServerError::Config(e) => write!(f, "invalid configuration: {e}")?,
+        write!(f, "{}", self.cause())?;
+        if let Some(hint) = self.hint() {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Cause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ServerError::Config(e) => write!(f, "invalid configuration: {e}"),
             ServerError::Bind {
                 protocol,
                 addr,
                 source,
-            } => write!(f, "cannot bind {protocol} {addr}: {}", describe(source))?,
-            ServerError::Poll(e) => write!(f, "poller failed: {}", describe(e))?,
-            ServerError::Spawn(e) => write!(f, "cannot start a reactor thread: {}", describe(e))?,
+            } => write!(f, "cannot bind {protocol} {addr}: {}", describe(source)),
+            ServerError::Poll(e) => write!(f, "poller failed: {}", describe(e)),
+            ServerError::Spawn(e) => write!(f, "cannot start a reactor thread: {}", describe(e)),
             ServerError::TooManyReactors {
                 reactors,
                 open_file_limit,
@@ -91,12 +114,8 @@ impl fmt::Display for ServerError {
                  open-file limit {open_file_limit} for connections (use fewer threads, or \
                  raise the limit)",
                 crate::descriptors::reserve(*reactors)
-            )?,
+            ),
         }
-        if let Some(hint) = self.hint() {
-            write!(f, " (hint: {hint})")?;
-        }
-        Ok(())
     }
 }
 
@@ -147,7 +166,8 @@ mod tests {
     fn port_in_use_is_one_line_with_a_hint() {
         let text = bind_error(io::ErrorKind::AddrInUse, 7007).to_string();
         assert!(text.starts_with("cannot bind TCP 127.0.0.1:7007: address in use"));
-        assert!(text.contains("--port 0"));
+        assert!(text.contains("port 0 for any free one"), "{text}");
+        assert!(!text.contains("--"), "library words, not flags: {text}");
         assert!(!text.contains('\n'));
     }
 

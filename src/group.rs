@@ -35,7 +35,7 @@ use crate::descriptors;
 use crate::error::ServerError;
 use crate::net::{self, Sharing};
 use crate::reactor::{
-    log_start, Announce, Board, ReportHandle, Server, SharedLimits, ShutdownHandle,
+    log_start, Announce, Board, ReportHandle, Server, SharedLimits, ShutdownHandle, StatsHandle,
 };
 use crate::stats::Stats;
 
@@ -157,6 +157,11 @@ impl ServerGroup {
     /// One handle that asks every reactor for a report; reactor 0 logs the sum.
     pub fn report_handle(&self) -> ReportHandle {
         ReportHandle::join(self.servers.iter().map(Server::report_handle))
+    }
+
+    /// A handle that reads the counters of every reactor, summed, while they run.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle::join(self.servers.iter().map(Server::stats_handle))
     }
 
     /// The bound `/metrics` address (served by reactor 0), when `Config::metrics` asked for

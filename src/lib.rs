@@ -79,7 +79,8 @@
 //! - `net.rs`: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
 //! - [`service`]: the sans-IO seam ([`Service`](service::Service)) and the inetd services:
 //!   echo, discard, chargen, daytime, time, unixtime; UDP reply rate limits.
-//! - [`listen`]: listeners (service, protocol, address) and the `--listen` syntax.
+//! - [`listen`]: listeners (service, protocol, address) and the endpoints a bound server
+//!   reports (the `--listen` syntax is the binary's, `src/bin/echoloop/listen_flag.rs`).
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
 //! - `stats.rs`: [`Stats`] counters (whole and per service) and [`CloseReason`]; the byte and
 //!   datagram accounting, per service.
@@ -91,10 +92,13 @@
 //! - [`units`]: sizes and durations as typed on a command line.
 //!
 //! The public API is what an embedder needs: [`Server`], [`ServerGroup`], [`ShutdownHandle`],
-//! [`ReportHandle`], [`descriptors`], [`Config`] (with [`config`]'s defaults), [`Stats`],
-//! [`CloseReason`], the errors, and [`connection`], the reusable state machine (also what the
-//! benches and the fuzz target drive); with the `metrics` feature, [`metrics`] (the endpoint
-//! and the page renderer).
+//! [`ReportHandle`], [`StatsHandle`] (the counters of a running server), [`descriptors`],
+//! [`Config`] (with [`config`]'s defaults), [`Stats`] (and the [`counters`] that describe
+//! them), [`CloseReason`], the errors, and [`connection`], the reusable state machine (also
+//! what the benches and the fuzz target drive); with the `metrics` feature, [`metrics`] (the
+//! page renderer). Types that will grow (`Stats`, `CloseReason`, `ConfigError`,
+//! `ServerError`, `ServiceKind`, ...) are `#[non_exhaustive]`: a new counter, reason or error
+//! is not a breaking change. Errors speak of `Config` fields, not of the binary's flags.
 //!
 //! The `echoloop` binary (`src/bin/echoloop/`, feature `cli`) maps its flags onto [`Config`].
 //! The load generator, `echoloop-bench`, is a crate of its own in `loadgen/`: it shares no code
@@ -199,5 +203,5 @@ mod documents {
 pub use connection::CloseReason;
 pub use error::ServerError;
 pub use group::ServerGroup;
-pub use reactor::{ReportHandle, Server, ShutdownHandle};
+pub use reactor::{ReportHandle, Server, ShutdownHandle, StatsHandle};
 pub use stats::{ServiceStats, Stats};

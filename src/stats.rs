@@ -48,7 +48,8 @@ pub(crate) enum UdpDrop {
 counters! {
     /// The server's counters, in the order of the stats line. Plain integers: the loop is
     /// single-threaded, so no atomics. Read them from [`Server::run`](crate::Server::run)'s
-    /// result, or from [`Server::stats`](crate::Server::stats) before it runs.
+    /// result, while it runs through a [`StatsHandle`](crate::StatsHandle), or from
+    /// [`Server::stats`](crate::Server::stats) before it runs.
     pub struct Stats {
         /// Time since the server started running.
         pub uptime: Duration,
@@ -285,7 +286,7 @@ impl Stats {
     /// server, for each service, and the whole as the sum of the services (when there are
     /// any); every total is the sum of its reasons. The gauges (`pending_bytes`,
     /// `udp_queued_datagrams`) must be current, as in a snapshot from
-    /// [`Server::stats`](crate::Server::stats).
+    /// [`Server::stats`](crate::Server::stats) or a [`StatsHandle`](crate::StatsHandle).
     pub fn accounting_holds(&self) -> bool {
         self.accounting_errors().is_empty()
     }

@@ -60,6 +60,7 @@ fn is_served(mut stream: &TcpStream, data: &[u8]) -> bool {
 
 /// Forty clients on four reactors: every one is echoed, and the kernel spreads them over
 /// more than one reactor (the chance that 40 connections hash onto one of four is 4^-39).
+/// While they are open, a live snapshot (`StatsHandle`) sums the four reactors.
 #[test]
 fn connections_land_on_more_than_one_reactor() {
     let group = TestGroup::with_config(Config::default(), 4);
@@ -67,6 +68,11 @@ fn connections_land_on_more_than_one_reactor() {
     for (i, client) in clients.iter_mut().enumerate() {
         ping(client, &pattern(100 + i));
     }
+    let live = group.stats.snapshot().expect("running reactors answer");
+    assert_eq!((live.conn_accepted, live.conn_active), (40, 40), "{live}");
+    let echoed: u64 = (0..40).map(|i| pattern(100 + i).len() as u64).sum();
+    assert_eq!(live.tcp_bytes_out, echoed, "{live}");
+    assert!(live.accounting_holds(), "{:?}", live.accounting_errors());
     clients.into_iter().for_each(close_cleanly);
     let each = group.stop();
     assert_eq!(each.len(), 4);

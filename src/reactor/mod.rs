@@ -10,7 +10,7 @@
 //! the server: `admission` (who is accepted, limits, running out of descriptors), `memory`
 //! (the global budget on pending output), `pipes` (which connections get zero copy, from spare
 //! descriptors), `shutdown` (the handle and the drain), `report` (the report handle, the board
-//! a group supplies), `shared` (the limits that hold across reactors), `turn` (the bound on
+//! a group supplies), `live` (the handle that reads the counters of a running server), `shared` (the limits that hold across reactors), `turn` (the bound on
 //! one turn, and who goes first); `deadlines` is the one registry of everything timed; `slot`
 //! is a connection as the reactor holds it, `listeners` a listener or UDP socket; `tokens`
 //! says what an event is for; `bind` registers the sockets.
@@ -29,6 +29,7 @@ pub(crate) mod admission;
 mod bind;
 pub(crate) mod deadlines;
 mod listeners;
+mod live;
 pub(crate) mod memory;
 pub(crate) mod pipes;
 mod report;
@@ -56,6 +57,7 @@ use self::admission::{is_out_of_descriptors, turn_away, Admission};
 pub(crate) use self::bind::{log_start, Announce};
 use self::deadlines::{next_period, Deadlines, Due, Owner, Timer};
 use self::listeners::{TcpSide, UdpSide};
+pub use self::live::StatsHandle;
 use self::memory::MemoryBudget;
 use self::pipes::PipeBudget;
 pub(crate) use self::report::Board;
@@ -90,7 +92,10 @@ impl Server {
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 match e.kind() {
                     io::ErrorKind::Interrupted => continue,
-                    _ => return Err(ServerError::Poll(e)),
+                    _ => {
+                        self.leave_final_stats(&self.stats());
+                        return Err(ServerError::Poll(e));
+                    }
                 }
             }
             // The turn's clock: decisions below see this `now` (only the turn's own length and
@@ -103,7 +108,9 @@ impl Server {
             self.remove_finished();
             self.check_timers(now);
         }
-        Ok(self.stats())
+        let stats = self.stats();
+        self.leave_final_stats(&stats); // for any `StatsHandle`, now and later
+        Ok(stats)
     }
 }
 
@@ -152,6 +159,9 @@ pub struct Server {
     reporter: Reporter,
     /// Set by a [`ReportHandle`]; checked when the waker fires.
     report_requested: Arc<AtomicBool>,
+    /// Where a [`StatsHandle`] asks for the counters and finds them; checked when the waker
+    /// fires.
+    live: Arc<live::Mailbox>,
     /// The `/metrics` endpoint, when configured.
     #[cfg(feature = "metrics")]
     metrics: Option<MetricsEndpoint>,
@@ -564,6 +574,7 @@ impl Server {
     /// not counted, so the flags are what say why).
     fn on_wake(&mut self, now: Instant) {
         self.report_if_requested();
+        self.answer_stats_if_asked();
         if self.shutdown.is_requested() {
             self.begin_shutdown(now);
         }
@@ -630,6 +641,18 @@ impl Server {
         };
         let report = self.reporter.report(totals);
         log::info!("stats {report}");
+    }
+
+    /// Answers a [`StatsHandle`] that asked since the last wake-up.
+    fn answer_stats_if_asked(&self) {
+        if self.live.is_asked() {
+            self.live.answer(self.stats());
+        }
+    }
+
+    /// The run is over: leaves the final counters for every [`StatsHandle`], now and later.
+    fn leave_final_stats(&self, stats: &Stats) {
+        self.live.leave_final(stats);
     }
 
     /// Logs a report if a [`ReportHandle`] asked for one since the last wake-up.
@@ -770,6 +793,7 @@ impl Server {
             stats,
             reporter: Reporter::default(),
             report_requested: Arc::new(AtomicBool::new(false)),
+            live: Arc::default(),
             #[cfg(feature = "metrics")]
             metrics,
             group: None,
@@ -802,8 +826,9 @@ impl Server {
         self.shutdown.handle()
     }
 
-    /// The counters so far (an embedder running the loop elsewhere gets them from `run`),
-    /// with the gauges (pending bytes, pipes, queued datagrams) read now.
+    /// The counters so far, with the gauges (pending bytes, pipes, queued datagrams) read
+    /// now. Once `run` owns the server, read them through a
+    /// [`stats_handle`](Server::stats_handle).
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {
             // Not the turn's `now`: this is also called from outside the loop.
@@ -832,6 +857,11 @@ impl Server {
     #[cfg(feature = "metrics")]
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|endpoint| endpoint.local_addr())
+    }
+
+    /// A handle that reads this server's counters from another thread while it runs.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle::new(&self.live, self.shutdown.waker())
     }
 
     /// A handle that asks this server, from another thread, to log its counters and rates now

@@ -65,7 +65,7 @@ pub(crate) mod datagram;
 pub mod daytime;
 pub mod discard;
 pub mod echo;
-pub mod reply_limit;
+pub(crate) mod reply_limit;
 pub mod time;
 
 /// The largest reply a service may give to one datagram: what fits in one UDP datagram.
@@ -190,6 +190,7 @@ pub type MakeService = dyn Fn() -> Box<dyn Service> + Send + Sync;
 
 /// Which service a listener serves: a built-in of the inetd family, or an embedder's own.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum ServiceKind {
     /// RFC 862: every byte goes back. The default, and the reactor's fast path.
     Echo,
@@ -265,7 +266,7 @@ impl ServiceKind {
 
     /// True when a UDP reply may be longer than its request, or come without one being
     /// needed: such a service can reflect and amplify, so its replies are rate-limited
-    /// beyond loopback (see [`reply_limit`]). Echo's reply is exactly its request, and
+    /// beyond loopback (see `reply_limit`). Echo's reply is exactly its request, and
     /// discard never replies.
     pub fn may_amplify(&self) -> bool {
         !matches!(self, ServiceKind::Echo | ServiceKind::Discard)

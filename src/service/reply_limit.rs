@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 /// Most sources remembered at once.
-pub const MAX_SOURCES: usize = 4096;
+pub(crate) const MAX_SOURCES: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -45,7 +45,7 @@ impl Bucket {
 
 /// Per-source and global token buckets for one listener's UDP replies.
 #[derive(Debug)]
-pub struct ReplyLimit {
+pub(crate) struct ReplyLimit {
     rate: f64,
     burst: f64,
     total: Bucket,
@@ -54,7 +54,7 @@ pub struct ReplyLimit {
 
 impl ReplyLimit {
     /// `rate` replies per second per source (at least 1), bursts of twice that.
-    pub fn new(rate: u32, now: Instant) -> ReplyLimit {
+    pub(crate) fn new(rate: u32, now: Instant) -> ReplyLimit {
         let rate = f64::from(rate.max(1));
         ReplyLimit {
             rate,
@@ -65,7 +65,7 @@ impl ReplyLimit {
     }
 
     /// True when `source` may get a reply now; takes a token from its bucket and the total.
-    pub fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
         let (rate, burst) = (self.rate, self.burst);
         self.total.refill(100.0 * rate, 200.0 * rate, now);
         if self.total.tokens < 1.0 {
@@ -94,7 +94,8 @@ impl ReplyLimit {
     }
 
     /// Sources remembered now.
-    pub fn sources(&self) -> usize {
+    #[cfg(test)]
+    fn sources(&self) -> usize {
         self.sources.len()
     }
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use echoloop::{Config, ServerError, ShutdownHandle, Stats};
+use echoloop::{Config, ServerError, ShutdownHandle, Stats, StatsHandle};
 
 /// A server on 127.0.0.1, port 0, running on its own thread. Dropping it shuts it down and
 /// joins the thread.
@@ -98,6 +98,8 @@ impl TestServer {
 pub struct TestGroup {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
+    /// Reads the reactors' counters, summed, while they run.
+    pub stats: StatsHandle,
     running: Running<Vec<Stats>>,
 }
 
@@ -110,6 +112,7 @@ impl TestGroup {
         TestGroup {
             tcp: group.tcp_addr(),
             udp: group.udp_addr(),
+            stats: group.stats_handle(),
             running: Running::spawn("echoloop-test-group", group.shutdown_handle(), move || {
                 group.run_each()
             }),

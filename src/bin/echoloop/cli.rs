@@ -14,9 +14,12 @@ use log::LevelFilter;
 use echoloop::config::{
     default_max_connections, Config, LoopGuard, DEFAULT_PORT, DEFAULT_ZERO_COPY_CONNS,
 };
-use echoloop::listen::{resolve_host, ListenSpec, Listener, Protocol};
+use echoloop::listen::{Listener, Protocol};
 use echoloop::service::ServiceKind;
 use echoloop::units::{parse_duration, parse_size, MAX_DURATION};
+use echoloop::{ConfigError, ServerError};
+
+use crate::listen_flag::{resolve_host, ListenSpec};
 
 use crate::logging::{Sink, DEFAULT_SYSLOG_SOCKET};
 
@@ -438,6 +441,48 @@ pub fn one_line(error: &clap::Error, program: &str) -> String {
     }
 }
 
+/// A server error in the command line's words: a refused configuration, or a port in use,
+/// names the flag that sets the value (the library names the `Config` field, which a user of
+/// the binary never sees).
+pub fn explain(error: &ServerError) -> String {
+    if let ServerError::Bind {
+        protocol, source, ..
+    } = error
+    {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            let flag = match *protocol {
+                "metrics" => "pick another with --metrics ADDR:PORT",
+                _ => "pick another with --port, or --port 0 for any free port",
+            };
+            return format!(
+                "{} (hint: another process holds this port; {flag})",
+                error.cause()
+            );
+        }
+    }
+    let ServerError::Config(config) = error else {
+        return error.to_string();
+    };
+    let in_flags = match config {
+        ConfigError::NothingToServe => "nothing to serve: --no-tcp and --no-udp, and no --listen",
+        ConfigError::ZeroBacklog => "--backlog must be at least 1",
+        ConfigError::MaxPendingTooSmall => {
+            "--max-pending must be at least 64K (one read's worth of echo)"
+        }
+        ConfigError::LowWaterNotBelowMaxPending => "the low-water mark must be below --max-pending",
+        ConfigError::ZeroStatsInterval => "--stats-interval must be longer than zero",
+        ConfigError::ZeroConnectionLimit => {
+            "--max-connections and --max-per-source must be at least 1"
+        }
+        ConfigError::MemoryBudgetTooSmall => "--memory-budget must be at least 1M",
+        ConfigError::ZeroTimeout => {
+            "--idle-timeout and --stall-timeout must be longer than zero (leave them off instead)"
+        }
+        _ => return error.to_string(),
+    };
+    format!("invalid configuration: {in_flags}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -773,5 +818,18 @@ mod tests {
         assert_eq!(run(&["--summary", "kv"]).summary, SummaryFormat::Kv);
         assert_eq!(run(&["--generate", "zsh"]).generate, Some(Generated::Zsh));
         assert!(invalid(&["--summary", "pretty"]).contains("allowed: auto, human, kv"));
+    }
+
+    /// The library names `Config` fields; the binary's message names the flag instead.
+    #[test]
+    fn refused_configurations_name_the_flag() {
+        let error = ServerError::Config(ConfigError::MaxPendingTooSmall);
+        assert!(error.to_string().contains("max_pending"), "{error}");
+        assert_eq!(
+            explain(&error),
+            "invalid configuration: --max-pending must be at least 64K (one read's worth of echo)"
+        );
+        let zero = ServerError::Config(ConfigError::ZeroStatsInterval);
+        assert!(explain(&zero).contains("--stats-interval"));
     }
 }

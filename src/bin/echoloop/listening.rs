@@ -37,13 +37,7 @@ pub fn line(endpoints: &[Endpoint], metrics: Option<SocketAddr>) -> String {
     }
     if !is_plain_echo(endpoints) {
         for endpoint in endpoints {
-            let _ = write!(
-                line,
-                " {}/{}={}",
-                endpoint.service,
-                endpoint.protocol.name(),
-                endpoint.addr
-            );
+            let _ = write!(line, " {endpoint}");
         }
     }
     line

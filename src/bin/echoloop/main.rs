@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 mod cli;
 mod generate;
+mod listen_flag;
 mod listening;
 mod logging;
 mod summary;
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
     };
     let server = match ServerGroup::bind(config, cli.threads.0) {
         Ok(server) => server.pin_to_cores(cli.pin),
-        Err(e) => return fail_logged(&e.to_string(), 2, to_syslog),
+        Err(e) => return fail_logged(&cli::explain(&e), 2, to_syslog),
     };
     // Logged once bound, so that a server that cannot start prints only why.
     match raised {
