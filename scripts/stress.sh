@@ -2,6 +2,19 @@
 # Stress run for echoloop: the long tests that `cargo test` skips, in release mode.
 #
 #   scripts/stress.sh [--no-fuzz] [--fuzz-seconds N] [--cases N]
+#   scripts/stress.sh --stall-hunt MINUTES [--hog-keep-mib N] [--out DIR]
+#
+# --stall-hunt runs only the long stall hunt instead of the steps below: a release server with
+# `--threads 2` and zero copy on, `stall-hunt` (testkit/src/bin/stall_hunt.rs: bulk streams
+# with random pauses, slow readers and reconnects, ping-pong clients beside them, every client
+# recording its longest gap without progress), and beside them a bounded memory hog that takes
+# all but --hog-keep-mib (default 4096) of MemAvailable for 40 s out of every 60 s, so the
+# kernel reclaims memory while the sockets and pipes allocate; the hog is killed first by the
+# OOM killer (oom_score_adj 1000) and stopped when the hunt ends. Kept in DIR (default
+# /tmp/echoloop-stall-hunt-PID): the client's log and JSON summary, the server's log (its
+# warnings: a stall the server recovered from) and summary line, TCP counters before and
+# after (/proc/net/netstat, machine-wide). Exit status: the client's (1 = a stuck or corrupt
+# connection), or 1 if the server failed.
 #
 # Steps (each timed; a table is printed at the end, also after a failure):
 #   1. cargo build --release --all-targets
@@ -37,6 +50,9 @@ usage() {
 fuzz=auto
 fuzz_seconds=60
 cases=20000
+hunt_minutes=""
+hog_keep_mib=4096
+hunt_out=""
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--no-fuzz) fuzz=no ;;
@@ -46,6 +62,18 @@ while [[ $# -gt 0 ]]; do
 		;;
 	--cases)
 		cases="${2:?--cases needs a number}"
+		shift
+		;;
+	--stall-hunt)
+		hunt_minutes="${2:?--stall-hunt needs a number of minutes}"
+		shift
+		;;
+	--hog-keep-mib)
+		hog_keep_mib="${2:?--hog-keep-mib needs a number}"
+		shift
+		;;
+	--out)
+		hunt_out="${2:?--out needs a directory}"
 		shift
 		;;
 	-h | --help)
@@ -61,6 +89,74 @@ while [[ $# -gt 0 ]]; do
 done
 
 cd "$(dirname "$0")/.."
+
+# The stall hunt (--stall-hunt): see the header.
+stall_hunt() {
+	local minutes=$1 keep_mib=$2 out=$3
+	[[ $minutes =~ ^[0-9]+$ && $minutes -gt 0 ]] || {
+		echo "stress.sh: --stall-hunt takes a whole number of minutes" >&2
+		exit 2
+	}
+	mkdir -p "$out"
+	echo "== stall hunt: $minutes min, results in $out"
+	cargo build --release --bin echoloop && cargo build --release -p echoloop-testkit --bin stall_hunt
+	local server_pid="" hog_pid=""
+	# Whatever happens, stop what this started (the server and the hog), by their ids.
+	trap '[[ -n $hog_pid ]] && kill "$hog_pid" 2>/dev/null; [[ -n $server_pid ]] && kill -TERM "$server_pid" 2>/dev/null; true' EXIT
+	cp /proc/net/netstat "$out/netstat.before"
+	: >"$out/server.stdout"
+	RUST_LOG=warn target/release/echoloop --bind 127.0.0.1 --port 0 --threads 2 \
+		--stats-interval 60s >"$out/server.stdout" 2>"$out/server.log" </dev/null &
+	server_pid=$!
+	local line="" i
+	for ((i = 0; i < 100; i++)); do
+		IFS= read -r line <"$out/server.stdout" && [[ -n $line ]] && break
+		sleep 0.1
+	done
+	[[ $line =~ tcp=([^[:space:]]+) ]] || {
+		echo "stress.sh: the server printed no address: $line" >&2
+		exit 1
+	}
+	local addr=${BASH_REMATCH[1]}
+	# The hog: all of MemAvailable but keep_mib, touched, for 40 s of every 60 s; it stops by
+	# itself after the hunt's time, and the OOM killer takes it before anything else.
+	python3 - "$keep_mib" "$((minutes * 60))" >"$out/hog.log" 2>&1 <<-'PY' &
+		import os, sys, time
+		keep, seconds = int(sys.argv[1]) << 20, int(sys.argv[2])
+		with open("/proc/self/oom_score_adj", "w") as f:
+		    f.write("1000")
+		end = time.time() + seconds
+		while time.time() < end:
+		    avail = next(int(l.split()[1]) << 10 for l in open("/proc/meminfo") if l.startswith("MemAvailable:"))
+		    size = max(0, avail - keep)
+		    hog = b"\x01" * size
+		    print(f"{time.strftime('%H:%M:%S')} holding {size >> 20} MiB (available was {avail >> 20} MiB)", flush=True)
+		    time.sleep(min(40, max(0, end - time.time())))
+		    del hog
+		    time.sleep(min(20, max(0, end - time.time())))
+	PY
+	hog_pid=$!
+	local rc=0
+	target/release/stall_hunt --addr "$addr" --seconds "$((minutes * 60))" --bulk 6 --pingers 16 \
+		--seed "$RANDOM" >"$out/hunt.json" 2>"$out/hunt.log" || rc=$?
+	kill "$hog_pid" 2>/dev/null || true
+	wait "$hog_pid" 2>/dev/null || true
+	hog_pid=""
+	cp /proc/net/netstat "$out/netstat.after"
+	kill -TERM "$server_pid"
+	local server_rc=0
+	wait "$server_pid" || server_rc=$?
+	server_pid=""
+	echo "client: $(cat "$out/hunt.json")"
+	echo "server exit $server_rc; warnings: $(grep -c WARN "$out/server.log" || true)"
+	grep -E 'WARN' "$out/server.log" | head -5 || true
+	tail -1 "$out/server.stdout"
+	[[ $server_rc -eq 0 ]] || rc=1
+	exit "$rc"
+}
+if [[ -n $hunt_minutes ]]; then
+	stall_hunt "$hunt_minutes" "$hog_keep_mib" "${hunt_out:-/tmp/echoloop-stall-hunt-$$}"
+fi
 
 names=()
 times=()

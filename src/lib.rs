@@ -17,7 +17,7 @@
 //!           | Waker (shutdown)      timers: idle/stall, stats, accept retry, drain |
 //!           +------------------------------------------------------------------+
 //!
-//! Server::run, one turn:
+//! Server::run, one turn (Server::turn):
 //!   poll(timeout: 0 if work is queued, else the next timer)
 //!   now = Instant::now()                       the turn's one clock read
 //!   for each event: dispatch by token          (no I/O here: note readiness, queue)
@@ -28,7 +28,7 @@
 //!       drive, account, file (finished | ready queue | wait for an edge)
 //!   remove finished connections                teardown at the batch boundary
 //!   check timers: whatever the deadline registry says is due (idle/stall, accept retry,
-//!                 pipe sweep, group post, stats line, scrape expiry, drain deadline)
+//!                 pipe sweep, watchdog, group post, stats line, scrape expiry, drain deadline)
 //! ```
 //!
 //! One connection's states (the state machine in `connection`):
@@ -63,8 +63,10 @@
 //!   when it is given back.
 //! - `reactor/shared.rs`: the limits that hold across the reactors of a process.
 //! - `reactor/deadlines.rs`: the one deadline registry: a timer per kind (accept retry, pipe
-//!   sweep, group post, stats line, scrape expiry, drain end) and a min-heap of connections'
-//!   idle and stall deadlines with lazy re-arming.
+//!   sweep, watchdog look, group post, stats line, scrape expiry, drain end) and a min-heap of
+//!   connections' idle and stall deadlines with lazy re-arming.
+//! - `reactor/watchdog.rs`: a connection with work and no wake-up for it (a lost edge) is
+//!   found, re-driven and counted, so no stall is silent.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
 //! - `reactor/report.rs`: [`ReportHandle`] and the stats line (totals and rates).
 //! - `reactor/bind.rs`: the sockets registered with a new poller, the start-up lines.

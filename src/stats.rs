@@ -129,6 +129,8 @@ counters! {
         backpressure_pauses: Counter Count, "backpressure", "pauses", own("backpressure_pauses");
         /// Backpressure pauses caused by the global memory budget.
         memory_budget_pauses: Counter Count, "backpressure", "from the memory budget", own("memory_budget_pauses");
+        /// Connections that had work but got no wake-up for it, re-driven by the watchdog.
+        stalls_recovered: Counter Count, "watchdog", "stalls recovered", own("stalls_recovered");
         /// UDP datagrams received.
         udp_datagrams_in: Counter Count, "udp datagrams", "in", own("udp_received_datagrams");
         /// UDP datagrams sent in reply.

@@ -28,7 +28,8 @@
 //! # 1. The loop: [`Server::run`]
 //!
 //! [`Server::bind`] opens the sockets and builds every policy from the [`Config`]; `run`
-//! then loops until shutdown has begun and the last connection is gone. **One turn**:
+//! then loops until shutdown has begun and the last connection is gone. **One turn**
+//! ([`Server::turn`]):
 //!
 //! 1. [`Server::poll_timeout`]: zero if work is queued (a budget cut something short),
 //!    else until the next deadline, else forever; then `poll`.
@@ -43,7 +44,7 @@
 //!    stays queued for the next turn, which polls with a zero timeout.
 //! 5. [`Server::remove_finished`]: teardown of the connections that finished in this batch.
 //! 6. [`Server::check_timers`]: whatever the deadline registry says is due (idle and stall
-//!    timeouts, the accept retry, the stats line, the drain deadline...), by kind.
+//!    timeouts, the accept retry, the watchdog, the stats line, the drain deadline...), by kind.
 //!
 //! # 2. One connection's drive
 //!
@@ -70,7 +71,9 @@
 //! [`Outcome`](crate::connection::Outcome) (bytes moved, pauses, whether its per-drive
 //! budget ran out), and `drive_connection` accounts for it and files the connection:
 //! finished, back in the ready queue (budget spent with work left: no edge will come for
-//! it), or waiting for an edge.
+//! it), or waiting for an edge. Should that edge never come although the socket has work
+//! (a lost wake-up), [`reactor::watchdog`](crate::reactor::watchdog) finds the connection
+//! within two seconds, re-drives it and counts it.
 //!
 //! **How the 10 MB client is served.** It sends 10 MB and reads nothing until it has sent
 //! everything. Each drive reads its input; the write straight back succeeds until the
@@ -112,9 +115,9 @@
 //! - **Memory.** [`reactor::memory`](crate::reactor::memory): the global budget on pending output;
 //!   [`Server::drive_connection`] asks it for each connection's limits before the drive.
 //! - **Timers.** [`reactor::deadlines`](crate::reactor::deadlines): one registry of everything
-//!   timed (a timer per kind: accept retry, pipe sweep, group post, stats line, scrape expiry,
-//!   drain end; and the connections' idle and stall deadlines in a min-heap with lazy
-//!   re-arming); [`Server::check_timers`] fires what is due.
+//!   timed (a timer per kind: accept retry, pipe sweep, watchdog, group post, stats line,
+//!   scrape expiry, drain end; and the connections' idle and stall deadlines in a min-heap
+//!   with lazy re-arming); [`Server::check_timers`] fires what is due.
 //! - **Shutdown.** [`reactor::shutdown`](crate::reactor::shutdown): a [`ShutdownHandle`] wakes the loop (a `mio::Waker`);
 //!   listeners close, every connection drains (flush, FIN, read until the peer's FIN), and a
 //!   deadline cuts off the rest.
@@ -135,6 +138,7 @@
 //! The crate documentation's Layout lists every file in this order.
 //!
 //! [`Server::run`]: crate::Server::run
+//! [`Server::turn`]: crate::Server::turn
 //! [`Server::bind`]: crate::Server::bind
 //! [`Server::dispatch`]: crate::Server::dispatch
 //! [`Server::poll_timeout`]: crate::Server::poll_timeout

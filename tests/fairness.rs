@@ -147,6 +147,12 @@ fn firehose_does_not_starve_pingers_long() {
 /// the budgets-on ratio (and above 2x), so the measurement can see starvation. (Not "above
 /// 3x": on a loaded machine the pingers' p99 alone grows with the load, which shrinks every
 /// ratio; a control window once measured 2.90x against 1.32x with budgets on.)
+///
+/// Up to [`ATTEMPTS`] measurements of the pair: a loaded machine (other builds on two cores)
+/// sometimes stalls the pingers for a whole window on one side only, and that is the
+/// machine, not the server. The behaviour is what every attempt would show: a server whose
+/// budgets did not work fails all of them (the budgets-on ratio stays high), and so does a
+/// measurement that cannot see starvation (the control stays low).
 #[track_caller]
 fn assert_fair_and_control_starves(
     windows_on: usize,
@@ -155,26 +161,37 @@ fn assert_fair_and_control_starves(
     control_pending: usize,
 ) {
     let _turn = one_at_a_time();
-    let on = pingers_beside_firehose(Config::default(), "budgets on", windows_on, window);
-    let off = pingers_beside_firehose(
-        budgets_off(control_pending),
-        "budgets off",
-        windows_off,
-        window,
-    );
-    assert!(
-        on.ratio <= 3.0,
-        "pingers' p99 grew {:.2}x beside the firehose",
-        on.ratio
-    );
-    assert!(
-        off.ratio > 2.0 && off.ratio > 2.0 * on.ratio,
-        "negative control: with budgets off the firehose should starve the pingers \
-         ({:.2}x, {:.2}x with budgets on)",
-        off.ratio,
-        on.ratio
+    let mut seen = Vec::new();
+    for attempt in 1..=ATTEMPTS {
+        let on = pingers_beside_firehose(Config::default(), "budgets on", windows_on, window);
+        let off = pingers_beside_firehose(
+            budgets_off(control_pending),
+            "budgets off",
+            windows_off,
+            window,
+        );
+        let fair = on.ratio <= 3.0;
+        let control_starves = off.ratio > 2.0 && off.ratio > 2.0 * on.ratio;
+        if fair && control_starves {
+            return;
+        }
+        eprintln!(
+            "fairness attempt {attempt}: budgets on {:.2}x (fair: {fair}), budgets off \
+             {:.2}x (starves: {control_starves})",
+            on.ratio, off.ratio
+        );
+        seen.push((on.ratio, off.ratio));
+    }
+    panic!(
+        "in {ATTEMPTS} attempts (budgets-on ratio, budgets-off ratio) = {seen:.2?}: with the \
+         budgets on the pingers' p99 must stay within 3x of alone, and with them off the \
+         firehose must starve them (above 2x, and above twice the budgets-on ratio)"
     );
 }
+
+/// Measurements of the fairness pair before the test fails (see
+/// [`assert_fair_and_control_starves`]).
+const ATTEMPTS: usize = 3;
 
 /// `clients` ping-pong clients spread over `threads` threads; each thread writes 64 bytes to
 /// each of its sockets, then reads every echo, round after round, for `duration`. Returns

@@ -9,6 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,6 +22,12 @@ use echoloop_testkit::{connect_nodelay, pattern, TestServer};
 /// reads, and every client still gets every byte back, in order, then EOF. (Regression: a
 /// squeeze below what a connection already held used to make the next read zero-length,
 /// which was taken for the client's FIN: echo cut short, then RST.)
+///
+/// Each reader starts only once its writer is done or has made no progress for a second, so
+/// output piles up on the server whatever the machine's speed: loopback's buffers on the way
+/// back hold about 9 MiB, less than the 16 MiB sent, so the rest must wait on the server, at
+/// the budget. (Reading from the start, as fast readers on an idle server or slow writers on
+/// a loaded machine do, sometimes let nothing pile up: a run with no squeeze at all.)
 #[test]
 fn memory_budget_squeezes_without_losing_data() {
     const CLIENTS: usize = 8;
@@ -38,14 +45,30 @@ fn memory_budget_squeezes_without_losing_data() {
             let mut out = connect_nodelay(addr);
             let mut back = out.try_clone().expect("clone client socket");
             let sent = Arc::clone(&data);
+            let written = Arc::new(AtomicUsize::new(0));
+            let progress = Arc::clone(&written);
             let writer = thread::spawn(move || -> std::io::Result<()> {
                 for chunk in sent.chunks(64 * 1024) {
                     out.write_all(chunk)?;
+                    progress.fetch_add(chunk.len(), Ordering::Relaxed);
                 }
                 out.shutdown(Shutdown::Write)
             });
             let data = Arc::clone(&data);
             let reader = thread::spawn(move || -> Result<(), String> {
+                // Wait (at most 20 s) for the writer to finish or block for a second.
+                let (mut seen, mut since) = (0, Instant::now());
+                let waited = Instant::now();
+                while waited.elapsed() < Duration::from_secs(20) {
+                    thread::sleep(Duration::from_millis(20));
+                    let now = written.load(Ordering::Relaxed);
+                    if now == SIZE || since.elapsed() >= Duration::from_secs(1) {
+                        break;
+                    }
+                    if now != seen {
+                        (seen, since) = (now, Instant::now());
+                    }
+                }
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut at = 0;
                 loop {

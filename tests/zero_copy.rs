@@ -88,7 +88,10 @@ fn write_before_read_client_spills_past_the_full_pipe_and_loses_nothing() {
 }
 
 /// With `zero_copy_conns` 2, five bulk clients open at once: two get pipes, three keep copying,
-/// and all five get every byte back.
+/// and all five get every byte back. (On a loaded machine a client that has its echo may wait
+/// at the barrier past the 1 s pipe-idle sweep; its pipe is then given back and may go to
+/// another client: a pipe given is counted once more, reclaimed once more, and never more
+/// than two are held at once.)
 #[test]
 fn pipes_stay_within_the_limit_and_the_rest_copy() {
     const CLIENTS: usize = 5;
@@ -123,7 +126,11 @@ fn pipes_stay_within_the_limit_and_the_rest_copy() {
         client.join().expect("client");
     }
     let stats = server.stop();
-    assert_eq!(stats.zero_copy_conns, 2, "{stats}");
+    assert!(stats.zero_copy_conns >= 2, "{stats}");
+    assert!(
+        stats.zero_copy_conns <= 2 + stats.zero_copy_reclaimed,
+        "more than 2 pipes at once: {stats}"
+    );
     assert_eq!(stats.tcp_bytes_out, (CLIENTS as u64) * (2 << 20), "{stats}");
 }
 

@@ -33,7 +33,7 @@
 //! write straight back, keep only the unsent rest). The buffer is a queue of fixed-size blocks
 //! from a per-thread free list (`blocks`): it grows without reallocating, and blocks sent are
 //! reused warm instead of faulting in fresh pages. A bulk connection may also be given a
-//! kernel pipe ([`Connection::use_pipe`], see `zero_copy`): input is then spliced into the
+//! kernel pipe (`Connection::use_pipe`, see `zero_copy`): input is then spliced into the
 //! pipe and out again, never copied. Everything about the pipe (the pipe itself, how many bytes
 //! it holds, whether it may be full, whether one can be had at all) lives in one field,
 //! `Pending::pipe`. The pipe is small (256 KiB), so when it is full and the peer is not
@@ -74,7 +74,7 @@ impl Stream for mio::net::TcpStream {
 
 /// A kernel pipe that moves a connection's bytes between itself and stream `S` without
 /// copying them into user space (`splice(2)`; see `zero_copy`). Attached with
-/// [`Connection::use_pipe`]; the connection calls these only while it has one.
+/// `Connection::use_pipe`; the connection calls these only while it has one.
 pub trait Splice<S> {
     /// Moves up to `max` input bytes from `stream` into the pipe. `Ok(0)` is the peer's FIN;
     /// `WouldBlock` means no input *or* a full pipe (the kernel does not say which).
@@ -315,6 +315,12 @@ struct Budget {
 }
 
 impl Budget {
+    /// No budget: to ask whether any step is left at all.
+    const UNLIMITED: Budget = Budget {
+        read: usize::MAX,
+        write: usize::MAX,
+    };
+
     /// Counts `n` bytes written. The write budget is soft (the fast path writes back what it
     /// has just read even when it is spent), so it stops at zero instead of underflowing.
     fn spend_write(&mut self, n: usize, outcome: &mut Outcome) {
@@ -407,7 +413,7 @@ impl<P> Connection<P> {
     }
 
     /// Of the bytes owed, those waiting in the pipe (0 without one).
-    pub fn pending_in_pipe(&self) -> usize {
+    pub(crate) fn pending_in_pipe(&self) -> usize {
         self.pending.as_ref().map_or(0, |p| p.in_pipe())
     }
 
@@ -432,7 +438,7 @@ impl<P> Connection<P> {
 
     /// True while the connection could take a pipe: it has none, none was refused, and nothing
     /// is pending (a pipe attached now would let new bytes overtake older ones).
-    pub fn can_use_pipe(&self) -> bool {
+    pub(crate) fn can_use_pipe(&self) -> bool {
         self.pending
             .as_ref()
             .map_or(true, |p| matches!(p.pipe, PipeState::None) && p.len() == 0)
@@ -441,7 +447,7 @@ impl<P> Connection<P> {
 
     /// From now on, input goes through `pipe`, moved by `splice` (zero-copy echo). Takes it only
     /// when [`Connection::can_use_pipe`]; otherwise hands it back.
-    pub fn use_pipe(&mut self, pipe: P) -> Result<(), P> {
+    pub(crate) fn use_pipe(&mut self, pipe: P) -> Result<(), P> {
         if !self.can_use_pipe() {
             return Err(pipe);
         }
@@ -455,7 +461,7 @@ impl<P> Connection<P> {
 
     /// No pipe could be made for this connection: it copies for good, and
     /// [`Connection::can_use_pipe`] says no from now on.
-    pub fn pipe_unavailable(&mut self) {
+    pub(crate) fn pipe_unavailable(&mut self) {
         let pending = self.owed_mut();
         if matches!(pending.pipe, PipeState::None) {
             pending.pipe = PipeState::Unavailable;
@@ -465,7 +471,7 @@ impl<P> Connection<P> {
     /// Takes the pipe back while it holds no bytes (its connection went idle, or descriptors
     /// run short): the connection copies again and may be given a pipe again later. `None`
     /// when it has no pipe or bytes still wait in it (taking it then would lose them).
-    pub fn take_pipe(&mut self) -> Option<P> {
+    pub(crate) fn take_pipe(&mut self) -> Option<P> {
         let pending = self.pending.as_mut()?;
         let taken = match std::mem::replace(&mut pending.pipe, PipeState::None) {
             PipeState::Attached {
@@ -481,15 +487,15 @@ impl<P> Connection<P> {
     }
 
     /// The attached pipe, if any.
-    pub fn pipe(&self) -> Option<&P> {
+    pub(crate) fn pipe(&self) -> Option<&P> {
         match &self.pending.as_ref()?.pipe {
             PipeState::Attached { pipe, .. } => Some(pipe),
             _ => None,
         }
     }
 
-    /// True once [`Connection::use_pipe`] switched this connection to zero-copy echo.
-    pub fn uses_pipe(&self) -> bool {
+    /// True once `Connection::use_pipe` switched this connection to zero-copy echo.
+    pub(crate) fn uses_pipe(&self) -> bool {
         self.pipe().is_some()
     }
 
@@ -537,7 +543,7 @@ impl<P> Connection<P> {
         // pending output may already be at or above the high-water mark: pause first. Reading
         // with no room would ask for zero bytes, and a zero-byte read looks like the peer's FIN.
         self.update_backpressure(limits, &mut outcome);
-        while let Some(step) = self.next_step(budget) {
+        while let Some(step) = self.next_step(self.ready, budget) {
             let result = match step {
                 Step::Flush => self.flush(io, &mut budget, &mut outcome),
                 Step::ReadAndEcho => {
@@ -567,20 +573,27 @@ impl<P> Connection<P> {
         }
         // Out of steps: either readiness is used up (wait for the next edge) or the budget is
         // (yield: with a fresh budget there would still be a step to take).
-        let unlimited = Budget {
-            read: usize::MAX,
-            write: usize::MAX,
-        };
-        outcome.yielded = self.next_step(unlimited).is_some();
+        outcome.yielded = self.next_step(self.ready, Budget::UNLIMITED).is_some();
         self.release_if_empty();
         outcome
     }
 
+    /// True when the socket's readiness as `poll(2)` reports it now (`level`, not an edge)
+    /// would give this connection a step to take. A connection that is not queued and says
+    /// yes here, and still says yes a while later with no byte moved in between, has work
+    /// that no wake-up is coming for: its edge was lost, or a call said `WouldBlock` for
+    /// another reason than the one this state machine assumed (see the reactor's `watchdog`).
+    pub fn could_act_on(&self, level: Readiness) -> bool {
+        let mut ready = self.ready | level;
+        ready.readable |= level.read_closed;
+        self.next_step(ready, Budget::UNLIMITED).is_some()
+    }
+
     /// The state machine proper, and pure: what to do next, given phase, readiness and budget.
     /// Pending output always goes first: it is older than anything still to be read.
-    fn next_step(&self, budget: Budget) -> Option<Step> {
-        let can_write = self.ready.writable && budget.write > 0;
-        let can_read = self.ready.readable && budget.read > 0;
+    fn next_step(&self, ready: Readiness, budget: Budget) -> Option<Step> {
+        let can_write = ready.writable && budget.write > 0;
+        let can_read = ready.readable && budget.read > 0;
         let pending = self.pending();
         match self.phase {
             Phase::Closed(_) => None,

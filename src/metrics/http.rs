@@ -7,11 +7,11 @@
 //! [`MAX_REQUEST_HEAD`]: a client that sends more without finishing its head gets 431.
 
 /// The most request-head bytes kept per connection (Prometheus sends about 300).
-pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
 /// What the bytes received so far amount to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
+pub(crate) enum Request {
     /// The head is not complete yet: read more.
     Incomplete,
     /// `GET /metrics` (a query string is ignored); `head_only` for `HEAD`.
@@ -25,7 +25,7 @@ pub enum Request {
 
 /// The error statuses the endpoint uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// Not an HTTP/1.x request line.
     BadRequest,
     /// A path other than `/metrics`.
@@ -48,7 +48,7 @@ impl Status {
 }
 
 /// Reads a request from the bytes received so far.
-pub fn parse(received: &[u8]) -> Request {
+pub(crate) fn parse(received: &[u8]) -> Request {
     let Some(head_len) = head_end(received) else {
         return if received.len() >= MAX_REQUEST_HEAD {
             Request::Refused(Status::HeaderTooLarge)
@@ -96,12 +96,12 @@ fn head_end(received: &[u8]) -> Option<usize> {
 }
 
 /// A complete `200 OK` response carrying `body` (or only its headers).
-pub fn ok(content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+pub(crate) fn ok(content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
     response("200 OK", content_type, body, head_only)
 }
 
 /// A complete error response with a one-line plain-text body.
-pub fn refused(status: Status) -> Vec<u8> {
+pub(crate) fn refused(status: Status) -> Vec<u8> {
     let body = match status {
         Status::NotFound => "not found: the metrics are at /metrics\n",
         _ => "metrics endpoint: GET /metrics\n",

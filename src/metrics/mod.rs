@@ -2,10 +2,10 @@
 //! `mio::Poll`, and a handful of short scrape connections beside the echo connections.
 //!
 //! - [`exposition`]: the counters as a Prometheus text page (`prometheus-client`).
-//! - [`http`]: the bounded HTTP/1.1 request/response logic, without sockets.
-//! - [`MetricsEndpoint`] (here): the sockets. Non-blocking like everything on the loop: a slow
+//! - `http`: the bounded HTTP/1.1 request/response logic, without sockets.
+//! - `MetricsEndpoint` (here, crate-private: the loop's business): the sockets. Non-blocking like everything on the loop: a slow
 //!   or silent scraper costs one slot and is closed at [`SCRAPE_TIMEOUT`]; each reads at most
-//!   [`http::MAX_REQUEST_HEAD`] bytes of request. The page is rendered only once a request is
+//!   `http::MAX_REQUEST_HEAD` bytes of request. The page is rendered only once a request is
 //!   complete, so a scrape costs the loop one render (tens of microseconds).
 //!
 //! # Nobody can lock the endpoint out
@@ -31,7 +31,7 @@
 //! embedder who builds without it pays for neither the endpoint nor `prometheus-client`.
 
 pub mod exposition;
-pub mod http;
+mod http;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -52,7 +52,7 @@ pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The listener and its scrape connections. Tokens: the listener's, then a block of
 /// [`MAX_SCRAPES`] tokens from `first_scrape` for the connections (token = first + slab key).
 #[derive(Debug)]
-pub struct MetricsEndpoint {
+pub(crate) struct MetricsEndpoint {
     listener: TcpListener,
     addr: SocketAddr,
     listener_token: Token,
@@ -96,7 +96,7 @@ enum Next {
 impl MetricsEndpoint {
     /// Binds `addr` (port 0 works) and registers the listener with `listener_token`; scrape
     /// connections use the [`MAX_SCRAPES`] tokens from `first_scrape` on.
-    pub fn bind(
+    pub(crate) fn bind(
         addr: SocketAddr,
         registry: &Registry,
         listener_token: Token,
@@ -117,19 +117,19 @@ impl MetricsEndpoint {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Whether `token` is the listener's or one of the scrape connections'.
-    pub fn owns(&self, token: Token) -> bool {
+    pub(crate) fn owns(&self, token: Token) -> bool {
         token == self.listener_token
             || (self.first_scrape..self.first_scrape + MAX_SCRAPES).contains(&token.0)
     }
 
     /// Handles readiness for one of this endpoint's tokens. `snapshot` is asked for the
     /// counters (one `Stats` per reactor) only when a complete request wants the page.
-    pub fn on_ready(
+    pub(crate) fn on_ready(
         &mut self,
         registry: &Registry,
         token: Token,
@@ -150,28 +150,13 @@ impl MetricsEndpoint {
     }
 
     /// When the next scrape connection times out, if any is open.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.scrapes.iter().map(|(_, s)| s.deadline).min()
     }
 
     /// Closes scrape connections past their deadline.
-    pub fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Instant) {
         self.scrapes.retain(|_, scrape| scrape.deadline > now);
-    }
-
-    /// Responses sent since the start.
-    pub fn served(&self) -> u64 {
-        self.served
-    }
-
-    /// Connections closed since the start to make room for a new one.
-    pub fn evicted(&self) -> u64 {
-        self.evicted
-    }
-
-    /// Scrape connections open now (at most [`MAX_SCRAPES`]).
-    pub fn open(&self) -> usize {
-        self.scrapes.len()
     }
 
     /// Accepts until `WouldBlock` (the backlog bounds it); with [`MAX_SCRAPES`] open, each

@@ -4,8 +4,8 @@
 //! loop's `on_timer`, nothing else.
 //!
 //! Two shapes of deadline live here:
-//! - **One per kind** ([`Timer`]): the accept retry, the idle-pipe sweep, the group post, the
-//!   stats line, the metrics scrape expiry, the drain deadline. Each is set, moved or cleared
+//! - **One per kind** ([`Timer`]): the accept retry, the idle-pipe sweep, the watchdog's
+//!   look, the group post, the stats line, the metrics scrape expiry, the drain deadline. Each is set, moved or cleared
 //!   by its policy and fires once when due; a periodic one is set again by its handler.
 //!   They sit in a small array, so setting one costs a store.
 //! - **One per connection** (idle and stall timeouts), in a min-heap with lazy re-arming. Each
@@ -31,6 +31,8 @@ pub(super) enum Timer {
     AcceptRetry,
     /// Zero-copy pipes of connections gone idle are given back (`pipes`).
     PipeSweep,
+    /// The watchdog looks for connections with work and no wake-up (`watchdog`).
+    WatchdogLook,
     /// One reactor of a group posts its counters for the `/metrics` page (`group`).
     GroupPost,
     /// The periodic stats line (`report`).
@@ -43,9 +45,10 @@ pub(super) enum Timer {
 
 impl Timer {
     /// Every kind, in firing order.
-    const ALL: [Timer; 6] = [
+    const ALL: [Timer; 7] = [
         Timer::AcceptRetry,
         Timer::PipeSweep,
+        Timer::WatchdogLook,
         Timer::GroupPost,
         Timer::StatsLine,
         Timer::ScrapeExpiry,

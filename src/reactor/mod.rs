@@ -10,8 +10,10 @@
 //! the server: `admission` (who is accepted, limits, running out of descriptors), `memory`
 //! (the global budget on pending output), `pipes` (which connections get zero copy, from spare
 //! descriptors), `shutdown` (the handle and the drain), `report` (the report handle, the board
-//! a group supplies), `live` (the handle that reads the counters of a running server), `shared` (the limits that hold across reactors), `turn` (the bound on
-//! one turn, and who goes first); `deadlines` is the one registry of everything timed; `slot`
+//! a group supplies), `live` (the handle that reads the counters
+//! of a running server), `watchdog` (a connection with work and no wake-up is found,
+//! re-driven and counted), `shared` (the limits that hold across reactors), `turn` (the bound
+//! on one turn, and who goes first); `deadlines` is the one registry of everything timed; `slot`
 //! is a connection as the reactor holds it, `listeners` a listener or UDP socket; `tokens`
 //! says what an event is for; `bind` registers the sockets.
 //!
@@ -38,6 +40,7 @@ pub(crate) mod shutdown;
 pub(crate) mod slot;
 pub(crate) mod tokens;
 pub(crate) mod turn;
+pub(crate) mod watchdog;
 
 use std::io;
 use std::net::SocketAddr;
@@ -68,6 +71,7 @@ pub use self::shutdown::ShutdownHandle;
 use self::slot::{Slot, Stamp, Timeouts};
 use self::tokens::Source;
 use self::turn::Turn;
+use self::watchdog::Watchdog;
 use crate::config::Config;
 use crate::connection::{CloseReason, Connection, Limits, Readiness};
 use crate::descriptors;
@@ -88,29 +92,35 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         self.start(Instant::now()); // uptime and the stats tick count from here, not from bind
         while !self.is_finished() {
-            let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                match e.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    _ => {
-                        self.leave_final_stats(&self.stats());
-                        return Err(ServerError::Poll(e));
-                    }
-                }
+            if let Err(e) = self.turn(&mut events) {
+                self.leave_final_stats(&self.stats());
+                return Err(e);
             }
-            // The turn's clock: decisions below see this `now` (only the turn's own length and
-            // an accepted connection's stamp read the clock again; see `turn`, `admission`).
-            let now = Instant::now();
-            for event in events.iter() {
-                self.dispatch(event, now);
-            }
-            self.run_ready_work(now);
-            self.remove_finished();
-            self.check_timers(now);
         }
         let stats = self.stats();
         self.leave_final_stats(&stats); // for any `StatsHandle`, now and later
         Ok(stats)
+    }
+
+    /// One turn of the loop.
+    fn turn(&mut self, events: &mut Events) -> Result<(), ServerError> {
+        let timeout = self.poll_timeout();
+        if let Err(e) = self.poll.poll(events, timeout) {
+            return match e.kind() {
+                io::ErrorKind::Interrupted => Ok(()),
+                _ => Err(ServerError::Poll(e)),
+            };
+        }
+        // The turn's clock: decisions below see this `now` (only the turn's own length and
+        // an accepted connection's stamp read the clock again; see `turn`, `admission`).
+        let now = Instant::now();
+        for event in events.iter() {
+            self.dispatch(event, now);
+        }
+        self.run_ready_work(now);
+        self.remove_finished();
+        self.check_timers(now);
+        Ok(())
     }
 }
 
@@ -150,6 +160,7 @@ pub struct Server {
     /// How often the stats line is logged, if at all.
     stats_every: Option<Duration>,
     pipes: PipeBudget,
+    watchdog: Watchdog,
     shutdown: Shutdown,
     tcp_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
@@ -295,6 +306,9 @@ impl Server {
         let stamp = Stamp::at(self.started, now);
         slot.record_progress(&outcome, stamp);
         let moved = outcome.bytes_read + outcome.bytes_written;
+        let owner = slot.owner(key);
+        self.watchdog
+            .note((owner, slot), moved, now, &mut self.deadlines);
         // File: finished, or queued / waiting for an edge.
         if slot.conn.close_reason().is_some() {
             self.queues.finished.push(key);
@@ -479,8 +493,8 @@ impl Server {
     }
 
     /// Fires everything due at `now`, in the registry's order: connection timeouts first (and
-    /// their teardown), then the accept retry, the idle-pipe sweep, the group post, the stats
-    /// line, the metrics scrape expiry, the drain deadline.
+    /// their teardown), then the accept retry, the idle-pipe sweep, the watchdog, the group
+    /// post, the stats line, the metrics scrape expiry, the drain deadline.
     fn check_timers(&mut self, now: Instant) {
         let stamp = Stamp::at(self.started, now);
         while let Some(due) = self.deadlines.pop_due(now) {
@@ -501,6 +515,13 @@ impl Server {
     fn on_timer(&mut self, timer: Timer, at: Instant, now: Instant) {
         match timer {
             Timer::AcceptRetry => self.queues.accept_ready = true,
+            Timer::WatchdogLook => {
+                let stamp = Stamp::at(self.started, now);
+                let (slots, ready) = (&mut self.slots, &mut self.queues.ready);
+                let (stats, deadlines) = (&mut self.stats, &mut self.deadlines);
+                self.watchdog
+                    .look(slots, ready, stats, deadlines, (now, stamp));
+            }
             Timer::PipeSweep => {
                 let stamp = Stamp::at(self.started, now);
                 let (slots, stats) = (&mut self.slots, &mut self.stats);
@@ -784,6 +805,7 @@ impl Server {
             timeouts: Timeouts::new(config.idle_timeout, config.stall_timeout),
             stats_every: config.stats_interval,
             pipes: PipeBudget::new(shared),
+            watchdog: Watchdog::default(),
             shutdown: Shutdown::new(waker, config.drain_timeout),
             tcp_addr,
             udp_addr,

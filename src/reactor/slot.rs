@@ -1,7 +1,7 @@
 //! A TCP connection as the reactor holds it: the socket, beside the connection's state machine
 //! (which owns the zero-copy pipe once it has one), plus what the reactor's policies need:
-//! identity for stale timer entries, the ready-queue mark, and the activity clocks the idle
-//! and stall timeouts read.
+//! identity for stale timer entries, the ready-queue mark, the activity clocks the idle
+//! and stall timeouts read, and the watchdog's mark.
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,20 @@ pub(super) struct Slot {
     pub(super) timer_armed: bool,
     /// It owes the peer output (or, a service finished, the peer's FIN) since `stalled_since`.
     stalling: bool,
+    /// Where the watchdog is with it (one byte, in what was padding).
+    pub(super) watch: Watch,
     pub(super) conn: Connection<Pipe>,
+}
+
+/// Where the watchdog (`watchdog`) is with one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Watch {
+    /// Not in the list: it owed nothing and moved nothing when last looked at.
+    Unwatched,
+    /// In the list.
+    Watched,
+    /// In the list, and found with work and no wake-up at the last look.
+    Suspect,
 }
 
 /// A coarse timestamp: hundredths of a second since the reactor started, in 32 bits. It wraps
@@ -102,6 +115,7 @@ impl Slot {
             queued: false,
             timer_armed: false,
             stalling: false,
+            watch: Watch::Unwatched,
             conn,
         }
     }

@@ -12,7 +12,23 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// A blocking client with read and write timeouts.
 #[track_caller]
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    with_timeouts(TcpStream::connect(addr).expect("connect to test server"))
+    with_timeouts(connect_retrying(addr).expect("connect to test server"))
+}
+
+/// `TcpStream::connect`, tried again (up to 20 times, 50 ms apart and growing) while the
+/// kernel has no local port to give it (`AddrNotAvailable`, `AddrInUse`: ephemeral ports run
+/// short on a loaded machine); any other error is returned at once.
+pub fn connect_retrying(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut attempt = 1;
+    loop {
+        match TcpStream::connect(addr) {
+            Err(e) if attempt < 20 && crate::server::is_port_shortage(&e) => {
+                std::thread::sleep(std::time::Duration::from_millis(50) * attempt);
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Gives `stream` read and write timeouts of [`IO_TIMEOUT`].

@@ -60,7 +60,8 @@ impl TestServer {
             port: 0,
             ..config
         };
-        let server = echoloop::Server::bind(config).expect("bind test server");
+        let server =
+            with_port_retries(|| echoloop::Server::bind(config.clone())).expect("bind test server");
         TestServer {
             tcp: server.tcp_addr(),
             udp: server.udp_addr(),
@@ -93,6 +94,39 @@ impl TestServer {
     }
 }
 
+/// How often a bind on port 0 is tried while the kernel says the port is taken.
+const PORT_ATTEMPTS: u32 = 20;
+
+/// Calls `bind` (a bind on port 0) again while it fails with `AddrInUse` or
+/// `AddrNotAvailable`: when a loaded machine's ephemeral ports run short (thousands of
+/// connections in `TIME_WAIT` from other tests), the kernel can refuse a port for a moment,
+/// which is the machine's state, not the server's behaviour. Up to `PORT_ATTEMPTS` (20) tries,
+/// 50 ms apart and growing (about 10 s in all); any other error, or the last one, is returned.
+pub fn with_port_retries<T>(
+    mut bind: impl FnMut() -> Result<T, ServerError>,
+) -> Result<T, ServerError> {
+    let mut attempt = 1;
+    loop {
+        match bind() {
+            Err(ServerError::Bind { source, .. })
+                if attempt < PORT_ATTEMPTS && is_port_shortage(&source) =>
+            {
+                std::thread::sleep(Duration::from_millis(50) * attempt);
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// True for the errors a bind or connect gets when no local port is free right now.
+pub fn is_port_shortage(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable
+    )
+}
+
 /// Several reactors on one port (an echoloop `ServerGroup`) on 127.0.0.1 port 0, run on a
 /// thread of their own. Dropping it shuts every reactor down and joins them.
 pub struct TestGroup {
@@ -107,8 +141,9 @@ impl TestGroup {
     /// Starts `reactors` reactors with `config`, forced onto loopback and port 0.
     #[track_caller]
     pub fn with_config(config: Config, reactors: usize) -> TestGroup {
-        let group =
-            echoloop::ServerGroup::bind(on_loopback(config), reactors).expect("bind test group");
+        let config = on_loopback(config);
+        let group = with_port_retries(|| echoloop::ServerGroup::bind(config.clone(), reactors))
+            .expect("bind test group");
         TestGroup {
             tcp: group.tcp_addr(),
             udp: group.udp_addr(),

@@ -22,9 +22,8 @@ pub fn human(stats: &Stats) -> String {
     rows.push((
         "rates".to_string(),
         format!(
-            "{} connections/s, tcp {}/s in, {}/s out, udp {:.1} datagrams/s in \
-             (averages over the uptime)",
-            format_args!("{:.1}", per_sec(stats.conn_accepted)),
+            "{:.1} connections/s; tcp in {}/s, out {}/s; udp in {:.1}/s (over the uptime)",
+            per_sec(stats.conn_accepted),
             bytes(per_sec(stats.tcp_bytes_in) as u64),
             bytes(per_sec(stats.tcp_bytes_out) as u64),
             per_sec(stats.udp_datagrams_in),
@@ -133,7 +132,7 @@ mod tests {
             "  discarded      stall timeout 2.0 KiB\n",
             "  udp dropped    queue full 5\n",
             "  rejected       none\n",
-            "  rates          2.0 connections/s, tcp 2.0 KiB/s in, 1.0 KiB/s out",
+            "  rates          2.0 connections/s; tcp in 2.0 KiB/s, out 1.0 KiB/s; udp in 0.0/s",
             "  svc echo       tcp in 4.0 KiB\n",
         ] {
             assert!(block.contains(expected), "{expected:?} in\n{block}");
