@@ -468,7 +468,9 @@ run_generators() {
 		files+=("$RAW/$name.g$i.part")
 	done
 	for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
-	"$BENCH_BIN" merge --json "${files[@]}" >"$RAW/$name.json" 2>"$RAW/$name.stderr" || rc=$?
+	"$BENCH_BIN" merge --json "${files[@]}" >"$RAW/$name.json" 2>"$RAW/$name.merge.stderr" || rc=$?
+	# One stderr per run, as with one generator: the processes' own words, then the merge's.
+	cat "$RAW/$name".g*.stderr "$RAW/$name.merge.stderr" >"$RAW/$name.stderr" 2>/dev/null || true
 	return "$rc"
 }
 

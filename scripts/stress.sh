@@ -23,8 +23,11 @@
 #      clients; tests/naive_writers.rs: 32 naive writers; tests/fairness.rs: the long fairness
 #      run with its budgets-off negative control; tests/mass_ingest.rs: 100 writers x 64 MiB
 #      with default flags beside a ping-pong probe, whose p99 must stay under 5 ms and max
-#      under 20 ms (a loaded machine shows in the max); one at a time, since they measure CPU
-#      and latency)
+#      under 20 ms (a loaded machine shows in the max); tests/memory_return.rs: 100 writers'
+#      burst with default flags (about 1 GiB), on one reactor and on two, given back within
+#      15 s; tests/pending_bound.rs: the flood beside the tokio echo server (figures only;
+#      scripts/flood-compare.sh keeps them as evidence); one at a time, since they measure
+#      CPU and latency)
 #   3. the measuring tests' default set in release mode, for their figures (fd_exhaustion,
 #      naive_writers, fairness, slow_readers, mass_ingest)
 #   4. the UDP loop and batch tests in release mode, for their figures: forged sources inside a

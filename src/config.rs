@@ -35,10 +35,18 @@ pub struct Config {
     /// Default 4096: a benchmark target sees thousands of connects in a burst, and a full
     /// backlog drops SYNs that clients retry only after a second.
     pub backlog: u32,
-    /// Per-connection high-water mark of pending output, in bytes. At this mark the server
-    /// stops reading the connection (backpressure). Default 32 MiB, above the tutorials' 10 MB
-    /// deadlock client; allocated lazily, so idle connections cost nothing.
+    /// Per-connection high-water mark of pending output, in bytes, for a peer that has stopped
+    /// reading (its output made no progress for 200 ms): at this mark the server stops reading
+    /// the connection (backpressure). Default 32 MiB, above the tutorials' 10 MB deadlock
+    /// client; allocated lazily, so idle connections cost nothing. While the peer reads,
+    /// `max_pending_reading` applies instead.
     pub max_pending: usize,
+    /// Per-connection high-water mark of pending output while the peer reads what it is sent
+    /// (its output makes write progress): a few socket buffers, so a client that writes faster
+    /// than it reads is held back by backpressure, as through a plain copy loop, instead of
+    /// being queued for. Default 256 KiB ([`DEFAULT_MAX_PENDING_READING`]); `max_pending` if
+    /// that is lower. Setting it to `max_pending` gives every peer the full allowance.
+    pub max_pending_reading: usize,
     /// Reading resumes once pending output falls to this many bytes. Default: a quarter of
     /// `max_pending`.
     pub low_water: usize,
@@ -132,6 +140,10 @@ impl LoopGuard {
 
 pub use crate::descriptors::RESERVED_FDS;
 
+/// Default for [`Config::max_pending_reading`]: four 64 KiB blocks, about what loopback's
+/// socket buffers hold in flight beside it, and one full read of the scratch buffer.
+pub const DEFAULT_MAX_PENDING_READING: usize = 256 * 1024;
+
 /// Default for [`Config::zero_copy_conns`].
 pub const DEFAULT_ZERO_COPY_CONNS: usize = 256;
 
@@ -152,6 +164,7 @@ impl Default for Config {
             udp: true,
             backlog: 4096,
             max_pending,
+            max_pending_reading: DEFAULT_MAX_PENDING_READING,
             low_water: max_pending / 4,
             read_budget: 256 * 1024,
             write_budget: 256 * 1024,
@@ -183,7 +196,7 @@ pub enum ConfigError {
     TooManyListeners,
     /// `backlog` is 0.
     ZeroBacklog,
-    /// `max_pending` is below [`MIN_MAX_PENDING`].
+    /// `max_pending` (or `max_pending_reading`) is below [`MIN_MAX_PENDING`].
     MaxPendingTooSmall,
     /// `low_water` is not below `max_pending`.
     LowWaterNotBelowMaxPending,
@@ -253,7 +266,7 @@ impl Config {
             ),
             (self.backlog == 0, ConfigError::ZeroBacklog),
             (
-                self.max_pending < MIN_MAX_PENDING,
+                self.max_pending.min(self.max_pending_reading) < MIN_MAX_PENDING,
                 ConfigError::MaxPendingTooSmall,
             ),
             (
@@ -333,6 +346,20 @@ mod tests {
             "benchmark targets hold idle connections"
         );
         assert_eq!(config.stall_timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_reading_peers_bound_below_one_read_is_refused() {
+        let config = Config {
+            max_pending_reading: MIN_MAX_PENDING - 1,
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::MaxPendingTooSmall));
+        let config = Config {
+            max_pending_reading: MIN_MAX_PENDING,
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]

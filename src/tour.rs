@@ -40,16 +40,16 @@
 //!    is gone (closed earlier) is ignored: events can be stale or spurious.
 //! 4. [`Server::run_ready_work`]: accept, then UDP, then the queued connections (new readiness
 //!    first, then work carried over), each through [`Server::drive_connection`], until the
-//!    turn's own budget is spent ([`reactor::turn`](crate::reactor::turn): 1 MiB moved or 2 ms). What is not reached
-//!    stays queued for the next turn, which polls with a zero timeout.
+//!    turn's own budget is spent ([`reactor::turn`]: 1 MiB moved or 2 ms). What is not
+//!    reached stays queued for the next turn, which polls with a zero timeout.
 //! 5. [`Server::remove_finished`]: teardown of the connections that finished in this batch.
 //! 6. [`Server::check_timers`]: whatever the deadline registry says is due (idle and stall
 //!    timeouts, the accept retry, the watchdog, the stats line, the drain deadline...), by kind.
 //!
 //! # 2. One connection's drive
 //!
-//! [`Server::drive_connection`] takes the connection's slot
-//! ([`reactor::slot`](crate::reactor::slot): socket, state machine, a few stamps), asks the memory budget for this connection's
+//! [`Server::drive_connection`] takes the connection's slot ([`reactor::slot`]: socket,
+//! state machine, a few stamps), asks the memory budget for this connection's
 //! [`Limits`](crate::connection::Limits), and calls [`Connection::drive`]. That function is
 //! the state machine's one loop: a pure decision, [`Connection::next_step`] (phase,
 //! readiness and remaining budget in; a step out), then the step, until no step is left.
@@ -62,12 +62,12 @@
 //! - When the phase is not `Open` and nothing is pending, `FinishWriting` sends the FIN.
 //!
 //! **What happens on `WouldBlock`.** Only the step functions call the socket, through one
-//! helper that interprets its errors (`nonblocking`, at the end of the connection's file): `WouldBlock` clears the
-//! `readable` (or `writable`) flag the connection keeps, `EINTR` retries, anything else
-//! becomes the [`CloseReason`]. With the flag cleared, `next_step` has nothing to do in that
-//! direction, and the connection waits for the poller's next edge. A short read clears
-//! `readable` too (the socket is drained; new data raises a new edge), which saves the read
-//! that would only say `WouldBlock`. The drive returns an
+//! helper that interprets its errors (`nonblocking`, in `src/connection/mod.rs`):
+//! `WouldBlock` clears the `readable` (or `writable`) flag the connection keeps, `EINTR`
+//! retries, anything else becomes the [`CloseReason`]. With the flag cleared, `next_step`
+//! has nothing to do in that direction, and the connection waits for the poller's next
+//! edge. A short read clears `readable` too (the socket is drained; new data raises a new
+//! edge), which saves the read that would only say `WouldBlock`. The drive returns an
 //! [`Outcome`](crate::connection::Outcome) (bytes moved, pauses, whether its per-drive
 //! budget ran out), and `drive_connection` accounts for it and files the connection:
 //! finished, back in the ready queue (budget spent with work left: no edge will come for
@@ -78,10 +78,14 @@
 //! **How the 10 MB client is served.** It sends 10 MB and reads nothing until it has sent
 //! everything. Each drive reads its input; the write straight back succeeds until the
 //! client's receive buffer and our send buffer are full, then says `WouldBlock`, and from
-//! then on input is appended to pending output, while reading continues. Reading pauses only
-//! at the high-water mark ([`Connection::update_backpressure`]; `--max-pending`, 32 MiB by
-//! default, lowered by the global memory budget when memory is short), far above what this
-//! client needs. When it half-closes, the read of 0 moves the phase to `PeerClosed`; once it
+//! then on input is appended to pending output. Reading pauses at the high-water mark
+//! ([`Connection::update_backpressure`]), which the reactor sets per drive: 256 KiB while the
+//! peer reads what it is sent (as a plain copy loop, so a client that reads while it writes
+//! is held back instead of queued for), and, once output has made no progress for 200 ms,
+//! the allowance for a peer that stopped reading (`--max-pending`, 32 MiB by default, lowered
+//! by the global memory budget when memory is short), far above what this client needs. A
+//! connection paused at the small bound is woken at that moment by a timer, since no event
+//! would come for it (`reactor::memory`). When it half-closes, the read of 0 moves the phase to `PeerClosed`; once it
 //! reads, `WRITABLE` edges drive `flush` until nothing is pending, then the server sends its
 //! FIN. Every byte comes back, in order (`tests/tcp_echo.rs`, and `tests/minimal_example.rs`
 //! for the example).
@@ -106,9 +110,9 @@
 //! Each is a small type in its own file, asked by the loop at one point:
 //!
 //! - **Fairness.** Per-drive budgets (read and write, 256 KiB each, in
-//!   [`Limits`](crate::connection::Limits)) and the turn's budget ([`reactor::turn`](crate::reactor::turn)); a
+//!   [`Limits`](crate::connection::Limits)) and the turn's budget ([`reactor::turn`]); a
 //!   connection cut short goes to the ready queue.
-//! - **Admission.** [`reactor::admission`](crate::reactor::admission): accept batches, `max_connections` and
+//! - **Admission.** [`reactor::admission`]: accept batches, `max_connections` and
 //!   `max_per_source` (accept, then close at once, so the client reads EOF), and a pause
 //!   instead of a busy loop when out of descriptors; [`descriptors`](crate::descriptors)
 //!   divides the open-file limit.
@@ -121,18 +125,20 @@
 //! - **Shutdown.** [`reactor::shutdown`](crate::reactor::shutdown): a [`ShutdownHandle`] wakes the loop (a `mio::Waker`);
 //!   listeners close, every connection drains (flush, FIN, read until the peer's FIN), and a
 //!   deadline cuts off the rest.
-//! - **Zero copy.** [`reactor::pipes`](crate::reactor::pipes) decides which bulk connections get a kernel pipe from
+//! - **Zero copy.** [`reactor::pipes`] decides which bulk connections get a kernel pipe from
 //!   spare descriptors; [`zero_copy`](crate::zero_copy) is the pipe and `splice(2)`;
 //!   [`Connection::read_into_pipe`] is the step that uses it.
 //! - **Services.** [`service`](crate::service): a sans-IO seam; a connection with a service
 //!   hands its input to it instead of echoing ([`Connection::read_into_service`]).
-//! - **UDP.** The [`udp`](crate::udp) module: `recvmmsg`/`sendmmsg` batches, replies from the address a
-//!   datagram was sent to, the reflection and loop guards, the bounded reply queue.
+//! - **UDP.** The [`udp`](crate::udp) module: `recvmmsg`/`sendmmsg` batches, replies from the
+//!   address a datagram was sent to, the reflection and loop guards, the bounded reply
+//!   queue.
 //! - **Several reactors.** [`ServerGroup`](crate::ServerGroup): N copies of this loop, one per
-//!   thread, on one port; [`reactor::shared`](crate::reactor::shared) keeps the limits that are totals.
+//!   thread, on one port; [`reactor::shared`] keeps the limits that are totals.
 //! - **Counters.** [`Stats`](crate::Stats), bumped at every decision and declared as one
 //!   table ([`counters`](crate::counters)) that also gives each counter's `key=value` pair,
-//!   summary line and metric; the books balance per service; `report` makes the stats line; the `metrics` module (feature `metrics`) serves them to Prometheus from the same
+//!   summary line and metric; the books balance per service; `report` makes the stats
+//!   line; the `metrics` module (feature `metrics`) serves them to Prometheus from the same
 //!   loop.
 //!
 //! The crate documentation's Layout lists every file in this order.
@@ -160,3 +166,8 @@
 //! [`CloseReason`]: crate::CloseReason
 //! [`ShutdownHandle`]: crate::ShutdownHandle
 //! [`connection`]: crate::connection
+//! [`reactor::turn`]: crate::reactor::turn
+//! [`reactor::slot`]: crate::reactor::slot
+//! [`reactor::admission`]: crate::reactor::admission
+//! [`reactor::pipes`]: crate::reactor::pipes
+//! [`reactor::shared`]: crate::reactor::shared

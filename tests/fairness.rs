@@ -56,6 +56,9 @@ fn budgets_off(max_pending: usize) -> Config {
         read_budget: usize::MAX / 2,
         write_budget: usize::MAX / 2,
         max_pending,
+        // And the whole allowance for a firehose that reads its echo, as before there was a
+        // small bound for reading peers: the control must let one drive read megabytes.
+        max_pending_reading: max_pending,
         low_water: max_pending / 4,
         ..Config::default()
     }

@@ -10,7 +10,9 @@
 //! earliest end), during which every run was measuring, so the target saw the sum of their
 //! rates: the merged rates are that sum (each run's rate taken as steady over its own window,
 //! which the warm-up is there to make true), and the merged `duration_s` is the common
-//! window. Windows that overlap for less than [`MIN_OVERLAP`] of the shortest run get a
+//! window. With `--interval` rows in every report the rates are counted instead: what each
+//! run did inside the common window, from its rows (`merged.window.rates_from` says which).
+//! Windows that overlap for less than [`MIN_OVERLAP`] of the shortest run get a
 //! warning; windows that do not overlap at all get a warning and rates over the whole span
 //! (first start to last end) instead, since those runs never loaded the target together.
 //! Warnings are in `merged.warnings` and on stderr. Per-interval rows are dropped: the
@@ -65,6 +67,27 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     ("connect_us", "/connect_us"),
 ];
 
+/// The runs' `errors.causes`, one entry per (kind, cause), counts added, in order of first
+/// appearance.
+fn merged_causes(runs: &[(String, Value)]) -> Value {
+    let mut out: Vec<Value> = Vec::new();
+    let all = runs
+        .iter()
+        .filter_map(|(_, r)| r.pointer("/errors/causes").and_then(Value::as_array))
+        .flatten();
+    for c in all {
+        let count = c["count"].as_u64().unwrap_or(0);
+        match out
+            .iter_mut()
+            .find(|o| o["kind"] == c["kind"] && o["cause"] == c["cause"])
+        {
+            Some(o) => o["count"] = json!(o["count"].as_u64().unwrap_or(0) + count),
+            None => out.push(c.clone()),
+        }
+    }
+    Value::Array(out)
+}
+
 /// Combines `runs` (each a parsed JSON report, with a name for messages) into one report of
 /// the same shape, plus a `merged {runs, sources, command_lines}` block.
 pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
@@ -98,6 +121,9 @@ pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
             *slot = sum;
         }
     }
+    if out.pointer("/errors/causes").is_some() {
+        out["errors"]["causes"] = merged_causes(runs);
+    }
     let longest = runs
         .iter()
         .filter_map(|(_, r)| r.get("elapsed_s").and_then(Value::as_f64))
@@ -119,8 +145,17 @@ pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
         }
         Ok(w) => {
             let common = w.common_s();
+            let mut rates_from = "steady";
             if common > 0.0 {
                 out["duration_s"] = json!(round6(common));
+                if let Some((requests, bytes)) = interval_rates(runs, w.last_start, w.first_end) {
+                    rates_from = "intervals";
+                    out["requests_per_s"] = json!(round2(requests));
+                    out["bytes_per_s"] = json!(round2(bytes));
+                    if out.get("connections_per_s").is_some() {
+                        out["connections_per_s"] = json!(round2(requests));
+                    }
+                }
                 if common < MIN_OVERLAP * w.shortest_s {
                     warnings.push(format!(
                         "the runs' windows overlap for {common:.3} s only, {:.0}% of the \
@@ -140,6 +175,7 @@ pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
                     -common
                 ));
                 out["duration_s"] = json!(round6(span));
+                rates_from = "span";
                 for path in RATES {
                     let done: Option<f64> = runs
                         .iter()
@@ -153,7 +189,9 @@ pub fn merge(runs: &[(String, Value)]) -> Result<Value, String> {
                     }
                 }
             }
-            w.to_json()
+            let mut block = w.to_json();
+            block["rates_from"] = json!(rates_from);
+            block
         }
     };
     let interrupted = runs.iter().any(|(_, r)| r["interrupted"] == json!(true));
@@ -268,6 +306,38 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
+/// Requests and bytes per second over the common window `[from, to]` (Unix seconds), summed
+/// over the runs, from their per-interval rows (`--interval`): each measured row counts in
+/// proportion to its overlap with the window, so a run that was not steady (a ramp, a stall)
+/// is counted for what it did in the window only. `None` unless every run has rows.
+fn interval_rates(runs: &[(String, Value)], from: f64, to: f64) -> Option<(f64, f64)> {
+    let (mut requests, mut bytes) = (0.0, 0.0);
+    for (_, run) in runs {
+        let rows = run
+            .get("intervals")?
+            .as_array()
+            .filter(|rows| !rows.is_empty())?;
+        // Rows are timed from the start of the run: the window's start less the warm-up.
+        let origin =
+            run.pointer("/window/start_unix_s")?.as_f64()? - run.get("warmup_s")?.as_f64()?;
+        for row in rows {
+            if row.get("warmup").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
+            let start = origin + row.get("start_s")?.as_f64()?;
+            let length = row.get("duration_s")?.as_f64()?;
+            let inside = (start + length).min(to) - start.max(from);
+            if length > 0.0 && inside > 0.0 {
+                let share = inside / length;
+                requests += share * row.get("requests")?.as_f64()?;
+                bytes += share * length * row.get("bytes_per_s")?.as_f64()?;
+            }
+        }
+    }
+    let common = to - from;
+    (common > 0.0).then(|| (requests / common, bytes / common))
+}
+
 /// The runs' windows, or the name of the first run without one.
 pub fn windows(runs: &[(String, Value)]) -> Result<Windows, String> {
     let mut w = Windows {
@@ -338,6 +408,29 @@ mod tests {
         })
     }
 
+    /// The causes of the processes' errors add up by cause, none lost.
+    #[test]
+    fn causes_add_up_by_cause() {
+        let run = |n: u64, extra: Option<&str>| {
+            let mut causes = vec![json!({"kind": "io", "cause": "reset", "count": n})];
+            if let Some(c) = extra {
+                causes.push(json!({"kind": "connect", "cause": c, "count": 1}));
+            }
+            json!({"errors": {"causes": causes}})
+        };
+        let runs = vec![
+            ("a".to_string(), run(2, None)),
+            ("b".to_string(), run(3, Some("refused"))),
+        ];
+        assert_eq!(
+            merged_causes(&runs),
+            json!([
+                {"kind": "io", "cause": "reset", "count": 5},
+                {"kind": "connect", "cause": "refused", "count": 1},
+            ])
+        );
+    }
+
     #[test]
     fn sums_counts_and_adds_histograms() {
         let a = run(&[10, 20, 30], 3);
@@ -382,6 +475,35 @@ mod tests {
             m.get("window").is_none(),
             "no single run's window stands for all"
         );
+    }
+
+    /// With per-interval rows, the rate is what the runs did inside the common window: a run
+    /// that only ramped up there counts for that, not for its average over its own window.
+    #[test]
+    fn interval_rows_count_what_happened_in_the_common_window() {
+        let t = 1_796_526_000.0;
+        let row = |start_s: f64, requests: u64| {
+            json!({"start_s": start_s, "duration_s": 1.0, "warmup": false,
+                   "requests": requests, "bytes_per_s": requests as f64 * 64.0})
+        };
+        // a: 4 s at 100/s. b starts 2 s later (after 1 s of warm-up) and does all of its
+        // 1000 requests in its first 2 s, inside the common window, then nothing.
+        let mut a = windowed(400, t, t + 4.0);
+        a["warmup_s"] = json!(0.0);
+        a["intervals"] = json!([row(0.0, 100), row(1.0, 100), row(2.0, 100), row(3.0, 100)]);
+        let mut b = windowed(1000, t + 2.0, t + 6.0);
+        b["warmup_s"] = json!(1.0);
+        b["intervals"] = json!([
+            {"start_s": 0.0, "duration_s": 1.0, "warmup": true, "requests": 0, "bytes_per_s": 0.0},
+            row(1.0, 500), row(2.0, 500), row(3.0, 0), row(4.0, 0)
+        ]);
+        let m = merge(&[("a".into(), a), ("b".into(), b)]).unwrap();
+        assert_eq!(m["duration_s"], json!(2.0));
+        assert_eq!(m["merged"]["window"]["rates_from"], json!("intervals"));
+        // In [t+2, t+4]: a did 200, b did 1000: 600/s, where the runs' averages sum to 350/s.
+        assert_eq!(m["requests_per_s"], json!(600.0));
+        assert_eq!(m["bytes_per_s"], json!(600.0 * 64.0));
+        assert_eq!(m["requests"], json!(1400), "totals stay the sum");
     }
 
     /// Runs that only partly overlap are merged with a warning that names the overlap.

@@ -283,3 +283,58 @@ fn a_refused_target_leaves_a_folder_that_says_why() {
     assert!(results.read("report.html").contains("Refused: external"));
     assert!(results.read("raw.jsonl").contains("\"kind\": \"check\""));
 }
+
+/// Ephemeral ports used up (EADDRNOTAVAIL), made on purpose in a private network namespace
+/// (`unshare -n`, root) whose port range holds 4 ports: the generator's failure says what it
+/// means and what to change. Skips where no namespace can be made.
+#[test]
+fn running_out_of_ports_says_what_to_change() {
+    // Inside the namespace: loopback up, 4 ephemeral ports, an echo server (python3) on
+    // 127.0.0.1:7007 for at most 20 s, then 20 connections to it.
+    let script = format!(
+        "ip link set lo up || exit 77
+         sysctl -qw net.ipv4.ip_local_port_range='40000 40003' || exit 77
+         python3 -c '
+import socket, threading, time
+l = socket.socket(); l.bind((\"127.0.0.1\", 7007)); l.listen(64)
+def echo(c):
+    c.settimeout(20)
+    try:
+        while (d := c.recv(65536)):
+            c.sendall(d)
+    except OSError:
+        pass
+def serve():
+    while True:
+        threading.Thread(target=echo, args=(l.accept()[0],), daemon=True).start()
+threading.Thread(target=serve, daemon=True).start()
+time.sleep(20)' >/dev/null 2>&1 &
+         server=$!
+         for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7007) 2>/dev/null && break; sleep 0.1; done
+         {} pingpong --target 127.0.0.1:7007 --connections 20 --duration 0.5s --warmup 0s
+         rc=$?; kill $server; exit $rc",
+        env!("CARGO_BIN_EXE_echoloop-bench")
+    );
+    let out = match Command::new("unshare")
+        .args(["-n", "bash", "-c", &script])
+        .env("RUST_LOG", "off")
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => return eprintln!("skipped: cannot run unshare: {e}"),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    if out.status.code() == Some(77) || stderr.contains("unshare:") {
+        return eprintln!("skipped: no private network namespace here: {stderr}");
+    }
+    assert_ne!(out.status.code(), Some(0), "the run must fail:\n{stderr}");
+    for what in [
+        "os error 99",
+        "hint: EADDRNOTAVAIL",
+        "ip_local_port_range",
+        "tcp_tw_reuse",
+    ] {
+        assert!(stderr.contains(what), "{what} missing:\n{stderr}");
+    }
+}

@@ -86,6 +86,7 @@ fn generators_given_one_start_time_measure_together() {
                 "500ms",
             ])
             .args(["--start-at", &format!("{start_at:.3}"), "--seed", seed])
+            .args(["--interval", "100ms"])
             .args(["--json", "pingpong"])
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -118,6 +119,15 @@ fn generators_given_one_start_time_measure_together() {
     let m = merge::merge(&[("a".into(), a.clone()), ("b".into(), b.clone())]).unwrap();
     assert_eq!(m["merged"]["window"]["overlap"], true);
     assert_eq!(m["merged"]["warnings"], serde_json::json!([]));
+    // The rows line up with the windows: counted inside the common window (almost all of
+    // both), the rate is close to the sum of the runs' own.
+    assert_eq!(m["merged"]["window"]["rates_from"], "intervals");
+    let own = a["requests_per_s"].as_f64().unwrap() + b["requests_per_s"].as_f64().unwrap();
+    let counted = m["requests_per_s"].as_f64().unwrap();
+    assert!(
+        (counted - own).abs() < 0.25 * own,
+        "{counted}/s counted in the common window, {own}/s from the runs' own rates"
+    );
     let sum =
         |p: &str| a.pointer(p).unwrap().as_u64().unwrap() + b.pointer(p).unwrap().as_u64().unwrap();
     assert_eq!(m["requests"], sum("/requests"));

@@ -31,12 +31,13 @@
 //!
 //! Pending output waits in this connection's own buffer (read into the shared scratch buffer,
 //! write straight back, keep only the unsent rest). The buffer is a queue of fixed-size blocks
-//! from a per-thread free list (`blocks`): it grows without reallocating, and blocks sent are
-//! reused warm instead of faulting in fresh pages. A bulk connection may also be given a
-//! kernel pipe (`Connection::use_pipe`, see `zero_copy`): input is then spliced into the
-//! pipe and out again, never copied. Everything about the pipe (the pipe itself, how many bytes
-//! it holds, whether it may be full, whether one can be had at all) lives in one field,
-//! `Pending::pipe`. The pipe is small (256 KiB), so when it is full and the peer is not
+//! from a per-thread free list (`blocks`): it grows without reallocating, blocks sent are
+//! reused warm instead of faulting in fresh pages, and blocks nobody needs any more go back
+//! to the operating system (the reactor asks `blocks` to decay and release them). A bulk
+//! connection may also be given a kernel pipe (`Connection::use_pipe`, see `zero_copy`):
+//! input is then spliced into the pipe and out again, never copied. Everything about the pipe
+//! (the pipe itself, how many bytes it holds, whether it may be full, whether one can be had
+//! at all) lives in one field, `Pending::pipe`. The pipe is small (256 KiB), so when it is full and the peer is not
 //! reading, input goes to the buffer as before, behind the pipe's older bytes: the pending
 //! limit, and with it the guarantee that a client may write megabytes before it reads, stays
 //! the same.
@@ -47,7 +48,7 @@
 //! each socket once and never call `epoll_ctl` again, and lets a connection cut short by its
 //! per-wakeup budget resume later without waiting for an edge that will not come.
 
-mod blocks;
+pub(crate) mod blocks;
 mod close;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod script;

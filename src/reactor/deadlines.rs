@@ -8,8 +8,9 @@
 //!   look, the group post, the stats line, the metrics scrape expiry, the drain deadline. Each is set, moved or cleared
 //!   by its policy and fires once when due; a periodic one is set again by its handler.
 //!   They sit in a small array, so setting one costs a store.
-//! - **One per connection** (idle and stall timeouts), in a min-heap with lazy re-arming. Each
-//!   connection has at most one entry. Its activity timestamps only move forward, so an entry
+//! - **Per connection** ([`ConnectionTimer`]: idle and stall timeouts; the moment a paused
+//!   connection's peer counts as having stopped reading), in a min-heap with lazy re-arming.
+//!   Each connection has at most one entry of each kind. Its activity timestamps only move forward, so an entry
 //!   can only fire early, never late: when it fires, the reactor recomputes the real deadline
 //!   from the connection and either closes it or pushes the later deadline. Cost: O(1) per
 //!   event (a timestamp store), O(log n) per timeout period per connection, and nothing at
@@ -33,6 +34,8 @@ pub(super) enum Timer {
     PipeSweep,
     /// The watchdog looks for connections with work and no wake-up (`watchdog`).
     WatchdogLook,
+    /// The free list of output blocks decays, so memory goes back after a burst (`memory`).
+    FreeListDecay,
     /// One reactor of a group posts its counters for the `/metrics` page (`group`).
     GroupPost,
     /// The periodic stats line (`report`).
@@ -45,15 +48,26 @@ pub(super) enum Timer {
 
 impl Timer {
     /// Every kind, in firing order.
-    const ALL: [Timer; 7] = [
+    const ALL: [Timer; 8] = [
         Timer::AcceptRetry,
         Timer::PipeSweep,
+        Timer::FreeListDecay,
         Timer::WatchdogLook,
         Timer::GroupPost,
         Timer::StatsLine,
         Timer::ScrapeExpiry,
         Timer::DrainEnd,
     ];
+}
+
+/// What a connection's deadline is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum ConnectionTimer {
+    /// Its idle or stall timeout (`slot::Timeouts`).
+    Timeouts,
+    /// Paused at the small bound for a reading peer: the moment its peer counts as having
+    /// stopped reading, when it reads on under the configured allowance (`memory`).
+    PeerStopsReading,
 }
 
 /// Which connection a deadline belongs to: its slab key and its unique id.
@@ -68,8 +82,8 @@ pub(super) struct Owner {
 /// What is due, as [`Deadlines::pop_due`] hands it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Due {
-    /// A connection's idle or stall deadline (possibly early: see the module doc).
-    Connection(Owner),
+    /// A connection's deadline (possibly early: see the module doc), and what it is for.
+    Connection(Owner, ConnectionTimer),
     /// One of the reactor's own timers, and the instant it was set for.
     Timer(Timer, Instant),
 }
@@ -78,7 +92,7 @@ pub(super) enum Due {
 #[derive(Debug, Default)]
 pub(super) struct Deadlines {
     timers: [Option<Instant>; Timer::ALL.len()],
-    connections: BinaryHeap<Reverse<(Instant, Owner)>>,
+    connections: BinaryHeap<Reverse<(Instant, Owner, ConnectionTimer)>>,
 }
 
 impl Deadlines {
@@ -97,14 +111,14 @@ impl Deadlines {
         self.timers[timer as usize]
     }
 
-    /// Adds a deadline for the connection `owner`.
-    pub(super) fn push(&mut self, at: Instant, owner: Owner) {
-        self.connections.push(Reverse((at, owner)));
+    /// Adds a deadline of kind `timer` for the connection `owner`.
+    pub(super) fn push(&mut self, at: Instant, owner: Owner, timer: ConnectionTimer) {
+        self.connections.push(Reverse((at, owner, timer)));
     }
 
     /// The earliest deadline of any kind, if any (for the poll timeout).
     pub(super) fn next(&self) -> Option<Instant> {
-        let connection = self.connections.peek().map(|Reverse((at, _))| *at);
+        let connection = self.connections.peek().map(|Reverse((at, ..))| *at);
         self.timers
             .iter()
             .copied()
@@ -118,11 +132,9 @@ impl Deadlines {
     /// `now` is not handed back in the same round.
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<Due> {
         match self.connections.peek() {
-            Some(Reverse((at, _))) if *at <= now => {
-                return self
-                    .connections
-                    .pop()
-                    .map(|Reverse((_, o))| Due::Connection(o))
+            Some(Reverse((at, ..))) if *at <= now => {
+                return (self.connections.pop())
+                    .map(|Reverse((_, owner, timer))| Due::Connection(owner, timer))
             }
             _ => {}
         }
@@ -142,7 +154,8 @@ impl Deadlines {
     /// Drops the connection entries of connections that are gone, so churn cannot grow the
     /// heap.
     pub(super) fn retain(&mut self, mut alive: impl FnMut(Owner) -> bool) {
-        self.connections.retain(|Reverse((_, owner))| alive(*owner));
+        self.connections
+            .retain(|Reverse((_, owner, _))| alive(*owner));
     }
 }
 
@@ -163,6 +176,8 @@ pub(super) fn next_period(at: Instant, now: Instant, every: Duration) -> Option<
 mod tests {
     use super::*;
 
+    const T: ConnectionTimer = ConnectionTimer::Timeouts;
+
     fn owner(key: usize) -> Owner {
         Owner {
             key,
@@ -174,13 +189,13 @@ mod tests {
     fn pops_only_expired_connection_entries_in_deadline_order() {
         let start = Instant::now();
         let mut deadlines = Deadlines::default();
-        deadlines.push(start + Duration::from_secs(3), owner(3));
-        deadlines.push(start + Duration::from_secs(1), owner(1));
-        deadlines.push(start + Duration::from_secs(2), owner(2));
+        deadlines.push(start + Duration::from_secs(3), owner(3), T);
+        deadlines.push(start + Duration::from_secs(1), owner(1), T);
+        deadlines.push(start + Duration::from_secs(2), owner(2), T);
         assert_eq!(deadlines.next(), Some(start + Duration::from_secs(1)));
         let now = start + Duration::from_secs(2);
-        assert_eq!(deadlines.pop_due(now), Some(Due::Connection(owner(1))));
-        assert_eq!(deadlines.pop_due(now), Some(Due::Connection(owner(2))));
+        assert_eq!(deadlines.pop_due(now), Some(Due::Connection(owner(1), T)));
+        assert_eq!(deadlines.pop_due(now), Some(Due::Connection(owner(2), T)));
         assert_eq!(deadlines.pop_due(now), None);
         deadlines.retain(|o| o.key != 3);
         assert_eq!(deadlines.connections(), 0);
@@ -194,11 +209,11 @@ mod tests {
         deadlines.set(Timer::DrainEnd, Some(at(1)));
         deadlines.set(Timer::StatsLine, Some(at(2)));
         deadlines.set(Timer::AcceptRetry, Some(at(9)));
-        deadlines.push(at(2), owner(7));
+        deadlines.push(at(2), owner(7), T);
         assert_eq!(deadlines.next(), Some(at(1)));
         assert_eq!(deadlines.pop_due(at(0)), None);
         let now = at(2);
-        assert_eq!(deadlines.pop_due(now), Some(Due::Connection(owner(7))));
+        assert_eq!(deadlines.pop_due(now), Some(Due::Connection(owner(7), T)));
         assert_eq!(
             deadlines.pop_due(now),
             Some(Due::Timer(Timer::StatsLine, at(2)))

@@ -8,7 +8,8 @@
 //! in that order, and the server's construction and accessors close it. Each policy the loop
 //! applies is a type of its own, with its own methods, in its own file, and never reaches into
 //! the server: `admission` (who is accepted, limits, running out of descriptors), `memory`
-//! (the global budget on pending output), `pipes` (which connections get zero copy, from spare
+//! (bounds on pending output: small while the peer reads, the global budget, and memory
+//! given back after a burst), `pipes` (which connections get zero copy, from spare
 //! descriptors), `shutdown` (the handle and the drain), `report` (the report handle, the board
 //! a group supplies), `live` (the handle that reads the counters
 //! of a running server), `watchdog` (a connection with work and no wake-up is found,
@@ -58,10 +59,10 @@ use slab::Slab;
 
 use self::admission::{is_out_of_descriptors, turn_away, Admission};
 pub(crate) use self::bind::{log_start, Announce};
-use self::deadlines::{next_period, Deadlines, Due, Owner, Timer};
+use self::deadlines::{next_period, ConnectionTimer, Deadlines, Due, Owner, Timer};
 use self::listeners::{TcpSide, UdpSide};
 pub use self::live::StatsHandle;
-use self::memory::MemoryBudget;
+use self::memory::{MemoryBudget, Peer, Recycling};
 use self::pipes::PipeBudget;
 pub(crate) use self::report::Board;
 pub use self::report::ReportHandle;
@@ -159,6 +160,8 @@ pub struct Server {
     timeouts: Timeouts,
     /// How often the stats line is logged, if at all.
     stats_every: Option<Duration>,
+    /// Gives the memory of pending output back to the system once nobody needs it.
+    recycling: Recycling,
     pipes: PipeBudget,
     watchdog: Watchdog,
     shutdown: Shutdown,
@@ -291,7 +294,10 @@ impl Server {
             return 0; // already in `finished`
         }
         let before = slot.conn.pending();
-        let limits = self.memory.limits_for(before);
+        let stamp = Stamp::at(self.started, now);
+        // A small bound while the peer reads, the configured allowance once it stopped.
+        let peer = slot.peer(stamp);
+        let limits = self.memory.limits_for(before, peer);
         let outcome = slot
             .conn
             .drive(&mut slot.socket, &mut self.scratch, &limits);
@@ -301,9 +307,9 @@ impl Server {
             service.record_drive(&outcome);
         }
         let after = slot.conn.pending();
+        let (pauses, stats) = (outcome.pauses, &mut self.stats);
         self.memory
-            .record(before, after, outcome.pauses, &limits, &mut self.stats);
-        let stamp = Stamp::at(self.started, now);
+            .record((before, after), pauses, &limits, peer, stats);
         slot.record_progress(&outcome, stamp);
         let moved = outcome.bytes_read + outcome.bytes_written;
         let owner = slot.owner(key);
@@ -319,6 +325,10 @@ impl Server {
             self.queues.ready.push(key);
         }
         slot.arm(key, &self.timeouts, (now, stamp), &mut self.deadlines);
+        if peer == Peer::Reading && slot.conn.is_paused() {
+            // Paused at the small bound: if the peer never reads, no event will come.
+            slot.wake_if_peer_stops(key, (now, stamp), &mut self.deadlines);
+        }
         if self.pipes.wants(&outcome, slot) {
             self.pipes
                 .offer(key, slot, now, &mut self.deadlines, &mut self.stats);
@@ -499,7 +509,12 @@ impl Server {
         let stamp = Stamp::at(self.started, now);
         while let Some(due) = self.deadlines.pop_due(now) {
             match due {
-                Due::Connection(owner) => self.expire_connection(owner, now, stamp),
+                Due::Connection(owner, ConnectionTimer::Timeouts) => {
+                    self.expire_connection(owner, now, stamp)
+                }
+                Due::Connection(owner, ConnectionTimer::PeerStopsReading) => {
+                    self.wake_stopped_reader(owner)
+                }
                 Due::Timer(timer, at) => {
                     // Connections closed by their timeouts go before any other timer runs.
                     self.remove_finished();
@@ -508,6 +523,7 @@ impl Server {
             }
         }
         self.remove_finished();
+        self.recycling.tick(now, &mut self.deadlines);
     }
 
     /// One of the reactor's timers, set for `at`, is due at `now`. A periodic one is set again
@@ -515,6 +531,7 @@ impl Server {
     fn on_timer(&mut self, timer: Timer, at: Instant, now: Instant) {
         match timer {
             Timer::AcceptRetry => self.queues.accept_ready = true,
+            Timer::FreeListDecay => self.recycling.decay(),
             Timer::WatchdogLook => {
                 let stamp = Stamp::at(self.started, now);
                 let (slots, ready) = (&mut self.slots, &mut self.queues.ready);
@@ -557,9 +574,23 @@ impl Server {
             Some((at, _)) if at <= now => {}
             Some((at, _)) => {
                 slot.timer_armed = true;
-                self.deadlines.push(at, owner);
+                self.deadlines.push(at, owner, ConnectionTimer::Timeouts);
             }
             None => {}
+        }
+    }
+
+    /// The peer of the connection `owner` now counts as having stopped reading: its next drive
+    /// reads on under the configured allowance. One that made progress since its entry was
+    /// pushed is driven all the same; its drive pauses it again, and re-arms.
+    fn wake_stopped_reader(&mut self, owner: Owner) {
+        let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
+            return; // closed since; the key may belong to someone else now
+        };
+        slot.allowance_armed = false;
+        if !slot.queued {
+            slot.queued = true;
+            self.queues.ready.push(owner.key);
         }
     }
 
@@ -578,7 +609,7 @@ impl Server {
     fn poll_timeout(&self) -> Option<Duration> {
         let queues = &self.queues;
         let work_queued = !queues.fresh.is_empty() || !queues.ready.is_empty();
-        if queues.accept_ready || queues.udp_ready || work_queued {
+        if queues.accept_ready || queues.udp_ready || work_queued || self.recycling.has_work() {
             return Some(Duration::ZERO);
         }
         let next = self.deadlines.next()?;
@@ -622,7 +653,14 @@ impl Server {
         self.queues.accept_ready = false;
         self.queues.udp_ready = false;
         self.deadlines.cancel(Timer::AcceptRetry);
+        let stamp = Stamp::at(self.started, now);
         for (key, slot) in self.slots.iter_mut() {
+            // A quiet connection closes at once instead of lingering (see `shutdown`).
+            if shutdown::is_quiet(slot, stamp) {
+                slot.conn.abort(CloseReason::Shutdown);
+                self.queues.finished.push(key);
+                continue;
+            }
             slot.conn.begin_drain();
             if !slot.queued {
                 slot.queued = true;
@@ -800,7 +838,8 @@ impl Server {
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             queues: Queues::default(),
             admission: Admission::new(config, Arc::clone(&shared)),
-            memory: MemoryBudget::new(limits, config.memory_budget),
+            memory: MemoryBudget::new(limits, config.max_pending_reading, config.memory_budget),
+            recycling: Recycling,
             deadlines: Deadlines::default(),
             timeouts: Timeouts::new(config.idle_timeout, config.stall_timeout),
             stats_every: config.stats_interval,

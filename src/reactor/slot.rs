@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use super::deadlines::{Deadlines, Owner};
+use super::deadlines::{ConnectionTimer, Deadlines, Owner};
+use super::memory::{Peer, STOPPED_READING_AFTER};
 use crate::connection::{CloseReason, Connection, Outcome};
 use crate::zero_copy::Pipe;
 
@@ -53,6 +54,9 @@ pub(super) struct Slot {
     pub(super) queued: bool,
     /// Has an entry among the connection deadlines of the registry (at most one).
     pub(super) timer_armed: bool,
+    /// Has an entry among the registry's connection deadlines to wake it when its peer counts
+    /// as having stopped reading (at most one).
+    pub(super) allowance_armed: bool,
     /// It owes the peer output (or, a service finished, the peer's FIN) since `stalled_since`.
     stalling: bool,
     /// Where the watchdog is with it (one byte, in what was padding).
@@ -114,6 +118,7 @@ impl Slot {
             service: u32::try_from(service).unwrap_or(u32::MAX),
             queued: false,
             timer_armed: false,
+            allowance_armed: false,
             stalling: false,
             watch: Watch::Unwatched,
             conn,
@@ -140,6 +145,44 @@ impl Slot {
         } else if !self.stalling || outcome.bytes_written > 0 {
             self.stalling = true;
             self.stalled_since = now;
+        }
+    }
+
+    /// Whether its peer reads its output, at `now`: it does unless output it owes made no
+    /// write progress for `STOPPED_READING_AFTER`.
+    pub(super) fn peer(&self, now: Stamp) -> Peer {
+        match self.stalling && self.stalled_since.age(now) >= STOPPED_READING_AFTER {
+            true => Peer::StoppedReading,
+            false => Peer::Reading,
+        }
+    }
+
+    /// When its peer will count as having stopped reading if no write progress comes first;
+    /// `None` while it owes nothing. `now` as in [`Slot::next_timeout`].
+    pub(super) fn stops_reading_at(&self, now: Instant, stamp: Stamp) -> Option<Instant> {
+        if !self.stalling {
+            return None;
+        }
+        now.checked_sub(self.stalled_since.age(stamp))?
+            .checked_add(STOPPED_READING_AFTER)?
+            .checked_add(Stamp::TICK)
+    }
+
+    /// Paused at the small bound while its peer read: wakes it (`deadlines`) when the peer
+    /// will count as having stopped reading, to read on under the configured allowance
+    /// (unless write progress comes first; then it is paused as before).
+    pub(super) fn wake_if_peer_stops(
+        &mut self,
+        key: usize,
+        (now, stamp): (Instant, Stamp),
+        deadlines: &mut Deadlines,
+    ) {
+        if self.allowance_armed {
+            return;
+        }
+        if let Some(at) = self.stops_reading_at(now, stamp) {
+            self.allowance_armed = true;
+            deadlines.push(at, self.owner(key), ConnectionTimer::PeerStopsReading);
         }
     }
 
@@ -197,7 +240,7 @@ impl Slot {
         }
         if let Some((at, _)) = self.next_timeout(timeouts, now, stamp) {
             self.timer_armed = true;
-            deadlines.push(at, self.owner(key));
+            deadlines.push(at, self.owner(key), ConnectionTimer::Timeouts);
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`client`]: blocking clients with timeouts, and the checks they make (byte-exact echo,
 //!   clean close, a close within a window).
 //! - [`steady`]: a bystander client that keeps pinging while others misbehave.
+//! - [`flood`]: clients that write as fast as they can while reading their echo slower.
 //! - [`child`]: a binary under test as a child process (stdout lines, log, signals, exit).
 //! - [`procfs`]: CPU time and memory of a process or thread, read from `/proc`.
 //! - [`pinning`]: pinning threads to cores and naming them for [`procfs`].
@@ -18,6 +19,7 @@
 
 pub mod child;
 pub mod client;
+pub mod flood;
 pub mod measure;
 pub mod pinning;
 pub mod procfs;
