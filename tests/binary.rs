@@ -110,6 +110,41 @@ fn bad_address_exits_two_with_one_line() {
     assert!(stderr.contains("not-an-address"), "{stderr}");
 }
 
+/// `--bind` with a character pasted along (a trailing non-breaking space) is neither an
+/// address nor a host name: exit 2 and one line that names the character, not a server
+/// on 127.0.0.1.
+#[test]
+fn a_bind_address_with_a_stray_character_exits_two_with_one_line() {
+    for bind in ["127.0.0.1\u{a0}", "127.0.0.1 ", "local_host"] {
+        let mut server = start(&["--bind", bind, "--port", "0"]);
+        assert_eq!(server.wait_exit(), 2, "--bind {bind:?}");
+        let stderr = server.stderr();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("neither an IP address nor a host name"),
+            "{stderr}"
+        );
+    }
+    let mut server = start(&["--bind", "127.0.0.1\u{a0}"]);
+    assert_eq!(server.wait_exit(), 2);
+    assert!(server.stderr().contains("U+00A0"));
+}
+
+/// `--threads auto` says in its start-up line how many reactors it started: one per core
+/// this process may use.
+#[test]
+fn threads_auto_names_its_reactors_at_start() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = start(&["--threads", "auto", "--port", "0"]);
+    server.listening();
+    let line = server.log_line_with("started on host");
+    assert!(
+        line.contains(&format!("reactors {cores})")),
+        "{cores} cores: {line}"
+    );
+    server.stop();
+}
+
 /// A port already in use: exit 2, one line, with the hint to pick another port.
 #[test]
 fn port_in_use_exits_two_with_a_hint() {

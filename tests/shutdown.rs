@@ -137,3 +137,35 @@ fn graceful_shutdown_mid_stream_ends_each_echo_with_a_clean_prefix() {
     assert!(stats.accounting_holds(), "{stats}");
     assert_eq!(stats.tcp_bytes_out, total_received as u64, "{stats}");
 }
+
+/// Ctrl-C with idle clients connected (nothing owed, nothing sent for a while): they are
+/// closed at once with a clean EOF, not held for the whole drain timeout, while a client
+/// that is still mid-echo lingers as before and gets its bytes.
+#[test]
+fn idle_clients_do_not_hold_shutdown_for_the_drain_timeout() {
+    let server = TestServer::with_drain(Config {
+        drain_timeout: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let mut idle: Vec<_> = (0..3)
+        .map(|_| {
+            let mut stream = echoloop_testkit::connect(server.tcp());
+            echoloop_testkit::ping(&mut stream, b"hello, then nothing");
+            stream
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500)); // quiet for longer than the server's 200 ms
+    let started = Instant::now();
+    let stats = server.stop();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "shutdown took {took:?}: {stats}"
+    );
+    assert_eq!(stats.closed_shutdown, 3, "{stats}");
+    assert_eq!(stats.closed_drain_timeout, 0, "{stats}");
+    for stream in &mut idle {
+        let mut buf = [0u8; 8];
+        assert_eq!(stream.read(&mut buf).expect("EOF, not a reset"), 0);
+    }
+}

@@ -53,16 +53,25 @@ fn assert_passes(report: &SuiteReport, name: &str) {
 
 /// One connection's bytes written into another's: `crosstalk` names the connection they
 /// came from; the one-connection-at-a-time checks never see the fault.
+///
+/// The check fails on every run. Naming the source needs enough stray bytes in one read to
+/// locate them; on a loaded machine the stray bytes sometimes arrive a few at a time after
+/// the connection's own (`extra bytes after all N sent came back`, too short to trace), so
+/// the naming is asked of one run in up to three, the failure of every run.
 #[test]
 fn a_server_that_mixes_connections_fails_crosstalk() {
     let server = BrokenTcp::start(Broken::MixesConnections);
-    let r = run(server.addr, &["integrity-sizes", "crosstalk"]);
-    assert_passes(&r, "integrity-sizes");
-    assert_fails(
-        &r,
-        "crosstalk",
-        &["connection", "cross-talk: they are the bytes of"],
-    );
+    let mut details = Vec::new();
+    for _ in 0..3 {
+        let r = run(server.addr, &["integrity-sizes", "crosstalk"]);
+        assert_passes(&r, "integrity-sizes");
+        let detail = assert_fails(&r, "crosstalk", &["connection"]);
+        if detail.contains("cross-talk: they are the bytes of") {
+            return;
+        }
+        details.push(detail);
+    }
+    panic!("crosstalk never named where the stray bytes came from: {details:#?}");
 }
 
 /// Echoes only the first 64 KiB: `integrity-sizes` stops at the first size above, with how

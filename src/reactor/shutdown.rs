@@ -3,6 +3,12 @@
 //! The handle sets a flag and wakes the poller (`mio::Waker`); the loop then stops accepting
 //! and serving UDP, asks every connection to flush, send FIN and linger until the peer's FIN,
 //! and, at `Config::drain_timeout`, closes whatever is left.
+//!
+//! A connection that is quiet when shutdown begins (nothing owed, nothing unread, no byte
+//! either way for [`QUIET_AT_SHUTDOWN`]) is closed at once instead: lingering is there so
+//! that input still arriving never meets a closed socket (whose RST could destroy echoes in
+//! flight), and a quiet peer sends none. Otherwise one idle `nc` held every Ctrl-C for the
+//! whole drain timeout, as it does not close on our FIN.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,8 +16,15 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
+use super::slot::{Slot, Stamp};
 use super::Server;
+use crate::connection::Phase;
 use crate::stats::{CloseReason, UdpDrop};
+
+/// A connection that moved no byte for this long, owes nothing and has nothing unread is
+/// closed at once on shutdown. Long enough that what it was sent last has been acknowledged
+/// on any usual path, so closing sends a plain FIN and nothing is lost.
+pub(super) const QUIET_AT_SHUTDOWN: Duration = Duration::from_millis(200);
 
 /// Stops a running [`Server`] (or every reactor of a [`ServerGroup`](crate::ServerGroup))
 /// from any thread: stop accepting, drain, return the stats.
@@ -120,7 +133,13 @@ impl Server {
         self.queues.accept_ready = false;
         self.queues.udp_ready = false;
         self.admission.stop();
+        let stamp = Stamp::at(self.started, now);
         for (key, slot) in self.slots.iter_mut() {
+            if is_quiet(slot, stamp) {
+                slot.conn.abort(CloseReason::Shutdown);
+                self.queues.finished.push(key);
+                continue;
+            }
             slot.conn.begin_drain();
             if !slot.queued {
                 slot.queued = true;
@@ -146,4 +165,18 @@ impl Server {
     pub(super) fn is_finished(&self) -> bool {
         self.shutdown.begun && self.slots.is_empty()
     }
+}
+
+/// Whether `slot` can be closed at once on shutdown: open, owing nothing, quiet for
+/// [`QUIET_AT_SHUTDOWN`], and nothing waiting in its receive buffer (a peek that would
+/// block), so that closing sends FIN and no RST.
+fn is_quiet(slot: &Slot, now: Stamp) -> bool {
+    let nothing_unread = || {
+        matches!(slot.socket.peek(&mut [0u8; 1]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    slot.conn.phase() == Phase::Open
+        && slot.conn.pending() == 0
+        && slot.idle_for(now) >= QUIET_AT_SHUTDOWN
+        && nothing_unread()
 }

@@ -157,7 +157,8 @@ Exit codes:
 pub struct BindAddrs(pub Vec<IpAddr>);
 
 fn parse_bind(text: &str) -> Result<BindAddrs, String> {
-    let text = text.trim();
+    // Not trimmed: `resolve_host` refuses stray whitespace (a trailing non-breaking space
+    // would otherwise vanish and the server start on the address before it).
     if text.parse::<IpAddr>().is_err() && text.contains(':') && !text.starts_with('[') {
         return Err(format!(
             "'{text}' is not an address (no port here: use --port, or --listen for more)"

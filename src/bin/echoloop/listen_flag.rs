@@ -113,9 +113,11 @@ impl ListenSpec {
     }
 }
 
-/// An IP address, an IPv6 address in brackets, or a name resolved (once, through the
-/// system's resolver: `/etc/hosts` first) to every address it has, without duplicates, in
-/// the resolver's order.
+/// An IP address, an IPv6 address in brackets, or a host name (RFC 1123 syntax, checked
+/// before anything is asked of the resolver) resolved once, through the system's resolver
+/// (`/etc/hosts` first), to every address it has, without duplicates, in the resolver's
+/// order. Anything else is refused, so that `127.0.0.1` followed by an invisible character
+/// (a non-breaking space pasted from a web page) is an error, not a bind on `127.0.0.1`.
 pub fn resolve_host(host: &str) -> Result<Vec<IpAddr>, ListenError> {
     let bare = host
         .strip_prefix('[')
@@ -123,6 +125,11 @@ pub fn resolve_host(host: &str) -> Result<Vec<IpAddr>, ListenError> {
         .unwrap_or(host);
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![ip]);
+    }
+    if let Err(why) = check_host_name(bare) {
+        return Err(ListenError(format!(
+            "{host:?} is neither an IP address nor a host name: {why}"
+        )));
     }
     let resolved: io::Result<Vec<SocketAddr>> =
         (bare, 0u16).to_socket_addrs().map(|addrs| addrs.collect());
@@ -141,6 +148,40 @@ pub fn resolve_host(host: &str) -> Result<Vec<IpAddr>, ListenError> {
         return Err(ListenError(format!("'{host}' resolves to no address")));
     }
     Ok(ips)
+}
+
+/// Checks RFC 1123 host name syntax: dot-separated labels of 1 to 63 ASCII letters, digits
+/// and hyphens, none starting or ending with a hyphen, 253 characters at most (a final dot,
+/// as in a fully qualified name, is allowed). Says what is wrong.
+fn check_host_name(name: &str) -> Result<(), String> {
+    if let Some((at, c)) = name
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+    {
+        return Err(format!(
+            "character U+{:04X} ({c:?}) at byte {at} is not allowed",
+            u32::from(c)
+        ));
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > 253 {
+        return Err("longer than 253 characters".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("an empty label (two dots in a row, or a leading dot)".into());
+        }
+        if label.len() > 63 {
+            return Err(format!("the label {label:?} is longer than 63 characters"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("the label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -211,5 +252,31 @@ mod tests {
             resolve_host("[::1]").unwrap(),
             ["::1".parse::<IpAddr>().unwrap()]
         );
+    }
+
+    /// A pasted invisible character, spaces, and other things that are not host names are
+    /// refused before the resolver is asked (which might have ignored them).
+    #[test]
+    fn only_addresses_and_rfc_1123_names_are_hosts() {
+        for good in ["localhost", "a", "example.com.", "x-1.y2", "1.2.3.4.nip"] {
+            assert!(check_host_name(good).is_ok(), "{good}");
+        }
+        let refused = |host: &str| resolve_host(host).unwrap_err().0;
+        let nbsp = refused("127.0.0.1\u{a0}");
+        assert!(
+            nbsp.contains("U+00A0") && nbsp.contains("at byte 9"),
+            "{nbsp}"
+        );
+        assert!(refused(" 127.0.0.1").contains("U+0020"));
+        assert!(refused("under_score").contains("U+005F"));
+        assert!(refused("").contains("empty"));
+        assert!(refused("a..b").contains("empty label"));
+        assert!(refused("-a.b").contains("'-'"));
+        assert!(refused(&"a".repeat(64)).contains("63"));
+        assert!(refused(&["abc"; 64].join(".")).contains("253"));
+        assert!(refused("ex\u{e4}mple.com").contains("U+00E4"));
+        for one_line in [nbsp, refused("a\nb")] {
+            assert_eq!(one_line.lines().count(), 1, "{one_line}");
+        }
     }
 }
