@@ -47,9 +47,10 @@ pub(super) struct Slot {
     /// Since when it has owed the peer something without write progress (for the stall
     /// timeout); meaningful only while `stalling`.
     stalled_since: Stamp,
-    /// Index of its service in `Server::services` (and `Stats::services`); 32 bits, as there
-    /// are at most `MAX_LISTENERS` (4,096) listeners.
-    service: u32,
+    /// Index of its service in `Server::services` (and `Stats::services`); 16 bits, as there
+    /// are at most `MAX_LISTENERS` (4,096) listeners, so that the flags below fit beside it
+    /// and the entry stays at 48 bytes.
+    service: u16,
     /// In the ready queue already (so it is queued once).
     pub(super) queued: bool,
     /// Has an entry among the connection deadlines of the registry (at most one).
@@ -63,6 +64,9 @@ pub(super) struct Slot {
     pub(super) watch: Watch,
     pub(super) conn: Connection<Pipe>,
 }
+
+// A service index fits in `Slot::service`.
+const _: () = assert!(crate::config::MAX_LISTENERS <= u16::MAX as usize);
 
 /// Where the watchdog (`watchdog`) is with one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +119,7 @@ impl Slot {
             id,
             last_activity: stamp,
             stalled_since: stamp,
-            service: u32::try_from(service).unwrap_or(u32::MAX),
+            service: u16::try_from(service).unwrap_or(u16::MAX),
             queued: false,
             timer_armed: false,
             allowance_armed: false,
