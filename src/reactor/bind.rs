@@ -21,10 +21,10 @@ use crate::listen::{Endpoint, Protocol};
 #[cfg(feature = "metrics")]
 use crate::metrics::MetricsEndpoint;
 use crate::net::{self, BoundListener};
-use crate::service::datagram::DatagramAnswers;
 use crate::service::reply_limit::ReplyLimit;
 use crate::service::ServiceKind;
 use crate::stats::Stats;
+use crate::udp::answers::DatagramAnswers;
 use crate::udp::UdpEcho;
 
 /// One reactor's sockets, registered with its new poller, and what they serve: everything a

@@ -61,7 +61,6 @@ use std::time::SystemTime;
 
 pub mod chargen;
 pub mod clock;
-pub(crate) mod datagram;
 pub mod daytime;
 pub mod discard;
 pub mod echo;
