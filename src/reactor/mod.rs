@@ -560,16 +560,16 @@ impl Server {
     /// Closes the connection `owner` if its idle or stall deadline passed; re-arms it if its
     /// deadline moved on since its entry was pushed.
     fn expire_connection(&mut self, owner: Owner, now: Instant, stamp: Stamp) {
-        let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
+        let Some(slot) = self.slots.get_mut(owner.key()).filter(|s| s.id == owner.id) else {
             return; // closed since; the key may belong to someone else now
         };
         slot.timer_armed = false;
         match slot.next_timeout(&self.timeouts, now, stamp) {
             // A connection already closed in this batch is in `finished` already.
             Some((at, reason)) if at <= now && slot.conn.close_reason().is_none() => {
-                log::debug!("closing #{}: {reason:?}", owner.key);
+                log::debug!("closing #{}: {reason:?}", owner.key());
                 slot.conn.abort(reason);
-                self.queues.finished.push(owner.key);
+                self.queues.finished.push(owner.key());
             }
             Some((at, _)) if at <= now => {}
             Some((at, _)) => {
@@ -584,13 +584,13 @@ impl Server {
     /// reads on under the configured allowance. One that made progress since its entry was
     /// pushed is driven all the same; its drive pauses it again, and re-arms.
     fn wake_stopped_reader(&mut self, owner: Owner) {
-        let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
+        let Some(slot) = self.slots.get_mut(owner.key()).filter(|s| s.id == owner.id) else {
             return; // closed since; the key may belong to someone else now
         };
         slot.allowance_armed = false;
         if !slot.queued {
             slot.queued = true;
-            self.queues.ready.push(owner.key);
+            self.queues.ready.push(owner.key());
         }
     }
 
@@ -600,7 +600,7 @@ impl Server {
         if self.deadlines.connections() > 2 * self.slots.len() + 1024 {
             let slots = &self.slots;
             self.deadlines
-                .retain(|owner| slots.get(owner.key).is_some_and(|s| s.id == owner.id));
+                .retain(|owner| slots.get(owner.key()).is_some_and(|s| s.id == owner.id));
         }
     }
 

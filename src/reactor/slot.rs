@@ -227,7 +227,7 @@ impl Slot {
 
     /// How this connection's deadline entries name it.
     pub(super) fn owner(&self, key: usize) -> Owner {
-        Owner { key, id: self.id }
+        Owner::new(key, self.id)
     }
 
     /// Gives this connection, in slab entry `key`, an entry in `deadlines` unless it has one

@@ -88,7 +88,7 @@ impl Watchdog {
         let mut recovered = 0u64;
         let mut watched = std::mem::take(&mut self.watched);
         watched.retain(|owner| {
-            let Some(slot) = slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
+            let Some(slot) = slots.get_mut(owner.key()).filter(|s| s.id == owner.id) else {
                 return false; // closed since
             };
             if slot.queued
@@ -114,11 +114,11 @@ impl Watchdog {
             slot.conn.on_readiness(level_readiness(slot));
             slot.watch = Watch::Watched;
             slot.queued = true;
-            ready.push(owner.key);
+            ready.push(owner.key());
             recovered += 1;
             log::debug!(
                 "#{} had work and no wake-up for {:?}: re-driven",
-                owner.key,
+                owner.key(),
                 slot.idle_for(stamp)
             );
             true
