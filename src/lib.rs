@@ -14,7 +14,7 @@
 //!           +------------------- one thread, one mio::Poll --------------------+
 //! clients ->| TCP listener --accept--> Slab<Slot> --read/echo--> pending output |
 //!           | UDP socket   --recvmmsg--> guards --> sendmmsg (or reply queue)  |
-//!           | Waker (shutdown)      timers: idle/stall, stats, accept retry, drain |
+//!           | Waker (shutdown, reports)     timers: one deadline registry      |
 //!           +------------------------------------------------------------------+
 //!
 //! Server::run, one turn (Server::turn):
@@ -27,8 +27,9 @@
 //!   run ready work: accept batch, UDP batch, then each queued connection:
 //!       drive, account, file (finished | ready queue | wait for an edge)
 //!   remove finished connections                teardown at the batch boundary
-//!   check timers: whatever the deadline registry says is due (idle/stall, accept retry,
-//!                 pipe sweep, watchdog, group post, stats line, scrape expiry, drain deadline)
+//!   check timers: whatever the deadline registry says is due (idle/stall, peer stopped
+//!                 reading, accept retry, pipe sweep, free-list decay, watchdog, group post,
+//!                 stats line, scrape expiry, drain deadline)
 //! ```
 //!
 //! One connection's states (the state machine in `connection`):

@@ -33,7 +33,9 @@
 //!
 //! 1. [`Server::poll_timeout`]: zero if work is queued (a budget cut something short),
 //!    else until the next deadline, else forever; then `poll`.
-//! 2. Read the clock once: every decision in the turn uses that `now`.
+//! 2. Read the clock: the deadlines and activity stamps of the turn use that `now` (the
+//!    turn's own budget ([`reactor::turn`]) and the accept batch read it
+//!    again, since they measure time spent inside the turn).
 //! 3. [`Server::dispatch`] each event by its token. A listener or UDP socket is only marked
 //!    ready; a connection gets its [`Readiness`](crate::connection::Readiness) recorded and is
 //!    queued (once); the waker begins shutdown ([`Server::on_wake`]). A token whose slab entry

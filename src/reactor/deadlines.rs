@@ -4,13 +4,15 @@
 //! loop's `on_timer`, nothing else.
 //!
 //! Two shapes of deadline live here:
-//! - **One per kind** ([`Timer`]): the accept retry, the idle-pipe sweep, the watchdog's
-//!   look, the group post, the stats line, the metrics scrape expiry, the drain deadline. Each is set, moved or cleared
+//! - **One per kind** ([`Timer`]): the accept retry, the idle-pipe sweep, the free list's
+//!   decay, the watchdog's look, the group post, the stats line, the metrics scrape expiry,
+//!   the drain deadline (declared, and fired, in that order). Each is set, moved or cleared
 //!   by its policy and fires once when due; a periodic one is set again by its handler.
 //!   They sit in a small array, so setting one costs a store.
 //! - **Per connection** ([`ConnectionTimer`]: idle and stall timeouts; the moment a paused
 //!   connection's peer counts as having stopped reading), in a min-heap with lazy re-arming.
-//!   Each connection has at most one entry of each kind. Its activity timestamps only move forward, so an entry
+//!   Each connection has at most one entry of each kind. Its activity timestamps only move
+//!   forward, so an entry
 //!   can only fire early, never late: when it fires, the reactor recomputes the real deadline
 //!   from the connection and either closes it or pushes the later deadline. Cost: O(1) per
 //!   event (a timestamp store), O(log n) per timeout period per connection, and nothing at
@@ -32,10 +34,10 @@ pub(super) enum Timer {
     AcceptRetry,
     /// Zero-copy pipes of connections gone idle are given back (`pipes`).
     PipeSweep,
-    /// The watchdog looks for connections with work and no wake-up (`watchdog`).
-    WatchdogLook,
     /// The free list of output blocks decays, so memory goes back after a burst (`memory`).
     FreeListDecay,
+    /// The watchdog looks for connections with work and no wake-up (`watchdog`).
+    WatchdogLook,
     /// One reactor of a group posts its counters for the `/metrics` page (`group`).
     GroupPost,
     /// The periodic stats line (`report`).

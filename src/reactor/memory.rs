@@ -9,7 +9,7 @@
 //! reading: output that made no write progress for [`STOPPED_READING_AFTER`]. That is the
 //! client that writes megabytes before it reads anything; it must be held, or client and server
 //! would wait for each other forever. A connection paused at the small bound with no progress
-//! is woken when that time has passed (`timers`), and reads on under the allowance; the first
+//! is woken when that time has passed (a `PeerStopsReading` deadline), and reads on under the allowance; the first
 //! byte its peer reads brings the small bound back.
 //!
 //! Each connection has its own high-water mark (`Config::max_pending`); this adds a global

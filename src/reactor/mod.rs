@@ -503,8 +503,8 @@ impl Server {
     }
 
     /// Fires everything due at `now`, in the registry's order: connection timeouts first (and
-    /// their teardown), then the accept retry, the idle-pipe sweep, the watchdog, the group
-    /// post, the stats line, the metrics scrape expiry, the drain deadline.
+    /// their teardown), then the accept retry, the idle-pipe sweep, the free list's decay, the
+    /// watchdog, the group post, the stats line, the metrics scrape expiry, the drain deadline.
     fn check_timers(&mut self, now: Instant) {
         let stamp = Stamp::at(self.started, now);
         while let Some(due) = self.deadlines.pop_due(now) {
@@ -604,8 +604,9 @@ impl Server {
         }
     }
 
-    /// How long `poll` may sleep: zero when work is queued; otherwise until the next deadline
-    /// in the registry, or forever.
+    /// How long `poll` may sleep: zero when work is queued (accepts, datagrams, connections a
+    /// budget cut short, or surplus output blocks still to unmap); otherwise until the next
+    /// deadline in the registry, or forever.
     fn poll_timeout(&self) -> Option<Duration> {
         let queues = &self.queues;
         let work_queued = !queues.fresh.is_empty() || !queues.ready.is_empty();

@@ -8,7 +8,9 @@ use mio::Token;
 
 /// The waker and the metrics endpoint's at the top; below them a block
 /// for TCP listeners and one for UDP sockets, numbered down from the top of each block;
-/// connection tokens are slab keys, far below.
+/// connection tokens are slab keys, far below. `usize::MAX` and the two tokens below it are
+/// unused (they named the one listener and the one UDP socket before those had blocks of
+/// their own); nothing depends on the exact values, only on the ranges not overlapping.
 pub(super) const WAKER: Token = Token(usize::MAX - 3);
 /// The metrics listener, below the other reserved tokens.
 #[cfg(feature = "metrics")]
