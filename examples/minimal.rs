@@ -16,7 +16,8 @@
 //! - limits (connections, per-source, descriptors): `src/reactor/admission.rs`,
 //!   `src/descriptors.rs`; a global memory budget: `src/reactor/memory.rs`
 //! - budgets per wakeup, so one fast client cannot starve the rest: `src/reactor/turn.rs`
-//! - idle and stall timeouts, and every other timer: `src/reactor/timers.rs`
+//! - idle and stall timeouts, and every other timer (one deadline registry):
+//!   `src/reactor/deadlines.rs`
 //! - graceful shutdown from another thread or a signal: `src/reactor/shutdown.rs`
 //! - zero copy (`splice(2)` through a pipe): `src/zero_copy.rs`, `src/reactor/pipes.rs`
 //! - services other than echo: `src/service/`; UDP batches, guards and a reply queue: `src/udp/`

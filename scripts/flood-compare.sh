@@ -76,7 +76,8 @@ env ECHOLOOP_FLOOD_BIN="$(realpath "$echoloop_bin")" TOKIO_ECHO_BIN="$(realpath 
 	ECHOLOOP_FLOOD_CONNS="$conns" \
 	cargo test --release --test pending_bound flood_against_tokio -- --ignored --nocapture \
 	--test-threads=1 > "$out/stdout.txt" || status=1
-grep '^{' "$out/stdout.txt" > "$out/raw.jsonl" || true
+# libtest prints "test NAME ... " in front of the first JSON line: keep only the objects.
+grep -o '{"server".*}' "$out/stdout.txt" > "$out/raw.jsonl" || true
 rm -f "$out/stdout.txt"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
 

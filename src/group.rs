@@ -28,14 +28,14 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::descriptors;
 use crate::error::ServerError;
 use crate::net::{self, Sharing};
 use crate::reactor::{
-    log_start, Announce, ReportHandle, Server, SharedLimits, ShutdownHandle, StatsHandle,
+    log_start, Announce, Board, ReportHandle, Server, SharedLimits, ShutdownHandle, StatsHandle,
 };
 use crate::stats::Stats;
 
@@ -107,12 +107,11 @@ impl ServerGroup {
             // With a `/metrics` page, reactors post their counters every second for it.
             let post_every = config.metrics.map(|_| Duration::from_secs(1));
             for (index, server) in servers.iter_mut().enumerate() {
-                server.join_group(GroupMember {
+                server.join_group(Box::new(GroupMember {
                     board: Arc::clone(&board),
                     index,
                     post_every,
-                    next_post: None,
-                });
+                }));
             }
         }
         Ok(ServerGroup {
@@ -269,29 +268,29 @@ impl StatsBoard {
     }
 }
 
-/// A reactor's place in the group: where its counters are posted.
+/// A reactor's place in the group: where its counters are posted. The reactor sees it as a
+/// [`Board`], and so never depends on the group.
 #[derive(Debug)]
-pub(crate) struct GroupMember {
+struct GroupMember {
     board: Arc<StatsBoard>,
     index: usize,
     /// How often to post unasked (for the `/metrics` page reactor 0 serves); `None`: only at
     /// stats ticks and report requests.
     post_every: Option<Duration>,
-    next_post: Option<Instant>,
 }
 
-impl GroupMember {
+impl Board for GroupMember {
     /// Posts this reactor's counters (at a stats tick or a report request). Reactor 0 gets the
     /// group's sum back, to log: the others' posts are at most one interval old (their ticks
     /// run on their own clocks, and a report request reaches each in its own turn).
-    pub(crate) fn post(&self, stats: Stats) -> Option<Stats> {
+    fn post(&self, stats: Stats) -> Option<Stats> {
         log::debug!("reactor {}: stats {stats}", self.index);
         self.store(stats);
         (self.index == 0).then(|| self.board.sum())
     }
 
     /// Puts this reactor's counters on the board.
-    pub(crate) fn store(&self, stats: Stats) {
+    fn store(&self, stats: Stats) {
         let mut posted = self
             .board
             .posted
@@ -304,7 +303,7 @@ impl GroupMember {
 
     /// Every reactor's counters: `own` (fresh) for this one, the others as last posted.
     #[cfg(feature = "metrics")]
-    pub(crate) fn snapshots(&self, own: Stats) -> Vec<Stats> {
+    fn snapshots(&self, own: Stats) -> Vec<Stats> {
         let mut all = self
             .board
             .posted
@@ -317,23 +316,9 @@ impl GroupMember {
         all
     }
 
-    /// True when an unasked post is due at `now`; schedules the next.
-    pub(crate) fn post_due(&mut self, now: Instant) -> bool {
-        let Some(every) = self.post_every else {
-            return false;
-        };
-        match self.next_post {
-            Some(at) if now < at => false,
-            _ => {
-                self.next_post = now.checked_add(every);
-                true
-            }
-        }
-    }
-
-    /// When the next unasked post is due, if any.
-    pub(crate) fn next_post(&self) -> Option<Instant> {
-        self.post_every.and(self.next_post)
+    /// How often to post unasked, if at all (the reactor's `Timer::GroupPost`).
+    fn post_every(&self) -> Option<Duration> {
+        self.post_every
     }
 }
 

@@ -14,7 +14,7 @@
 //!           +------------------- one thread, one mio::Poll --------------------+
 //! clients ->| TCP listener --accept--> Slab<Slot> --read/echo--> pending output |
 //!           | UDP socket   --recvmmsg--> guards --> sendmmsg (or reply queue)  |
-//!           | Waker (shutdown)      timers: idle/stall, stats, accept retry, drain |
+//!           | Waker (shutdown, reports)     timers: one deadline registry      |
 //!           +------------------------------------------------------------------+
 //!
 //! Server::run, one turn (Server::turn):
@@ -27,7 +27,9 @@
 //!   run ready work: accept batch, UDP batch, then each queued connection:
 //!       drive, account, file (finished | ready queue | wait for an edge)
 //!   remove finished connections                teardown at the batch boundary
-//!   check timers: idle/stall deadlines, accept retry, watchdog, stats line, drain deadline
+//!   check timers: whatever the deadline registry says is due (idle/stall, peer stopped
+//!                 reading, accept retry, pipe sweep, free-list decay, watchdog, group post,
+//!                 stats line, scrape expiry, drain deadline)
 //! ```
 //!
 //! One connection's states (the state machine in `connection`):
@@ -46,25 +48,29 @@
 //!
 //! # Layout, in reading order
 //! - `reactor/mod.rs`: [`Server::run`], the loop, first; then dispatch, the ready queue,
-//!   `drive_connection` (drive, account, file) and teardown.
+//!   `drive_connection` (drive, account, file) and teardown; then the glue that touches
+//!   several policies: accepting, timers firing, shutdown, reports, the metrics hooks; last,
+//!   creating the server ([`Server::bind`]) and its accessors.
+//! - `reactor/tokens.rs`: what an event's token names (waker, listener, UDP socket,
+//!   connection).
 //! - `reactor/turn.rs`: the bound on one turn (bytes moved, time) and the order of the queues.
 //! - `reactor/listeners.rs`: a TCP listener and a UDP socket as the reactor holds them.
 //! - `reactor/slot.rs`: a connection as the reactor holds it: socket, state machine, id,
 //!   coarse activity stamps (kept small: it is what an idle connection costs).
-//! - `reactor/admission.rs`: accept batches, connection limits, pausing when out of
+//! - `reactor/admission.rs`: whom to keep: connection limits, pausing when out of
 //!   descriptors.
 //! - `reactor/memory.rs`: the global memory budget: the room it leaves each connection.
 //! - `reactor/pipes.rs`: which connections get a zero-copy pipe (from spare descriptors), and
 //!   when it is given back.
 //! - `reactor/shared.rs`: the limits that hold across the reactors of a process.
-//! - `reactor/timers.rs`: idle and stall deadlines, the stats line, the poll timeout.
-//! - `reactor/deadlines.rs`: the min-heap of deadlines with lazy re-arming.
+//! - `reactor/deadlines.rs`: the one deadline registry: a timer per kind (accept retry, pipe
+//!   sweep, watchdog look, group post, stats line, scrape expiry, drain end) and a min-heap of
+//!   connections' idle and stall deadlines with lazy re-arming.
 //! - `reactor/watchdog.rs`: a connection with work and no wake-up for it (a lost edge) is
 //!   found, re-driven and counted, so no stall is silent.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
 //! - `reactor/report.rs`: [`ReportHandle`] and the stats line (totals and rates).
-//! - `reactor/scrape.rs`: the metrics endpoint's tokens and hooks in the loop.
-//! - `reactor/bind.rs`: [`Server::bind`]: sockets, poller, policies from the config.
+//! - `reactor/bind.rs`: the sockets registered with a new poller, the start-up lines.
 //! - [`connection`]: one TCP connection's state machine, [`Readiness`](connection::Readiness)
 //!   in, an [`Outcome`](connection::Outcome) out; `connection/script.rs` holds its test
 //!   scripts and invariants (for tests and, with the `fuzzing` feature, the fuzz crate).
@@ -197,7 +203,8 @@ mod documents {
     #[doc = include_str!("../docs/services.md")]
     mod services {}
 }
+pub use connection::CloseReason;
 pub use error::ServerError;
 pub use group::ServerGroup;
 pub use reactor::{ReportHandle, Server, ShutdownHandle, StatsHandle};
-pub use stats::{CloseReason, ServiceStats, Stats};
+pub use stats::{ServiceStats, Stats};

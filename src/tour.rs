@@ -33,7 +33,9 @@
 //!
 //! 1. [`Server::poll_timeout`]: zero if work is queued (a budget cut something short),
 //!    else until the next deadline, else forever; then `poll`.
-//! 2. Read the clock once: every decision in the turn uses that `now`.
+//! 2. Read the clock: the deadlines and activity stamps of the turn use that `now` (the
+//!    turn's own budget ([`reactor::turn`]) and the accept batch read it
+//!    again, since they measure time spent inside the turn).
 //! 3. [`Server::dispatch`] each event by its token. A listener or UDP socket is only marked
 //!    ready; a connection gets its [`Readiness`](crate::connection::Readiness) recorded and is
 //!    queued (once); the waker begins shutdown ([`Server::on_wake`]). A token whose slab entry
@@ -43,8 +45,8 @@
 //!    turn's own budget is spent ([`reactor::turn`]: 1 MiB moved or 2 ms). What is not
 //!    reached stays queued for the next turn, which polls with a zero timeout.
 //! 5. [`Server::remove_finished`]: teardown of the connections that finished in this batch.
-//! 6. [`Server::check_timers`]: whatever is due (idle and stall timeouts, the accept retry,
-//!    the watchdog, the stats line, the drain deadline...).
+//! 6. [`Server::check_timers`]: whatever the deadline registry says is due (idle and stall
+//!    timeouts, the accept retry, the watchdog, the stats line, the drain deadline...), by kind.
 //!
 //! # 2. One connection's drive
 //!
@@ -118,8 +120,10 @@
 //!   divides the open-file limit.
 //! - **Memory.** [`reactor::memory`](crate::reactor::memory): the global budget on pending output;
 //!   [`Server::drive_connection`] asks it for each connection's limits before the drive.
-//! - **Timers.** [`reactor::timers`](crate::reactor::timers) and [`reactor::deadlines`](crate::reactor::deadlines): idle and stall timeouts in a
-//!   min-heap with lazy re-arming, and every other deadline the poll timeout looks at.
+//! - **Timers.** [`reactor::deadlines`](crate::reactor::deadlines): one registry of everything
+//!   timed (a timer per kind: accept retry, pipe sweep, watchdog, group post, stats line,
+//!   scrape expiry, drain end; and the connections' idle and stall deadlines in a min-heap
+//!   with lazy re-arming); [`Server::check_timers`] fires what is due.
 //! - **Shutdown.** [`reactor::shutdown`](crate::reactor::shutdown): a [`ShutdownHandle`] wakes the loop (a `mio::Waker`);
 //!   listeners close, every connection drains (flush, FIN, read until the peer's FIN), and a
 //!   deadline cuts off the rest.

@@ -47,18 +47,26 @@
 //! was drained), and `writable` until a write says `WouldBlock`. That lets the reactor register
 //! each socket once and never call `epoll_ctl` again, and lets a connection cut short by its
 //! per-wakeup budget resume later without waiting for an edge that will not come.
+//!
+//! Files: this one holds the state machine (phases, `next_step`, the echo fast path, the
+//! buffer, backpressure, the calls that interpret `WouldBlock`); `pipe` the zero-copy path's
+//! steps and the pipe's bookkeeping; `session` a service's session (when it speaks, how its
+//! output joins the pending buffer); `blocks` the buffer's blocks; `close` the close reasons.
 
 pub(crate) mod blocks;
+mod close;
+mod pipe;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod script;
+mod session;
 
 use std::io::{self, IoSlice, Read, Write};
 use std::ops::BitOr;
 
 use self::blocks::{BlockQueue, MAX_SLICES};
 
-use crate::service::{Output, Service};
-use crate::stats::CloseReason;
+pub use self::close::CloseReason;
+use crate::service::Service;
 
 /// A non-blocking byte stream: a TCP socket in production, a script in tests.
 pub trait Stream: Read + Write {
@@ -367,21 +375,6 @@ impl<P> Connection<P> {
         }
     }
 
-    /// A fresh connection that speaks `service` instead of echo. The service is opened on
-    /// the first [`Connection::drive`] (so what it says first is accounted like any output).
-    pub fn with_service(service: Box<dyn Service>) -> Self {
-        let mut conn = Self::new();
-        conn.session = Some(Box::new(Session {
-            streams: service.streams(),
-            service,
-            opened: false,
-            finished: false,
-            idle: false,
-            staging: Vec::new(),
-        }));
-        conn
-    }
-
     /// True when this connection echoes (no service), the only kind that may take a pipe.
     pub fn is_echo(&self) -> bool {
         self.session.is_none()
@@ -412,11 +405,6 @@ impl<P> Connection<P> {
         self.pending.as_ref().map_or(0, |p| p.len())
     }
 
-    /// Of the bytes owed, those waiting in the pipe (0 without one).
-    pub(crate) fn pending_in_pipe(&self) -> usize {
-        self.pending.as_ref().map_or(0, |p| p.in_pipe())
-    }
-
     /// The pending output and pipe, made on first use.
     fn owed_mut(&mut self) -> &mut Pending<P> {
         self.pending
@@ -434,69 +422,6 @@ impl<P> Connection<P> {
     /// kernel memory, not counted here).
     pub fn buffer_capacity(&self) -> usize {
         self.pending.as_ref().map_or(0, |p| p.buffer.capacity())
-    }
-
-    /// True while the connection could take a pipe: it has none, none was refused, and nothing
-    /// is pending (a pipe attached now would let new bytes overtake older ones).
-    pub(crate) fn can_use_pipe(&self) -> bool {
-        self.pending
-            .as_ref()
-            .map_or(true, |p| matches!(p.pipe, PipeState::None) && p.len() == 0)
-            && self.session.is_none()
-    }
-
-    /// From now on, input goes through `pipe`, moved by `splice` (zero-copy echo). Takes it only
-    /// when [`Connection::can_use_pipe`]; otherwise hands it back.
-    pub(crate) fn use_pipe(&mut self, pipe: P) -> Result<(), P> {
-        if !self.can_use_pipe() {
-            return Err(pipe);
-        }
-        self.owed_mut().pipe = PipeState::Attached {
-            pipe,
-            queued: 0,
-            maybe_full: false,
-        };
-        Ok(())
-    }
-
-    /// No pipe could be made for this connection: it copies for good, and
-    /// [`Connection::can_use_pipe`] says no from now on.
-    pub(crate) fn pipe_unavailable(&mut self) {
-        let pending = self.owed_mut();
-        if matches!(pending.pipe, PipeState::None) {
-            pending.pipe = PipeState::Unavailable;
-        }
-    }
-
-    /// Takes the pipe back while it holds no bytes (its connection went idle, or descriptors
-    /// run short): the connection copies again and may be given a pipe again later. `None`
-    /// when it has no pipe or bytes still wait in it (taking it then would lose them).
-    pub(crate) fn take_pipe(&mut self) -> Option<P> {
-        let pending = self.pending.as_mut()?;
-        let taken = match std::mem::replace(&mut pending.pipe, PipeState::None) {
-            PipeState::Attached {
-                pipe, queued: 0, ..
-            } => Some(pipe),
-            other => {
-                pending.pipe = other;
-                None
-            }
-        };
-        self.release_if_empty();
-        taken
-    }
-
-    /// The attached pipe, if any.
-    pub(crate) fn pipe(&self) -> Option<&P> {
-        match &self.pending.as_ref()?.pipe {
-            PipeState::Attached { pipe, .. } => Some(pipe),
-            _ => None,
-        }
-    }
-
-    /// True once `Connection::use_pipe` switched this connection to zero-copy echo.
-    pub(crate) fn uses_pipe(&self) -> bool {
-        self.pipe().is_some()
     }
 
     /// True while backpressure stops reading.
@@ -625,21 +550,6 @@ impl<P> Connection<P> {
         }
     }
 
-    /// `next_step` for an open connection with a service, once pending output cannot be
-    /// flushed: open it first, then read, then let a streaming service write more.
-    fn next_service_step(&self, can_read: bool, can_write: bool) -> Option<Step> {
-        let session = self.session.as_ref()?;
-        if !session.opened {
-            Some(Step::OpenService)
-        } else if can_read && !self.paused {
-            Some(Step::ReadIntoService)
-        } else if self.pending() == 0 && can_write && session.streams && !session.idle {
-            Some(Step::Produce)
-        } else {
-            None
-        }
-    }
-
     /// Step `Flush`: writes up to the write budget of pending output, the pipe's bytes first.
     fn flush<S: Stream>(
         &mut self,
@@ -664,36 +574,6 @@ impl<P> Connection<P> {
         match write_nonblocking_with(chunk, || io.write_vectored(&slices[..count]))? {
             Some(n) => {
                 buffer.advance(n);
-                budget.spend_write(n, outcome);
-            }
-            None => self.ready.writable = false,
-        }
-        Ok(())
-    }
-
-    /// Splices up to `max` bytes from the pipe to the peer. Called only with bytes in the pipe.
-    fn send_from_pipe<S: Stream>(
-        &mut self,
-        io: &mut S,
-        max: usize,
-        budget: &mut Budget,
-        outcome: &mut Outcome,
-    ) -> Result<(), CloseReason>
-    where
-        P: Splice<S>,
-    {
-        let Some(PipeState::Attached {
-            pipe,
-            queued,
-            maybe_full,
-        }) = self.pending.as_deref_mut().map(|p| &mut p.pipe)
-        else {
-            return Ok(()); // unreachable: `flush` and `read_into_pipe` check for a pipe
-        };
-        match write_nonblocking_with(max, || pipe.splice_out(io, max))? {
-            Some(n) => {
-                *queued -= n;
-                *maybe_full = false; // there is room again
                 budget.spend_write(n, outcome);
             }
             None => self.ready.writable = false,
@@ -771,148 +651,6 @@ impl<P> Connection<P> {
             self.owed_mut().buffer.extend_from_slice(&data[sent..]);
         }
         Ok(())
-    }
-
-    /// Step `ReadIntoPipe`, the zero-copy counterpart of `read_and_echo`, taken while the
-    /// buffer is empty: input goes into the pipe and straight back out if the socket takes it;
-    /// what it does not take waits in the pipe for `Flush`. There is no short-read shortcut
-    /// here: a short splice may mean a full pipe, not a drained socket.
-    fn read_into_pipe<S: Stream>(
-        &mut self,
-        io: &mut S,
-        limits: &Limits,
-        budget: &mut Budget,
-        outcome: &mut Outcome,
-    ) -> Result<(), CloseReason>
-    where
-        P: Splice<S>,
-    {
-        let room = limits.high_water.saturating_sub(self.pending());
-        let want = room.min(budget.read);
-        debug_assert!(want > 0, "splice with no room");
-        let Some(PipeState::Attached {
-            pipe,
-            queued,
-            maybe_full,
-        }) = self.pending.as_deref_mut().map(|p| &mut p.pipe)
-        else {
-            return Ok(()); // unreachable: `next_step` splices only with a pipe attached
-        };
-        let was_empty = *queued == 0;
-        let n = match nonblocking(|| pipe.splice_in(io, want))? {
-            // An empty pipe has room, so the socket is what blocked.
-            None if was_empty => {
-                self.ready.readable = false;
-                return Ok(());
-            }
-            None => {
-                *maybe_full = true;
-                return Ok(());
-            }
-            Some(0) => {
-                self.phase = Phase::PeerClosed;
-                self.ready.readable = false;
-                return Ok(());
-            }
-            Some(n) => n,
-        };
-        *queued += n;
-        budget.read -= n;
-        outcome.bytes_read += n;
-        if was_empty && self.ready.writable {
-            // The fast path, as in `read_and_echo`: send back what just came in, outside the
-            // write budget, which bounds flushing older output.
-            self.send_from_pipe(io, n, budget, outcome)?;
-        }
-        Ok(())
-    }
-
-    /// Step `ReadIntoService`: one read into `scratch`, handed to the service, whose answer
-    /// joins the pending output (and goes out with the next `Flush`). The peer's FIN is
-    /// handed over as `on_peer_closed`.
-    fn read_into_service<S: Stream>(
-        &mut self,
-        io: &mut S,
-        scratch: &mut [u8],
-        limits: &Limits,
-        budget: &mut Budget,
-        outcome: &mut Outcome,
-    ) -> Result<(), CloseReason> {
-        let read = self.read_input(io, scratch, limits, budget, outcome)?;
-        let room = limits.high_water.saturating_sub(self.pending());
-        let Some(n) = read else {
-            if self.phase == Phase::PeerClosed {
-                self.call_service(room, 0, outcome, |service, out| service.on_peer_closed(out));
-            }
-            return Ok(());
-        };
-        if let Some(session) = self.session.as_mut() {
-            session.idle = false; // new input: a quiet streaming service may have more to say
-        }
-        self.call_service(room, n, outcome, |service, out| {
-            service.on_input(&scratch[..n], out)
-        });
-        Ok(())
-    }
-
-    /// Step `Produce`: a streaming service (chargen) writes its next piece, at most the
-    /// write budget left, so it gets the same share of a turn as echo.
-    fn produce(&mut self, limits: &Limits, budget: &Budget, outcome: &mut Outcome) {
-        let room = budget.write.min(limits.high_water).min(PRODUCE_CHUNK);
-        let before = self.pending();
-        self.call_service(room, 0, outcome, |service, out| service.on_writable(out));
-        if self.pending() == before {
-            if let Some(session) = self.session.as_mut() {
-                session.idle = true;
-            }
-        }
-    }
-
-    /// Lets the service write into the pending buffer with `room` advised, then follows its
-    /// wish to close. `input` bytes were handed to it: its output answers them byte for byte
-    /// up to their number, and the rest of either side is counted in `outcome` as generated
-    /// or consumed (the accounting in `stats`).
-    fn call_service(
-        &mut self,
-        room: usize,
-        input: usize,
-        outcome: &mut Outcome,
-        call: impl FnOnce(&mut dyn Service, &mut Output<'_>),
-    ) {
-        let Some(session) = self.session.as_mut() else {
-            outcome.bytes_consumed += input; // no service to take it: not lost, counted
-            return;
-        };
-        session.opened = true;
-        let mut staging = std::mem::take(&mut session.staging);
-        let mut out = Output::with_wall_clock(&mut staging, room);
-        call(session.service.as_mut(), &mut out);
-        let closing = out.is_closing();
-        let answered = input.min(staging.len());
-        outcome.bytes_generated += staging.len() - answered;
-        outcome.bytes_consumed += input - answered;
-        if !staging.is_empty() {
-            // `self.pending` directly, not `owed_mut`: `session` is still borrowed.
-            let pending = self
-                .pending
-                .get_or_insert_with(|| Box::new(Pending::empty()));
-            pending.buffer.extend_from_slice(&staging);
-        }
-        staging.clear();
-        let kept = if session.streams {
-            PRODUCE_CHUNK
-        } else {
-            STAGING_KEPT
-        };
-        if staging.capacity() <= kept {
-            session.staging = staging;
-        }
-        if closing && !session.finished {
-            session.finished = true;
-            if self.phase == Phase::Open {
-                self.phase = Phase::Finishing;
-            }
-        }
     }
 
     /// Step `FinishWriting`: nothing is pending, so send our FIN.

@@ -14,8 +14,9 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
+use super::CloseReason;
 use super::{Connection, Limits, Phase, Readiness, Splice, Stream};
-use crate::stats::{CloseReason, Stats};
+use crate::stats::Stats;
 
 /// The connection the scripts drive: it may get a [`ScriptedPipe`].
 pub type ScriptedConnection = Connection<ScriptedPipe>;

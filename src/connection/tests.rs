@@ -408,7 +408,7 @@ mod properties {
             script.finish();
             prop_assert_eq!(
                 script.conn.close_reason(),
-                Some(crate::stats::CloseReason::PeerClosed)
+                Some(crate::connection::CloseReason::PeerClosed)
             );
         }
 

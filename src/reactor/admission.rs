@@ -1,4 +1,5 @@
-//! Admission: accepting connections, and deciding which ones to keep.
+//! Admission: deciding which accepted connections to keep, and when accepting pauses. (The
+//! accept loop itself, `Server::accept_batch`, is glue in `reactor/mod.rs`.)
 //!
 //! Accepts run in batches of `Config::accept_budget`, so a connect storm cannot starve the
 //! connections already open. A connection over `max_connections` or `max_per_source` is
@@ -14,13 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Interest, Token};
 
 use super::shared::SharedLimits;
-use super::slot::Slot;
-use super::Server;
 use crate::config::Config;
-use crate::connection::Connection;
 use crate::stats::Stats;
 
 /// How long accepting pauses after the process ran out of descriptors (nginx uses 500 ms).
@@ -32,11 +29,9 @@ const WARNING_PERIOD: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(super) struct Admission {
     /// Connections accepted per wakeup.
-    budget: usize,
+    pub(super) budget: usize,
     /// `max_connections` and `max_per_source`, counted across every reactor of the process.
     shared: Arc<SharedLimits>,
-    /// Accepting is paused for lack of descriptors until then (or until a connection closes).
-    retry_at: Option<Instant>,
     last_fd_warning: Option<Instant>,
     /// The id of the last connection accepted.
     last_id: u32,
@@ -53,7 +48,6 @@ impl Admission {
         Admission {
             budget: config.accept_budget,
             shared,
-            retry_at: None,
             last_fd_warning: None,
             last_id: 0,
             peers: HashMap::new(),
@@ -62,7 +56,7 @@ impl Admission {
 
     /// Decides whether to keep a connection from `peer`, counting it against the limits if
     /// so, and the refusal if not.
-    fn admit(&mut self, peer: SocketAddr, stats: &mut Stats) -> bool {
+    pub(super) fn admit(&mut self, peer: SocketAddr, stats: &mut Stats) -> bool {
         if !self.shared.try_open() {
             stats.record_rejected(true);
             log::debug!("rejected {peer}: max connections reached");
@@ -81,7 +75,7 @@ impl Admission {
     }
 
     /// Keeps `peer` aside for the connection in slab entry `key` if anything will ask.
-    fn remember(&mut self, key: usize, peer: SocketAddr) {
+    pub(super) fn remember(&mut self, key: usize, peer: SocketAddr) {
         if self.shared.limits_sources() || log::log_enabled!(log::Level::Debug) {
             self.peers.insert(key, peer);
         }
@@ -103,7 +97,7 @@ impl Admission {
     }
 
     /// An admitted connection from `peer` never got registered.
-    fn refund(&mut self, peer: SocketAddr) {
+    pub(super) fn refund(&mut self, peer: SocketAddr) {
         self.shared.close();
         if self.shared.limits_sources() {
             self.shared.forget_source(peer.ip());
@@ -111,22 +105,27 @@ impl Admission {
     }
 
     /// A unique id for the next connection.
-    fn next_id(&mut self) -> u32 {
+    pub(super) fn next_id(&mut self) -> u32 {
         self.last_id = self.last_id.wrapping_add(1);
         self.last_id
     }
 
     /// Out of descriptors at `now`: counts it, warns (at most once per [`WARNING_PERIOD`]) and
-    /// pauses accepting for [`ACCEPT_RETRY`].
-    fn pause(&mut self, error: &io::Error, now: Instant, stats: &mut Stats) {
+    /// returns when to try again: after [`ACCEPT_RETRY`] (or when a connection closes).
+    pub(super) fn pause(
+        &mut self,
+        error: &io::Error,
+        now: Instant,
+        stats: &mut Stats,
+    ) -> Option<Instant> {
         stats.accept_errors += 1;
         stats.accept_fd_exhausted += 1;
-        self.retry_at = now.checked_add(ACCEPT_RETRY);
+        let retry_at = now.checked_add(ACCEPT_RETRY);
         if self
             .last_fd_warning
             .is_some_and(|at| now.duration_since(at) < WARNING_PERIOD)
         {
-            return;
+            return retry_at;
         }
         self.last_fd_warning = Some(now);
         log::warn!(
@@ -134,121 +133,7 @@ impl Admission {
              ({} accept errors so far; raise `ulimit -n` to serve more clients)",
             stats.accept_errors
         );
-    }
-
-    /// When a paused accept is due to be retried, if it is paused.
-    pub(super) fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
-    }
-
-    /// Ends a pause whose time is up at `now`; true if accepting should resume.
-    pub(super) fn retry_due(&mut self, now: Instant) -> bool {
-        let due = self.retry_at.is_some_and(|at| now >= at);
-        if due {
-            self.retry_at = None;
-        }
-        due
-    }
-
-    /// A descriptor was freed: ends a pause at once; true if accepting should resume.
-    pub(super) fn resume_after_close(&mut self) -> bool {
-        self.retry_at.take().is_some()
-    }
-
-    /// Shutdown: no more accepting, paused or not.
-    pub(super) fn stop(&mut self) {
-        self.retry_at = None;
-    }
-}
-
-impl Server {
-    /// Accepts up to the per-wakeup budget. Running out of descriptors pauses accepting for a
-    /// moment (and until a connection closes) instead of spinning or ending the server.
-    pub(super) fn accept_batch(&mut self, now: Instant) {
-        self.queues.accept_ready = false;
-        // Every listener gets its own budget; one with nothing waiting costs one `accept`.
-        for index in 0..self.listeners.len() {
-            if !self.accept_from(index, now) {
-                return; // out of descriptors: every listener waits for the retry
-            }
-        }
-    }
-
-    /// Accepts from `listeners[index]` up to the budget; false when out of descriptors.
-    fn accept_from(&mut self, index: usize, now: Instant) -> bool {
-        for _ in 0..self.admission.budget {
-            let Some(listener) = self.listeners.get(index) else {
-                return true;
-            };
-            match listener.socket.accept() {
-                // Stamped when accepted, not with the turn's `now`: the turn's earlier work would
-                // otherwise count against a new connection's idle timeout. One vDSO clock read
-                // beside an `accept` syscall costs next to nothing.
-                Ok((socket, peer)) => self.admit(socket, peer, listener.service, Instant::now()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_out_of_descriptors(&e) => {
-                    // Pipes give way to connections: pause only if none could be given back.
-                    if self.pipes_give_way() > 0 {
-                        continue;
-                    }
-                    self.admission.pause(&e, now, &mut self.stats);
-                    return false;
-                }
-                Err(e) => {
-                    // ECONNABORTED and friends: that one client is gone; keep accepting.
-                    self.stats.accept_errors += 1;
-                    log::debug!("accept: {e}");
-                }
-            }
-        }
-        // Budget spent: more may be waiting, and no new edge will say so.
-        self.queues.accept_ready = true;
-        true
-    }
-
-    /// Keeps an accepted socket as a connection (registered, its timer armed), or turns it
-    /// away at once if admission says no.
-    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, service: usize, accepted_at: Instant) {
-        if !self.admission.admit(peer, &mut self.stats) {
-            turn_away(socket, &mut self.scratch);
-            return;
-        }
-        // Pipes give way to connections: take back idle ones while descriptors are short.
-        self.reclaim_pipes_if_short();
-        // Echo is latency-bound: do not let Nagle hold back a small reply.
-        if let Err(e) = socket.set_nodelay(true) {
-            log::debug!("set_nodelay for {peer}: {e}");
-        }
-        let entry = self.slots.vacant_entry();
-        // Echo keeps its fast path; any other service gets its own session.
-        let conn = match self.services.get(service) {
-            Some(kind) if !kind.is_echo() => Connection::with_service(kind.new_session()),
-            _ => Connection::new(),
-        };
-        let id = self.admission.next_id();
-        let mut slot = Slot::new(socket, (service, conn), id, self.started, accepted_at);
-        // Registered once, for both directions; readiness is tracked in `Connection` after.
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut slot.socket, Token(entry.key()), interest)
-        {
-            self.stats.accept_errors += 1;
-            log::warn!("cannot register connection from {peer}: {e}");
-            self.admission.refund(peer);
-            return;
-        }
-        log::debug!("accepted {peer} as #{}", entry.key());
-        self.admission.remember(entry.key(), peer);
-        self.timers.arm(entry.key(), &mut slot, accepted_at);
-        entry.insert(slot);
-        self.stats.conn_accepted += 1;
-        self.stats.conn_active += 1;
-        if let Some(service) = self.stats.services.get_mut(service) {
-            service.conn_accepted += 1;
-        }
+        retry_at
     }
 }
 
@@ -258,7 +143,7 @@ impl Server {
 /// answer with RST and the client would see "connection reset" instead of EOF. Input arriving
 /// after the close still draws an RST, but the client has read our FIN by then, and Linux
 /// reports EOF before a later reset.
-fn turn_away(socket: TcpStream, scratch: &mut [u8]) {
+pub(super) fn turn_away(socket: TcpStream, scratch: &mut [u8]) {
     use std::io::Read;
     if socket.shutdown(std::net::Shutdown::Write).is_err() {
         return; // the client is gone already
@@ -268,7 +153,7 @@ fn turn_away(socket: TcpStream, scratch: &mut [u8]) {
 }
 
 /// EMFILE (this process) or ENFILE (the whole system): no descriptor for the new socket.
-fn is_out_of_descriptors(error: &io::Error) -> bool {
+pub(super) fn is_out_of_descriptors(error: &io::Error) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use rustix::io::Errno;

@@ -1,244 +1,148 @@
-//! Creating a [`Server`]: validate the config, bind the sockets, register them with a new
-//! poller, and set up each policy from the config. Also what an embedder may ask a bound
-//! server: its addresses, a shutdown handle, the counters so far.
+//! Binding: a reactor's sockets registered with a new poller, each with its token and the
+//! service it serves, and the start-up lines (what is served, what is exposed). The
+//! [`Server`](crate::Server) is assembled from these and the policies in `reactor/mod.rs`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Interest, Poll, Waker};
-use slab::Slab;
 
-use super::admission::Admission;
 use super::listeners::{TcpSide, UdpSide};
-use super::memory::{MemoryBudget, Recycling};
-use super::pipes::PipeBudget;
-use super::report::ReportHandle;
-use super::shared::SharedLimits;
-use super::shutdown::{Shutdown, ShutdownHandle};
-use super::timers::Timers;
-use super::{Queues, Server, Source, SCRATCH_SIZE, WAKER};
+use super::tokens::{Source, WAKER};
 #[cfg(feature = "metrics")]
-use super::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
+use super::tokens::{METRICS_FIRST_SCRAPE, METRICS_LISTENER};
 use crate::config::Config;
-use crate::connection::Limits;
 use crate::descriptors::{self, reserve};
 use crate::error::ServerError;
 #[cfg(feature = "metrics")]
 use crate::error::METRICS;
-use crate::group::GroupMember;
 use crate::listen::{Endpoint, Protocol};
 #[cfg(feature = "metrics")]
 use crate::metrics::MetricsEndpoint;
-use crate::net::{self, BoundListener, Sharing};
-use crate::report::Reporter;
-use crate::service::datagram::DatagramAnswers;
+use crate::net::{self, BoundListener};
 use crate::service::reply_limit::ReplyLimit;
 use crate::service::ServiceKind;
 use crate::stats::Stats;
+use crate::udp::answers::DatagramAnswers;
 use crate::udp::UdpEcho;
 
-impl Server {
-    /// Validates `config`, binds every listener's sockets and registers them. Port 0 works:
-    /// read the real addresses with [`Server::endpoints`] (or, for the echo listener,
-    /// [`Server::tcp_addr`] and [`Server::udp_addr`]).
-    pub fn bind(config: Config) -> Result<Server, ServerError> {
-        config.validate()?;
-        let bound = net::bind_all(&config, Sharing::Exclusive)?;
-        log_start(&config, 1);
-        let shared = Arc::new(SharedLimits::new(&config, descriptors::soft_limit(), 1));
-        Server::with_sockets(&config, bound, shared, Announce::Yes)
-    }
-
-    /// A server on sockets bound already, counting its connections and pipes in `shared`
-    /// (with the other reactors of a `ServerGroup`, if any). `config` is valid. `announce`
-    /// says whether to warn about exposed listeners (once per group, not per reactor).
-    pub(crate) fn with_sockets(
-        config: &Config,
-        bound: Vec<BoundListener>,
-        shared: Arc<SharedLimits>,
-        announce: Announce,
-    ) -> Result<Server, ServerError> {
-        let poll = Poll::new().map_err(ServerError::Poll)?;
-        let registry = poll.registry();
-        let waker = Waker::new(registry, WAKER).map_err(ServerError::Poll)?;
-
-        let mut stats = Stats::default();
-        let mut services: Vec<ServiceKind> = Vec::new();
-        let mut listeners = Vec::new();
-        let mut udp = Vec::new();
-        let mut endpoints = Vec::new();
-        let started = Instant::now();
-        for net::BoundListener { listener, sockets } in bound {
-            let kind = listener.service;
-            let service = stats.service_index(kind.name());
-            if service == services.len() {
-                services.push(kind.clone());
-            }
-            let exposed = !listener.addr.ip().is_loopback();
-            let mut bound_at = listener.addr; // the real port, once a socket says it
-            if let Some(socket) = sockets.tcp {
-                let mut socket = TcpListener::from_std(socket);
-                let token = Source::listener_token(listeners.len());
-                registry
-                    .register(&mut socket, token, Interest::READABLE)
-                    .map_err(ServerError::Poll)?;
-                let addr = socket.local_addr().map_err(ServerError::Poll)?;
-                bound_at = addr;
-                endpoints.push(endpoint(&kind, Protocol::Tcp, addr));
-                listeners.push(TcpSide { socket, service });
-            }
-            if let Some(socket) = sockets.udp {
-                let mut socket = UdpEcho::new(
-                    UdpSocket::from_std(socket),
-                    config.udp_queue_datagrams,
-                    config.udp_loop_guard,
-                )
-                .map_err(ServerError::Poll)?;
-                socket
-                    .register(registry, Source::udp_token(udp.len()))
-                    .map_err(ServerError::Poll)?;
-                bound_at = socket.local_addr();
-                endpoints.push(endpoint(&kind, Protocol::Udp, bound_at));
-                // The endpoint's guards come first; then, beyond loopback, the rate limit of
-                // a service that can amplify (see `service::reply_limit`).
-                let answers = (!kind.is_echo()).then(|| {
-                    let limited = exposed && kind.may_amplify();
-                    let limit = limited.then(|| ReplyLimit::new(config.udp_reply_rate, started));
-                    DatagramAnswers::new(kind.new_session(), limit)
-                });
-                udp.push(UdpSide {
-                    socket,
-                    service,
-                    answers,
-                });
-            }
-            if exposed && announce == Announce::Yes {
-                warn_exposed(&bound_at, &kind, listener.protocol, config.udp_reply_rate);
-            }
-        }
-        let first_echo = |protocol| {
-            endpoints
-                .iter()
-                .find(|e: &&Endpoint| e.service.is_echo() && e.protocol == protocol)
-                .map(|e| e.addr)
-        };
-        let (tcp_addr, udp_addr) = (first_echo(Protocol::Tcp), first_echo(Protocol::Udp));
-        #[cfg(feature = "metrics")]
-        let metrics = config
-            .metrics
-            .map(|addr| {
-                MetricsEndpoint::bind(addr, registry, METRICS_LISTENER, METRICS_FIRST_SCRAPE)
-                    .map_err(|source| ServerError::Bind {
-                        protocol: METRICS,
-                        addr,
-                        source,
-                    })
-            })
-            .transpose()?;
-        let limits = Limits {
-            high_water: config.max_pending,
-            low_water: config.low_water,
-            read_budget: config.read_budget,
-            write_budget: config.write_budget,
-        };
-        Ok(Server {
-            poll,
-            listeners,
-            udp,
-            services,
-            endpoints,
-            slots: Slab::new(),
-            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-            queues: Queues::default(),
-            admission: Admission::new(config, Arc::clone(&shared)),
-            memory: MemoryBudget::new(limits, config.max_pending_reading, config.memory_budget),
-            recycling: Recycling::default(),
-            timers: Timers::new(config),
-            pipes: PipeBudget::new(shared),
-            watchdog: Default::default(),
-            shutdown: Shutdown::new(waker, config.drain_timeout),
-            tcp_addr,
-            udp_addr,
-            // Reset when `run` starts; set here so `stats()` on a server never run says
-            // something sensible.
-            started,
-            stats,
-            reporter: Reporter::default(),
-            report_requested: Arc::new(AtomicBool::new(false)),
-            live: Arc::default(),
-            #[cfg(feature = "metrics")]
-            metrics,
-            group: None,
-        })
-    }
-
-    /// Makes this server one reactor of a group: its reports go to the group's board.
-    pub(crate) fn join_group(&mut self, member: GroupMember) {
-        self.group = Some(member);
-    }
-
-    /// Every bound socket with the service it serves, in the order of the configuration
-    /// (each listener's TCP side before its UDP side).
-    pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.endpoints.clone()
-    }
-
-    /// The first echo listener's TCP address, unless it has none.
-    pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.tcp_addr
-    }
-
-    /// The first echo listener's UDP address, unless it has none.
-    pub fn udp_addr(&self) -> Option<SocketAddr> {
-        self.udp_addr
-    }
-
-    /// A handle that stops this server from another thread.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        self.shutdown.handle()
-    }
-
-    /// The counters so far, with the gauges (pending bytes, pipes, queued datagrams) read
-    /// now. Once `run` owns the server, read them through a
-    /// [`stats_handle`](Server::stats_handle).
-    pub fn stats(&self) -> Stats {
-        let mut stats = Stats {
-            // Not the turn's `now`: this is also called from outside the loop.
-            uptime: self.started.elapsed(),
-            pending_bytes: self.memory.pending_total() as u64,
-            zero_copy_pipes_open: self.pipes.open() as u64,
-            udp_queued_datagrams: self.udp.iter().map(|udp| udp.socket.queued() as u64).sum(),
-            ..self.stats.clone()
-        };
-        // The same gauges per service: one pass over the connections (a stats line or a
-        // scrape, not a turn, pays for it).
-        for slot in self.slots.iter().map(|(_, slot)| slot) {
-            if let Some(service) = stats.services.get_mut(slot.service()) {
-                service.pending_bytes += slot.conn.pending() as u64;
-            }
-        }
-        for udp in &self.udp {
-            if let Some(service) = stats.services.get_mut(udp.service) {
-                service.udp_queued_datagrams += udp.socket.queued() as u64;
-            }
-        }
-        stats
-    }
-
-    /// The bound `/metrics` address, when [`Config::metrics`] asked for one.
+/// One reactor's sockets, registered with its new poller, and what they serve: everything a
+/// [`Server`](crate::Server) is made of that comes from binding, not from a policy.
+pub(super) struct Sockets {
+    pub(super) poll: Poll,
+    pub(super) waker: Waker,
+    pub(super) listeners: Vec<TcpSide>,
+    pub(super) udp: Vec<UdpSide>,
+    pub(super) services: Vec<ServiceKind>,
+    pub(super) endpoints: Vec<Endpoint>,
+    pub(super) tcp_addr: Option<SocketAddr>,
+    pub(super) udp_addr: Option<SocketAddr>,
+    /// The counters, with a line per service.
+    pub(super) stats: Stats,
     #[cfg(feature = "metrics")]
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(|endpoint| endpoint.local_addr())
-    }
+    pub(super) metrics: Option<MetricsEndpoint>,
+}
 
-    /// A handle that asks this server, from another thread, to log its counters and rates now
-    /// (the binary sends one on SIGUSR1).
-    pub fn report_handle(&self) -> ReportHandle {
-        ReportHandle::new(&self.report_requested, self.shutdown.waker())
+/// Registers the sockets `bound` already with a new poller, each with its token and service
+/// (`started`: the clock of the UDP reply limits). `config` is valid. `announce` says whether
+/// to warn about exposed listeners (once per group, not per reactor).
+pub(super) fn register(
+    config: &Config,
+    bound: Vec<BoundListener>,
+    announce: Announce,
+    started: Instant,
+) -> Result<Sockets, ServerError> {
+    let poll = Poll::new().map_err(ServerError::Poll)?;
+    let registry = poll.registry();
+    let waker = Waker::new(registry, WAKER).map_err(ServerError::Poll)?;
+
+    let mut stats = Stats::default();
+    let mut services: Vec<ServiceKind> = Vec::new();
+    let mut listeners = Vec::new();
+    let mut udp = Vec::new();
+    let mut endpoints = Vec::new();
+    for net::BoundListener { listener, sockets } in bound {
+        let kind = listener.service;
+        let service = stats.service_index(kind.name());
+        if service == services.len() {
+            services.push(kind.clone());
+        }
+        let exposed = !listener.addr.ip().is_loopback();
+        let mut bound_at = listener.addr; // the real port, once a socket says it
+        if let Some(socket) = sockets.tcp {
+            let mut socket = TcpListener::from_std(socket);
+            let token = Source::listener_token(listeners.len());
+            registry
+                .register(&mut socket, token, Interest::READABLE)
+                .map_err(ServerError::Poll)?;
+            let addr = socket.local_addr().map_err(ServerError::Poll)?;
+            bound_at = addr;
+            endpoints.push(endpoint(&kind, Protocol::Tcp, addr));
+            listeners.push(TcpSide { socket, service });
+        }
+        if let Some(socket) = sockets.udp {
+            let mut socket = UdpEcho::new(
+                UdpSocket::from_std(socket),
+                config.udp_queue_datagrams,
+                config.udp_loop_guard,
+            )
+            .map_err(ServerError::Poll)?;
+            socket
+                .register(registry, Source::udp_token(udp.len()))
+                .map_err(ServerError::Poll)?;
+            bound_at = socket.local_addr();
+            endpoints.push(endpoint(&kind, Protocol::Udp, bound_at));
+            // The endpoint's guards come first; then, beyond loopback, the rate limit of
+            // a service that can amplify (see `service::reply_limit`).
+            let answers = (!kind.is_echo()).then(|| {
+                let limited = exposed && kind.may_amplify();
+                let limit = limited.then(|| ReplyLimit::new(config.udp_reply_rate, started));
+                DatagramAnswers::new(kind.new_session(), limit)
+            });
+            udp.push(UdpSide {
+                socket,
+                service,
+                answers,
+            });
+        }
+        if exposed && announce == Announce::Yes {
+            warn_exposed(&bound_at, &kind, listener.protocol, config.udp_reply_rate);
+        }
     }
+    let first_echo = |protocol| {
+        endpoints
+            .iter()
+            .find(|e: &&Endpoint| e.service.is_echo() && e.protocol == protocol)
+            .map(|e| e.addr)
+    };
+    let (tcp_addr, udp_addr) = (first_echo(Protocol::Tcp), first_echo(Protocol::Udp));
+    #[cfg(feature = "metrics")]
+    let metrics = config
+        .metrics
+        .map(|addr| {
+            MetricsEndpoint::bind(addr, registry, METRICS_LISTENER, METRICS_FIRST_SCRAPE).map_err(
+                |source| ServerError::Bind {
+                    protocol: METRICS,
+                    addr,
+                    source,
+                },
+            )
+        })
+        .transpose()?;
+    Ok(Sockets {
+        poll,
+        waker,
+        listeners,
+        udp,
+        services,
+        endpoints,
+        tcp_addr,
+        udp_addr,
+        stats,
+        #[cfg(feature = "metrics")]
+        metrics,
+    })
 }
 
 fn endpoint(service: &ServiceKind, protocol: Protocol, addr: SocketAddr) -> Endpoint {

@@ -8,8 +8,8 @@ use mio::net::TcpListener;
 use mio::Registry;
 
 use crate::connection::Readiness;
-use crate::service::datagram::DatagramAnswers;
 use crate::stats::{Stats, UdpDrop};
+use crate::udp::answers::DatagramAnswers;
 use crate::udp::UdpEcho;
 
 /// A TCP listener and the service its connections get.

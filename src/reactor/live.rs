@@ -1,6 +1,6 @@
-//! Live counters for another thread. [`Server::stats`] reads the counters of a server that is
+//! Live counters for another thread. [`Server::stats`](crate::Server::stats) reads the counters of a server that is
 //! not running; once `run` owns the server, a [`StatsHandle`] asks the loop for them the way a
-//! [`ReportHandle`](super::ReportHandle) asks for a report line: it leaves a request and wakes
+//! [`ReportHandle`](crate::ReportHandle) asks for a report line: it leaves a request and wakes
 //! the poller, and the loop answers between two turns with the same snapshot a stats line or
 //! a scrape gets (`Server::stats`: counters, and the gauges read now). The loop never waits
 //! for the asker; the asker waits, bounded, for the loop.
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
-use super::Server;
 use crate::stats::Stats;
 
 /// How long [`StatsHandle::snapshot`] waits for a loop to answer. A running loop answers
@@ -18,7 +17,7 @@ use crate::stats::Stats;
 /// (bound, `run` not called) lets it wait this long.
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
-/// Reads the counters of a running [`Server`] (or the sum over the reactors of a
+/// Reads the counters of a running [`Server`](crate::Server) (or the sum over the reactors of a
 /// [`ServerGroup`](crate::ServerGroup)) from any thread. Cheap to clone.
 ///
 /// ```no_run
@@ -58,6 +57,28 @@ struct Letters {
 }
 
 impl Mailbox {
+    /// True when a handle asked since the last answer.
+    pub(super) fn is_asked(&self) -> bool {
+        let letters = self.letters();
+        letters.asked > letters.answered
+    }
+
+    /// Answers every request made so far with `stats`.
+    pub(super) fn answer(&self, stats: Stats) {
+        let mut letters = self.letters();
+        letters.stats = stats;
+        letters.answered = letters.asked;
+        self.answered.notify_all();
+    }
+
+    /// The run is over: leaves the final counters for every handle, now and later.
+    pub(super) fn leave_final(&self, stats: &Stats) {
+        let mut letters = self.letters();
+        letters.stats = stats.clone();
+        letters.stopped = true;
+        self.answered.notify_all();
+    }
+
     fn letters(&self) -> MutexGuard<'_, Letters> {
         // A poisoned lock only means another thread panicked holding it; the data is plain.
         self.letters.lock().unwrap_or_else(|e| e.into_inner())
@@ -81,7 +102,7 @@ impl StatsHandle {
     /// The counters now, with the gauges (pending bytes, open connections, queued datagrams)
     /// read now: summed over the reactors, the longest uptime. After the server stopped, its
     /// final counters. `None` if a loop did not answer within two seconds (it is not running
-    /// yet: before `run`, read [`Server::stats`]).
+    /// yet: before `run`, read [`Server::stats`](crate::Server::stats)).
     pub fn snapshot(&self) -> Option<Stats> {
         let deadline = Instant::now() + ANSWER_WAIT;
         // Ask every reactor first, so that they answer side by side.
@@ -116,35 +137,5 @@ impl StatsHandle {
             }
         }
         total
-    }
-}
-
-impl Server {
-    /// A handle that reads this server's counters from another thread while it runs.
-    pub fn stats_handle(&self) -> StatsHandle {
-        StatsHandle::new(&self.live, self.shutdown.waker())
-    }
-
-    /// Answers a [`StatsHandle`] that asked since the last wake-up.
-    pub(super) fn answer_stats_if_asked(&self) {
-        let asked = {
-            let letters = self.live.letters();
-            letters.asked > letters.answered
-        };
-        if asked {
-            let stats = self.stats();
-            let mut letters = self.live.letters();
-            letters.stats = stats;
-            letters.answered = letters.asked;
-            self.live.answered.notify_all();
-        }
-    }
-
-    /// The run is over: leaves the final counters for every handle, now and later.
-    pub(super) fn leave_final_stats(&self, stats: &Stats) {
-        let mut letters = self.live.letters();
-        letters.stats = stats.clone();
-        letters.stopped = true;
-        self.live.answered.notify_all();
     }
 }

@@ -9,7 +9,7 @@
 //! reading: output that made no write progress for [`STOPPED_READING_AFTER`]. That is the
 //! client that writes megabytes before it reads anything; it must be held, or client and server
 //! would wait for each other forever. A connection paused at the small bound with no progress
-//! is woken when that time has passed (`timers`), and reads on under the allowance; the first
+//! is woken when that time has passed (a `PeerStopsReading` deadline), and reads on under the allowance; the first
 //! byte its peer reads brings the small bound back.
 //!
 //! Each connection has its own high-water mark (`Config::max_pending`); this adds a global
@@ -31,6 +31,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::deadlines::{Deadlines, Timer};
 use crate::connection::blocks;
 use crate::connection::Limits;
 use crate::stats::Stats;
@@ -140,38 +141,33 @@ impl MemoryBudget {
     }
 }
 
-/// The clock of this thread's free list of blocks: it decays every `blocks::DECAY_INTERVAL`
-/// while it holds blocks, and its surplus is unmapped a few blocks per turn.
+/// Gives the blocks of pending output back once nobody needs them: a decay of the free list
+/// (`Timer::FreeListDecay` in the registry, set while the list holds blocks) and, each turn,
+/// a few of its surplus blocks unmapped.
 #[derive(Debug, Default)]
-pub(super) struct Recycling {
-    /// When the free list decays next; `None` while it is empty (an idle server sleeps).
-    next_decay: Option<Instant>,
-}
+pub(super) struct Recycling;
 
 impl Recycling {
-    /// Once per turn: decays the free list when due, and unmaps some of its surplus.
-    pub(super) fn tick(&mut self, now: Instant) {
-        match self.next_decay {
-            Some(at) if now >= at => {
-                blocks::decay();
-                self.next_decay = None;
-            }
-            _ => {}
-        }
-        if self.next_decay.is_none() && blocks::free_blocks() > 0 {
-            self.next_decay = now.checked_add(blocks::DECAY_INTERVAL);
+    /// Once per turn, at `now`: sets the decay while the free list holds blocks, and unmaps
+    /// some of its surplus.
+    pub(super) fn tick(&mut self, now: Instant, deadlines: &mut Deadlines) {
+        if deadlines.get(Timer::FreeListDecay).is_none() && blocks::free_blocks() > 0 {
+            deadlines.set(
+                Timer::FreeListDecay,
+                now.checked_add(blocks::DECAY_INTERVAL),
+            );
         }
         blocks::release();
+    }
+
+    /// The decay is due (`Timer::FreeListDecay`).
+    pub(super) fn decay(&mut self) {
+        blocks::decay();
     }
 
     /// True while surplus blocks wait to be unmapped: the loop should come round again soon.
     pub(super) fn has_work(&self) -> bool {
         blocks::has_surplus()
-    }
-
-    /// When the free list decays next, for the poll timeout.
-    pub(super) fn next(&self) -> Option<Instant> {
-        self.next_decay
     }
 }
 

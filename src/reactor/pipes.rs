@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::deadlines::{Deadlines, Timer};
 use super::shared::SharedLimits;
 use super::slot::{Slot, Stamp};
-use super::Server;
 use crate::connection::Outcome;
 use crate::stats::Stats;
 use crate::zero_copy::Pipe;
@@ -33,14 +33,13 @@ const ZERO_COPY_MIN_READ: usize = 32 * 1024;
 /// A pipe whose connection moved no byte for this long is given back.
 pub(super) const PIPE_IDLE: Duration = Duration::from_secs(1);
 
-/// This reactor's pipes; the count across reactors is in [`SharedLimits`].
+/// This reactor's pipes; the count across reactors is in [`SharedLimits`]. The idle sweep is
+/// `Timer::PipeSweep` in the reactor's registry, set only while this reactor holds pipes.
 #[derive(Debug)]
 pub(super) struct PipeBudget {
     shared: Arc<SharedLimits>,
     /// Slab keys of this reactor's connections holding a pipe (at most `zero_copy_conns`).
     holders: Vec<usize>,
-    /// When idle pipes are next looked for; `None` while this reactor holds none.
-    next_sweep: Option<Instant>,
 }
 
 impl PipeBudget {
@@ -54,7 +53,6 @@ impl PipeBudget {
         PipeBudget {
             shared,
             holders: Vec::new(),
-            next_sweep: None,
         }
     }
 
@@ -66,7 +64,14 @@ impl PipeBudget {
     /// Gives the connection a pipe if one is left to give and descriptors are spare (else it
     /// is offered again on its next bulk turn). A pipe that cannot be made (out of
     /// descriptors after all) leaves the connection copying for good.
-    pub(super) fn offer(&mut self, key: usize, slot: &mut Slot, now: Instant, stats: &mut Stats) {
+    pub(super) fn offer(
+        &mut self,
+        key: usize,
+        slot: &mut Slot,
+        now: Instant,
+        deadlines: &mut Deadlines,
+        stats: &mut Stats,
+    ) {
         if !self.shared.try_pipe() {
             return;
         }
@@ -74,7 +79,9 @@ impl PipeBudget {
             Ok(pipe) => {
                 if slot.conn.use_pipe(pipe).is_ok() {
                     self.holders.push(key);
-                    self.next_sweep.get_or_insert(now + PIPE_IDLE);
+                    if deadlines.get(Timer::PipeSweep).is_none() {
+                        deadlines.set(Timer::PipeSweep, now.checked_add(PIPE_IDLE));
+                    }
                     stats.zero_copy_conns += 1;
                     log::debug!("#{key} echoes with zero copy");
                 } else {
@@ -91,20 +98,20 @@ impl PipeBudget {
     }
 
     /// A connection is gone, and with it its pipe, if it had one.
-    pub(super) fn release(&mut self, key: usize, slot: &Slot) {
+    pub(super) fn release(&mut self, key: usize, slot: &Slot, deadlines: &mut Deadlines) {
         if slot.conn.uses_pipe() {
-            self.forget(key);
+            self.forget(key, deadlines);
         }
     }
 
     /// The connection in slab entry `key` no longer holds a pipe.
-    fn forget(&mut self, key: usize) {
+    fn forget(&mut self, key: usize, deadlines: &mut Deadlines) {
         if let Some(i) = self.holders.iter().position(|&k| k == key) {
             self.holders.swap_remove(i);
             self.shared.release_pipe();
         }
         if self.holders.is_empty() {
-            self.next_sweep = None;
+            deadlines.cancel(Timer::PipeSweep);
         }
     }
 
@@ -113,6 +120,7 @@ impl PipeBudget {
     fn take_back(
         &mut self,
         slots: &mut Slab<Slot>,
+        deadlines: &mut Deadlines,
         mut give_back: impl FnMut(&Slot) -> bool,
     ) -> usize {
         let mut taken = Vec::new();
@@ -125,23 +133,21 @@ impl PipeBudget {
             }
         }
         for &key in &taken {
-            self.forget(key);
+            self.forget(key, deadlines);
         }
         taken.len()
     }
 
-    /// When the idle sweep is due, if this reactor holds pipes.
-    pub(super) fn next_sweep(&self) -> Option<Instant> {
-        self.next_sweep
-    }
-}
-
-impl Server {
     /// Descriptors ran short: every pipe holding no bytes is given back, so connections keep
     /// their descriptors. Returns how many were.
-    pub(super) fn pipes_give_way(&mut self) -> usize {
-        let given = self.pipes.take_back(&mut self.slots, |_| true);
-        self.stats.zero_copy_reclaimed += given as u64;
+    pub(super) fn give_way(
+        &mut self,
+        slots: &mut Slab<Slot>,
+        deadlines: &mut Deadlines,
+        stats: &mut Stats,
+    ) -> usize {
+        let given = self.take_back(slots, deadlines, |_| true);
+        stats.zero_copy_reclaimed += given as u64;
         if given > 0 {
             log::debug!("gave back {given} zero-copy pipe(s): descriptors ran short");
         }
@@ -150,27 +156,34 @@ impl Server {
 
     /// Before admitting a connection: if it and the pipes would hold more descriptors than
     /// the limit leaves them, pipes give way.
-    pub(super) fn reclaim_pipes_if_short(&mut self) {
-        if !self.pipes.holders.is_empty() && self.pipes.shared.descriptors_short() {
-            self.pipes_give_way();
+    pub(super) fn reclaim_if_short(
+        &mut self,
+        slots: &mut Slab<Slot>,
+        deadlines: &mut Deadlines,
+        stats: &mut Stats,
+    ) {
+        if !self.holders.is_empty() && self.shared.descriptors_short() {
+            self.give_way(slots, deadlines, stats);
         }
     }
 
-    /// The idle sweep: pipes whose connection moved no byte for [`PIPE_IDLE`] are given back.
-    pub(super) fn sweep_idle_pipes(&mut self, now: Instant) {
-        if !self.pipes.next_sweep.is_some_and(|at| now >= at) {
-            return;
-        }
-        let stamp = Stamp::at(self.started, now);
-        let given = self
-            .pipes
-            .take_back(&mut self.slots, |slot| slot.idle_for(stamp) >= PIPE_IDLE);
-        self.stats.zero_copy_reclaimed += given as u64;
+    /// The idle sweep (`Timer::PipeSweep`, due at `now`, also a stamp): pipes whose
+    /// connection moved no byte for [`PIPE_IDLE`] are given back; the next sweep is set while
+    /// pipes are left.
+    pub(super) fn sweep_idle(
+        &mut self,
+        slots: &mut Slab<Slot>,
+        deadlines: &mut Deadlines,
+        stats: &mut Stats,
+        (now, stamp): (Instant, Stamp),
+    ) {
+        let given = self.take_back(slots, deadlines, |slot| slot.idle_for(stamp) >= PIPE_IDLE);
+        stats.zero_copy_reclaimed += given as u64;
         if given > 0 {
             log::debug!("gave back {given} idle zero-copy pipe(s)");
         }
-        if !self.pipes.holders.is_empty() {
-            self.pipes.next_sweep = now.checked_add(PIPE_IDLE);
+        if !self.holders.is_empty() {
+            deadlines.set(Timer::PipeSweep, now.checked_add(PIPE_IDLE));
         }
     }
 }

@@ -3,14 +3,16 @@
 //! request does. Both log the totals with per-second rates over the interval since the
 //! previous report (`crate::report`), and serve the `/metrics` page its snapshot.
 
+use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mio::Waker;
 
-use super::Server;
+use crate::stats::Stats;
 
-/// Asks a running [`Server`] (or every reactor of a [`ServerGroup`](crate::ServerGroup)),
+/// Asks a running [`Server`](crate::Server) (or every reactor of a [`ServerGroup`](crate::ServerGroup)),
 /// from any thread, to log its counters and rates now.
 #[derive(Debug, Clone)]
 pub struct ReportHandle {
@@ -43,48 +45,17 @@ impl ReportHandle {
     }
 }
 
-impl Server {
-    /// Logs the stats line (totals and rates since the previous one). One reactor of several
-    /// posts its counters to the group instead, and reactor 0 logs the group's sum.
-    pub(super) fn log_report(&mut self) {
-        let stats = self.stats();
-        let totals = match &self.group {
-            None => stats,
-            Some(member) => match member.post(stats) {
-                Some(sum) => sum,
-                None => return,
-            },
-        };
-        let report = self.reporter.report(totals);
-        log::info!("stats {report}");
-    }
-
-    /// Logs a report if a [`ReportHandle`] asked for one since the last wake-up.
-    pub(super) fn report_if_requested(&mut self) {
-        if self.report_requested.swap(false, Ordering::SeqCst) {
-            self.log_report();
-        }
-    }
-
-    /// Posts this reactor's counters to its group when an unasked post is due (for the
-    /// `/metrics` page of reactor 0).
-    pub(super) fn post_if_due(&mut self, now: std::time::Instant) {
-        let due = self.group.as_mut().is_some_and(|m| m.post_due(now));
-        if due {
-            let stats = self.stats();
-            if let Some(member) = &self.group {
-                member.store(stats);
-            }
-        }
-    }
-
-    /// One counter snapshot per reactor, for the `/metrics` page: this one's now, and in a
-    /// group the others' as last posted (at most a second old: see `group`).
+/// Where one reactor of several posts its counters. The group that composes the reactors
+/// (`ServerGroup`) supplies it; a reactor alone has none. The reactor knows only this.
+pub(crate) trait Board: Debug + Send {
+    /// Posts this reactor's counters (at a stats tick or a report request). The reactor that
+    /// logs for the group gets the group's sum back, to log; the others get `None`.
+    fn post(&self, stats: Stats) -> Option<Stats>;
+    /// Puts this reactor's counters on the board, unasked (for the `/metrics` page).
+    fn store(&self, stats: Stats);
+    /// Every reactor's counters: `own` (fresh) for this one, the others as last posted.
     #[cfg(feature = "metrics")]
-    pub(super) fn snapshots(&self) -> Vec<crate::stats::Stats> {
-        match &self.group {
-            None => vec![self.stats()],
-            Some(member) => member.snapshots(self.stats()),
-        }
-    }
+    fn snapshots(&self, own: Stats) -> Vec<Stats>;
+    /// How often to post unasked (`Timer::GroupPost`), if at all.
+    fn post_every(&self) -> Option<Duration>;
 }

@@ -17,16 +17,14 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use super::slot::{Slot, Stamp};
-use super::Server;
 use crate::connection::Phase;
-use crate::stats::{CloseReason, UdpDrop};
 
 /// A connection that moved no byte for this long, owes nothing and has nothing unread is
 /// closed at once on shutdown. Long enough that what it was sent last has been acknowledged
 /// on any usual path, so closing sends a plain FIN and nothing is lost.
 pub(super) const QUIET_AT_SHUTDOWN: Duration = Duration::from_millis(200);
 
-/// Stops a running [`Server`] (or every reactor of a [`ServerGroup`](crate::ServerGroup))
+/// Stops a running [`Server`](crate::Server) (or every reactor of a [`ServerGroup`](crate::ServerGroup))
 /// from any thread: stop accepting, drain, return the stats.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
@@ -59,11 +57,8 @@ pub(super) struct Shutdown {
     requested: Arc<AtomicBool>,
     waker: Arc<Waker>,
     drain_timeout: Duration,
-    /// Shutdown began (the drain is under way).
+    /// Shutdown began (the drain is under way, until `Timer::DrainEnd`).
     begun: bool,
-    /// When the drain gives up on what is left (`None` before shutdown, or if the timeout is
-    /// too long for the clock).
-    deadline: Option<Instant>,
 }
 
 impl Shutdown {
@@ -74,7 +69,6 @@ impl Shutdown {
             waker: Arc::new(waker),
             drain_timeout,
             begun: false,
-            deadline: None,
         }
     }
 
@@ -90,87 +84,33 @@ impl Shutdown {
         }
     }
 
-    /// When the drain ends, once shutdown began.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.deadline
+    /// True when a handle asked for shutdown and it has not begun yet.
+    pub(super) fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst) && !self.begun
     }
 
-    /// True when the drain deadline passed at `now`.
-    pub(super) fn deadline_passed(&self, now: Instant) -> bool {
-        self.deadline.is_some_and(|at| now >= at)
-    }
-}
-
-impl Server {
-    /// The waker fired: logs a report and/or begins shutdown, as handles asked (wake-ups are
-    /// not counted, so the flags are what say why).
-    pub(super) fn on_wake(&mut self, now: Instant) {
-        self.report_if_requested();
-        self.answer_stats_if_asked();
-        if self.shutdown.requested.load(Ordering::SeqCst) && !self.shutdown.begun {
-            self.begin_shutdown(now);
-        }
+    /// Shutdown begins at `now`: returns when the drain gives up on what is left (`None` if
+    /// the timeout is too long for the clock: it never fires).
+    pub(super) fn begin(&mut self, now: Instant) -> Option<Instant> {
+        self.begun = true;
+        now.checked_add(self.drain_timeout)
     }
 
-    /// Stops accepting and serving UDP; asks every connection to drain and finish.
-    fn begin_shutdown(&mut self, now: Instant) {
-        log::info!(
-            "shutting down: draining {} connection(s) for up to {:?}",
-            self.slots.len(),
-            self.shutdown.drain_timeout
-        );
-        self.shutdown.begun = true;
-        self.shutdown.deadline = now.checked_add(self.shutdown.drain_timeout);
-        self.listeners.clear();
-        for udp in self.udp.drain(..) {
-            // Closing the socket drops the replies still queued: counted, not lost.
-            let queued = udp.socket.queued() as u64;
-            self.stats.record_udp_drop(UdpDrop::Shutdown, queued);
-            if let Some(service) = self.stats.services.get_mut(udp.service) {
-                service.udp_dropped += queued;
-            }
-        }
-        self.queues.accept_ready = false;
-        self.queues.udp_ready = false;
-        self.admission.stop();
-        let stamp = Stamp::at(self.started, now);
-        for (key, slot) in self.slots.iter_mut() {
-            if is_quiet(slot, stamp) {
-                slot.conn.abort(CloseReason::Shutdown);
-                self.queues.finished.push(key);
-                continue;
-            }
-            slot.conn.begin_drain();
-            if !slot.queued {
-                slot.queued = true;
-                self.queues.ready.push(key);
-            }
-        }
+    /// Shutdown began: the drain is under way.
+    pub(super) fn has_begun(&self) -> bool {
+        self.begun
     }
 
-    /// The drain deadline passed: closes what is left. Even a connection that sent its FIN and
-    /// was only waiting for the peer's counts as cut off: closing it now may find unread input
-    /// (the kernel then sends RST and drops echoes still queued for the peer).
-    pub(super) fn abort_remaining(&mut self) {
-        for (key, slot) in self.slots.iter_mut() {
-            if slot.conn.close_reason().is_none() {
-                slot.conn.abort(CloseReason::DrainTimeout);
-                self.queues.finished.push(key);
-            }
-        }
-        self.remove_finished();
-    }
-
-    /// True once shutdown began and every connection is gone: the loop ends.
-    pub(super) fn is_finished(&self) -> bool {
-        self.shutdown.begun && self.slots.is_empty()
+    /// How long the drain may last.
+    pub(super) fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
     }
 }
 
 /// Whether `slot` can be closed at once on shutdown: open, owing nothing, quiet for
 /// [`QUIET_AT_SHUTDOWN`], and nothing waiting in its receive buffer (a peek that would
 /// block), so that closing sends FIN and no RST.
-fn is_quiet(slot: &Slot, now: Stamp) -> bool {
+pub(super) fn is_quiet(slot: &Slot, now: Stamp) -> bool {
     let nothing_unread = || {
         matches!(slot.socket.peek(&mut [0u8; 1]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)

@@ -7,13 +7,30 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use super::deadlines::Owner;
+use super::deadlines::{ConnectionTimer, Deadlines, Owner};
 use super::memory::{Peer, STOPPED_READING_AFTER};
-use super::timers::Timeouts;
-use super::watchdog::Watch;
-use crate::connection::{Connection, Outcome};
-use crate::stats::CloseReason;
+use crate::connection::{CloseReason, Connection, Outcome};
 use crate::zero_copy::Pipe;
+
+/// `Config::idle_timeout` and `Config::stall_timeout`, as every slot of a reactor reads them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// Close a connection that moved no byte for this long.
+    pub(super) idle: Option<Duration>,
+    /// Close a connection whose pending output made no write progress for this long.
+    pub(super) stall: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The timeouts `idle` and `stall` ask for; longer than a stamp can measure (400 days)
+    /// is as good as off.
+    pub(super) fn new(idle: Option<Duration>, stall: Option<Duration>) -> Timeouts {
+        Timeouts {
+            idle: idle.filter(|&t| t <= Stamp::MAX_AGE),
+            stall: stall.filter(|&t| t <= Stamp::MAX_AGE),
+        }
+    }
+}
 
 /// One slab entry: a connection and the reactor's bookkeeping for it. Kept small, because
 /// it is what an idle connection costs (see `tests/idle_memory.rs` and the size test below):
@@ -23,22 +40,23 @@ use crate::zero_copy::Pipe;
 pub(super) struct Slot {
     pub(super) socket: TcpStream,
     /// Unique among the connections a stale deadline entry could still name (it wraps after
-    /// 2^32 connections; stale entries are swept long before, see `Timers::sweep`).
+    /// 2^32 connections; stale entries are swept long before, see `Server::sweep_deadlines`).
     pub(super) id: u32,
     /// Last time a byte moved either way (for the idle timeout).
     last_activity: Stamp,
     /// Since when it has owed the peer something without write progress (for the stall
     /// timeout); meaningful only while `stalling`.
     stalled_since: Stamp,
-    /// Index of its service in `Server::services` (and `Stats::services`); 32 bits, as there
-    /// are at most `MAX_LISTENERS` (4,096) listeners.
-    service: u32,
+    /// Index of its service in `Server::services` (and `Stats::services`); 16 bits, as there
+    /// are at most `MAX_LISTENERS` (4,096) listeners, so that the flags below fit beside it
+    /// and the entry stays at 48 bytes.
+    service: u16,
     /// In the ready queue already (so it is queued once).
     pub(super) queued: bool,
-    /// Has an entry in the deadline heap (at most one).
+    /// Has an entry among the connection deadlines of the registry (at most one).
     pub(super) timer_armed: bool,
-    /// Has an entry in the heap of connections to wake when their peer counts as having
-    /// stopped reading (at most one).
+    /// Has an entry among the registry's connection deadlines to wake it when its peer counts
+    /// as having stopped reading (at most one).
     pub(super) allowance_armed: bool,
     /// It owes the peer output (or, a service finished, the peer's FIN) since `stalled_since`.
     stalling: bool,
@@ -47,9 +65,23 @@ pub(super) struct Slot {
     pub(super) conn: Connection<Pipe>,
 }
 
+// A service index fits in `Slot::service`.
+const _: () = assert!(crate::config::MAX_LISTENERS <= u16::MAX as usize);
+
+/// Where the watchdog (`watchdog`) is with one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Watch {
+    /// Not in the list: it owed nothing and moved nothing when last looked at.
+    Unwatched,
+    /// In the list.
+    Watched,
+    /// In the list, and found with work and no wake-up at the last look.
+    Suspect,
+}
+
 /// A coarse timestamp: hundredths of a second since the reactor started, in 32 bits. It wraps
 /// after 497 days, so ages are computed with wrapping arithmetic and are right for any age
-/// below that; timeouts that long are treated as off (`Timers::new`).
+/// below that; timeouts that long are treated as off (`Timeouts::new`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Stamp(u32);
 
@@ -87,7 +119,7 @@ impl Slot {
             id,
             last_activity: stamp,
             stalled_since: stamp,
-            service: u32::try_from(service).unwrap_or(u32::MAX),
+            service: u16::try_from(service).unwrap_or(u16::MAX),
             queued: false,
             timer_armed: false,
             allowance_armed: false,
@@ -140,6 +172,24 @@ impl Slot {
             .checked_add(Stamp::TICK)
     }
 
+    /// Paused at the small bound while its peer read: wakes it (`deadlines`) when the peer
+    /// will count as having stopped reading, to read on under the configured allowance
+    /// (unless write progress comes first; then it is paused as before).
+    pub(super) fn wake_if_peer_stops(
+        &mut self,
+        key: usize,
+        (now, stamp): (Instant, Stamp),
+        deadlines: &mut Deadlines,
+    ) {
+        if self.allowance_armed {
+            return;
+        }
+        if let Some(at) = self.stops_reading_at(now, stamp) {
+            self.allowance_armed = true;
+            deadlines.push(at, self.owner(key), ConnectionTimer::PeerStopsReading);
+        }
+    }
+
     /// How long no byte moved either way, at `now`.
     pub(super) fn idle_for(&self, now: Stamp) -> Duration {
         self.last_activity.age(now)
@@ -177,7 +227,25 @@ impl Slot {
 
     /// How this connection's deadline entries name it.
     pub(super) fn owner(&self, key: usize) -> Owner {
-        Owner { key, id: self.id }
+        Owner::new(key, self.id)
+    }
+
+    /// Gives this connection, in slab entry `key`, an entry in `deadlines` unless it has one
+    /// or is heading for no timeout. `now` is the same moment as an `Instant` and a stamp.
+    pub(super) fn arm(
+        &mut self,
+        key: usize,
+        timeouts: &Timeouts,
+        (now, stamp): (Instant, Stamp),
+        deadlines: &mut Deadlines,
+    ) {
+        if self.timer_armed {
+            return;
+        }
+        if let Some((at, _)) = self.next_timeout(timeouts, now, stamp) {
+            self.timer_armed = true;
+            deadlines.push(at, self.owner(key), ConnectionTimer::Timeouts);
+        }
     }
 }
 

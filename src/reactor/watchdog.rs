@@ -32,53 +32,110 @@
 
 use std::time::{Duration, Instant};
 
-use super::deadlines::Owner;
-use super::slot::{Slot, Stamp};
-use super::Server;
+use slab::Slab;
+
+use super::deadlines::{Deadlines, Owner, Timer};
+use super::slot::{Slot, Stamp, Watch};
 use crate::connection::Readiness;
+use crate::stats::Stats;
 
 /// How long a connection must have work and move nothing before it becomes a suspect, and
 /// again before it is re-driven.
 pub(super) const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
-/// Where the watchdog is with one connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Watch {
-    /// Not in the list: it owed nothing and moved nothing when last looked at.
-    Unwatched,
-    /// In the list.
-    Watched,
-    /// In the list, and found with work and no wake-up at the last look.
-    Suspect,
-}
-
 /// The connections worth watching, and when to look next.
 #[derive(Debug, Default)]
 pub(super) struct Watchdog {
     /// The connections in the list, named with their id so that an entry left by a closed
-    /// connection never stands for the next one in the same slab entry.
+    /// connection never stands for the next one in the same slab entry. The next look is
+    /// `Timer::WatchdogLook` in the reactor's registry, set while the list is not empty.
     watched: Vec<Owner>,
-    /// When the next look is due; `None` while the list is empty.
-    next_look: Option<Instant>,
 }
 
 impl Watchdog {
     /// After a drive that moved `moved` bytes: a connection that moved bytes is watched (and
     /// cleared of suspicion: it made progress).
-    pub(super) fn note(&mut self, owner: Owner, slot: &mut Slot, moved: usize, now: Instant) {
+    pub(super) fn note(
+        &mut self,
+        (owner, slot): (Owner, &mut Slot),
+        moved: usize,
+        now: Instant,
+        deadlines: &mut Deadlines,
+    ) {
         if moved == 0 {
             return;
         }
         if slot.watch == Watch::Unwatched {
             self.watched.push(owner);
-            self.next_look.get_or_insert(now + WATCH_PERIOD);
+            if deadlines.get(Timer::WatchdogLook).is_none() {
+                deadlines.set(Timer::WatchdogLook, now.checked_add(WATCH_PERIOD));
+            }
         }
         slot.watch = Watch::Watched;
     }
 
-    /// When the next look is due, if any connection is watched.
-    pub(super) fn next_look(&self) -> Option<Instant> {
-        self.next_look
+    /// The look (`Timer::WatchdogLook`, due at `now`, also a stamp): see the module doc.
+    /// Re-driven connections are pushed on `ready` (the loop's ready queue) for the next turn;
+    /// the next look is set while connections are watched.
+    pub(super) fn look(
+        &mut self,
+        slots: &mut Slab<Slot>,
+        ready: &mut Vec<usize>,
+        stats: &mut Stats,
+        deadlines: &mut Deadlines,
+        (now, stamp): (Instant, Stamp),
+    ) {
+        let mut recovered = 0u64;
+        let mut watched = std::mem::take(&mut self.watched);
+        watched.retain(|owner| {
+            let Some(slot) = slots.get_mut(owner.key()).filter(|s| s.id == owner.id) else {
+                return false; // closed since
+            };
+            if slot.queued
+                || slot.conn.close_reason().is_some()
+                || slot.idle_for(stamp) < WATCH_PERIOD
+            {
+                return true; // it runs, or ran lately: look again next time
+            }
+            if !slot.conn.could_act_on(level_readiness(slot)) {
+                let owes = slot.conn.pending() > 0;
+                slot.watch = if owes {
+                    Watch::Watched
+                } else {
+                    Watch::Unwatched
+                };
+                return owes;
+            }
+            if slot.watch != Watch::Suspect {
+                slot.watch = Watch::Suspect;
+                return true;
+            }
+            // Work for a whole period, not a byte moved, no wake-up: re-drive it.
+            slot.conn.on_readiness(level_readiness(slot));
+            slot.watch = Watch::Watched;
+            slot.queued = true;
+            ready.push(owner.key());
+            recovered += 1;
+            log::debug!(
+                "#{} had work and no wake-up for {:?}: re-driven",
+                owner.key(),
+                slot.idle_for(stamp)
+            );
+            true
+        });
+        self.watched = watched;
+        let next_look = match self.watched.is_empty() {
+            true => None,
+            false => now.checked_add(WATCH_PERIOD),
+        };
+        deadlines.set(Timer::WatchdogLook, next_look);
+        if recovered > 0 {
+            stats.stalls_recovered += recovered;
+            log::warn!(
+                "re-drove {recovered} connection(s) that had work but got no wake-up for at \
+                 least {WATCH_PERIOD:?} (a lost wake-up, recovered; counted in stalls_recovered)"
+            );
+        }
     }
 }
 
@@ -112,67 +169,6 @@ fn level_readiness(slot: &Slot) -> Readiness {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn level_readiness(_: &Slot) -> Readiness {
     Readiness::default()
-}
-
-impl Server {
-    /// The watchdog's look, when due: see the module doc. Re-driven connections are queued
-    /// for the next turn.
-    pub(super) fn watch_connections(&mut self, now: Instant) {
-        if !self.watchdog.next_look.is_some_and(|at| now >= at) {
-            return;
-        }
-        let stamp = Stamp::at(self.started, now);
-        let mut recovered = 0u64;
-        let mut watched = std::mem::take(&mut self.watchdog.watched);
-        watched.retain(|owner| {
-            let Some(slot) = self.slots.get_mut(owner.key).filter(|s| s.id == owner.id) else {
-                return false; // closed since
-            };
-            if slot.queued
-                || slot.conn.close_reason().is_some()
-                || slot.idle_for(stamp) < WATCH_PERIOD
-            {
-                return true; // it runs, or ran lately: look again next time
-            }
-            if !slot.conn.could_act_on(level_readiness(slot)) {
-                let owes = slot.conn.pending() > 0;
-                slot.watch = if owes {
-                    Watch::Watched
-                } else {
-                    Watch::Unwatched
-                };
-                return owes;
-            }
-            if slot.watch != Watch::Suspect {
-                slot.watch = Watch::Suspect;
-                return true;
-            }
-            // Work for a whole period, not a byte moved, no wake-up: re-drive it.
-            slot.conn.on_readiness(level_readiness(slot));
-            slot.watch = Watch::Watched;
-            slot.queued = true;
-            self.queues.ready.push(owner.key);
-            recovered += 1;
-            log::debug!(
-                "#{} had work and no wake-up for {:?}: re-driven",
-                owner.key,
-                slot.idle_for(stamp)
-            );
-            true
-        });
-        self.watchdog.watched = watched;
-        self.watchdog.next_look = match self.watchdog.watched.is_empty() {
-            true => None,
-            false => now.checked_add(WATCH_PERIOD),
-        };
-        if recovered > 0 {
-            self.stats.stalls_recovered += recovered;
-            log::warn!(
-                "re-drove {recovered} connection(s) that had work but got no wake-up for at \
-                 least {WATCH_PERIOD:?} (a lost wake-up, recovered; counted in stalls_recovered)"
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -19,10 +19,10 @@
 //!
 //! The built-in services are the inetd family: [`echo`] (RFC 862, the default; the reactor
 //! echoes on its own fast paths, TCP and UDP, so [`echo::Echo`] is only the value
-//! [`ServiceKind::new_session`] hands out for echo, e.g. to a [`Transcript`]), [`discard`] (RFC 863), [`chargen`] (RFC 864), [`daytime`]
-//! (RFC 867), and [`time`] (RFC 868, and the tutorials' Unix-epoch variant). An embedder adds
-//! its own with [`ServiceKind::custom`]; [`Transcript`] drives any service without sockets,
-//! for tests:
+//! [`ServiceKind::new_session`] hands out for echo, e.g. to a [`Transcript`]), [`discard`]
+//! (RFC 863), [`chargen`] (RFC 864), [`daytime`] (RFC 867), and [`time`] (RFC 868, and the
+//! tutorials' Unix-epoch variant). An embedder adds its own with [`ServiceKind::custom`];
+//! [`Transcript`] drives any service without sockets, for tests:
 //!
 //! ```
 //! use echoloop::service::{Output, Service, ServiceKind, Transcript};
@@ -61,7 +61,6 @@ use std::time::SystemTime;
 
 pub mod chargen;
 pub mod clock;
-pub(crate) mod datagram;
 pub mod daytime;
 pub mod discard;
 pub mod echo;

@@ -8,6 +8,8 @@
 //! - [`guard`]: which datagrams get no reply (privileged ports, our own address, echo loops
 //!   with another server, watched for the peers [`LoopGuard`] names), without sockets.
 //! - [`reply_queue`]: replies waiting for the socket, bounded.
+//! - [`answers`]: a [`Service`](crate::service::Service) (any but echo) as the endpoint's
+//!   [`DatagramService`], rationed per source where it can amplify.
 //! - here: [`UdpEcho`], the reactor's UDP endpoint, which runs the three, and
 //!   [`DatagramService`], which decides the bytes of a reply.
 //!
@@ -37,6 +39,7 @@
 //! comes back short of what was asked has drained the socket (every new datagram raises a new
 //! edge), so no extra call is spent to meet `EAGAIN`.
 
+pub(crate) mod answers;
 pub(crate) mod batch_io;
 pub(crate) mod guard;
 pub(crate) mod reply_queue;
@@ -60,7 +63,7 @@ use reply_queue::ReplyQueue;
 /// The UDP socket's receive buffer asked for (`SO_RCVBUF`).
 const RECV_BUFFER: usize = 4 << 20;
 
-/// One datagram as a service sees it (the services answer through `service::datagram`).
+/// One datagram as a service sees it (the services answer through `answers`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
     /// The payload.

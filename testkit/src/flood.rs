@@ -34,6 +34,11 @@ pub struct Flood {
     pub duration: Duration,
     /// Chunk latencies, sorted.
     pub latencies: Vec<Duration>,
+    /// The longest time any reader went between two reads that returned data while the
+    /// writers wrote. A reader that went this long without reading may look, to a server, like
+    /// a peer that stopped reading (on a loaded machine a reader thread can be descheduled
+    /// that long): a bound on what is held for a *reading* peer is only tested when this is short.
+    pub longest_read_gap: Duration,
 }
 
 impl Flood {
@@ -100,6 +105,7 @@ pub fn flood(
             let (mut offset, mut echoed) = (0u64, 0u64);
             let mut latencies = Vec::new();
             let mut waiting: Option<(u64, Instant)> = None;
+            let (mut last_read, mut longest_gap) = (Instant::now(), Duration::ZERO);
             loop {
                 let n = match reader.read(&mut buf) {
                     Ok(0) => break,
@@ -113,10 +119,12 @@ pub fn flood(
                     "bytes after {offset} differ"
                 );
                 offset += n as u64;
+                let now = Instant::now();
                 if !stop_r.load(Ordering::Relaxed) {
                     echoed += n as u64;
+                    longest_gap = longest_gap.max(now.saturating_duration_since(last_read));
                 }
-                let now = Instant::now();
+                last_read = now;
                 loop {
                     if waiting.is_none() {
                         waiting = written.try_recv().ok();
@@ -130,7 +138,7 @@ pub fn flood(
                     }
                 }
             }
-            (offset, echoed, latencies)
+            (offset, echoed, latencies, longest_gap)
         });
         handles.push((writer, reading));
     }
@@ -141,18 +149,20 @@ pub fn flood(
     }
     stop.store(true, Ordering::Relaxed);
     let duration = started.elapsed();
-    let (mut echoed, mut latencies) = (0, Vec::new());
+    let (mut echoed, mut latencies, mut longest_read_gap) = (0, Vec::new(), Duration::ZERO);
     for (writer, reading) in handles {
         let wrote = writer.join().expect("flood writer");
-        let (read, while_writing, mut lat) = reading.join().expect("flood reader");
+        let (read, while_writing, mut lat, gap) = reading.join().expect("flood reader");
         assert_eq!(read, wrote, "every byte written came back");
         echoed += while_writing;
         latencies.append(&mut lat);
+        longest_read_gap = longest_read_gap.max(gap);
     }
     latencies.sort_unstable();
     Flood {
         echoed,
         duration,
         latencies,
+        longest_read_gap,
     }
 }

@@ -100,7 +100,7 @@ const PORT_ATTEMPTS: u32 = 20;
 /// Calls `bind` (a bind on port 0) again while it fails with `AddrInUse` or
 /// `AddrNotAvailable`: when a loaded machine's ephemeral ports run short (thousands of
 /// connections in `TIME_WAIT` from other tests), the kernel can refuse a port for a moment,
-/// which is the machine's state, not the server's behaviour. Up to [`PORT_ATTEMPTS`] tries,
+/// which is the machine's state, not the server's behaviour. Up to `PORT_ATTEMPTS` (20) tries,
 /// 50 ms apart and growing (about 10 s in all); any other error, or the last one, is returned.
 pub fn with_port_retries<T>(
     mut bind: impl FnMut() -> Result<T, ServerError>,

@@ -7,9 +7,9 @@
 use std::io::Write;
 use std::time::Instant;
 
-use super::reply_limit::ReplyLimit;
-use super::{Output, Service, MAX_REPLY};
-use crate::udp::{Answer, DatagramService, ReplyWriter, Request};
+use super::{Answer, DatagramService, ReplyWriter, Request};
+use crate::service::reply_limit::ReplyLimit;
+use crate::service::{Output, Service, MAX_REPLY};
 
 /// One UDP socket's service, its optional rate limit, and the datagrams it left unanswered.
 pub(crate) struct DatagramAnswers {
