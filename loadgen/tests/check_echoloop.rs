@@ -2,47 +2,11 @@
 //! loopback port): every check of the quick battery passes, TCP and UDP, and the binary's
 //! exit code and JSON say so. Also: an unknown check name is a usage error.
 
+mod support_loadgen;
+
 use echoloop_bench::check::{self, CheckOptions, Verdict};
-use std::net::SocketAddr;
 use std::process::Command;
-use std::thread::JoinHandle;
-
-/// echoloop on 127.0.0.1, port 0, stopped and joined on drop.
-struct Echoloop {
-    addr: SocketAddr,
-    stop: echoloop::ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Echoloop {
-    #[track_caller]
-    fn start() -> Echoloop {
-        let config = echoloop::Config {
-            port: 0,
-            ..Default::default()
-        };
-        let server = echoloop::Server::bind(config).expect("bind echoloop");
-        let addr = server.tcp_addr().expect("tcp address");
-        let stop = server.shutdown_handle();
-        let thread = std::thread::spawn(move || {
-            server.run().expect("echoloop runs");
-        });
-        Echoloop {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Echoloop {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use support_loadgen::Echoloop;
 
 /// The whole quick battery, TCP and UDP: nothing fails, nothing is skipped, and fairness is
 /// reported as information.

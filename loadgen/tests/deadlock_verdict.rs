@@ -9,14 +9,16 @@
 //! The asyncio server is a python3 child on 127.0.0.1, port 0, killed on drop; the tests
 //! skip (and say so) where python3 is missing.
 
+mod support_loadgen;
+
 use echoloop_bench::check::compare::Failure;
 use echoloop_bench::check::transfer::{self, Limits, Plan, ReadStart};
 use echoloop_bench::check::{self, CheckOptions, Verdict};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
 use std::time::Duration;
+use support_loadgen::Echoloop;
 
 /// The asyncio tutorial's echo server, as people write it.
 const DRAIN_SERVER: &str = r#"
@@ -146,42 +148,12 @@ fn bytes_the_buffers_held_but_the_server_never_read_fail() {
     }
 }
 
-/// echoloop on 127.0.0.1, port 0, stopped and joined on drop.
-struct Echoloop {
-    addr: SocketAddr,
-    stop: echoloop::ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Echoloop {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// echoloop reads everything it is sent: three passes, each saying the server's read was
 /// seen.
 #[cfg(target_os = "linux")]
 #[test]
 fn echoloop_passes_every_run_with_its_read_seen() {
-    let config = echoloop::Config {
-        port: 0,
-        ..Default::default()
-    };
-    let server = echoloop::Server::bind(config).expect("bind echoloop");
-    let addr = server.tcp_addr().expect("tcp address");
-    let stop = server.shutdown_handle();
-    let thread = std::thread::spawn(move || {
-        server.run().expect("echoloop runs");
-    });
-    let server = Echoloop {
-        addr,
-        stop,
-        thread: Some(thread),
-    };
+    let server = Echoloop::start();
     for run in 1..=3 {
         let r = deadlock_10m(server.addr);
         assert_eq!(r.verdict, Verdict::Pass, "run {run}: {}", r.line());

@@ -1,7 +1,7 @@
 //! Tiny echo servers for the load generator's tests: blocking std sockets on 127.0.0.1:0,
 //! a thread per TCP connection, optionally faulty in one precise way. Every loop is bounded
 //! in time, and dropping a server stops and joins all its threads, so each test stops what
-//! it starts.
+//! it starts. `Echoloop` is the real server, in process, for the checks it must pass.
 
 #![allow(dead_code)]
 
@@ -264,4 +264,41 @@ pub fn bench(args: &[&str]) -> std::process::Output {
 pub fn closed_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
+}
+
+/// echoloop on 127.0.0.1, port 0, stopped and joined on drop.
+pub struct Echoloop {
+    pub addr: SocketAddr,
+    stop: echoloop::ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echoloop {
+    #[track_caller]
+    pub fn start() -> Echoloop {
+        let config = echoloop::Config {
+            port: 0,
+            ..Default::default()
+        };
+        let server = echoloop::Server::bind(config).expect("bind echoloop");
+        let addr = server.tcp_addr().expect("tcp address");
+        let stop = server.shutdown_handle();
+        let thread = std::thread::spawn(move || {
+            server.run().expect("echoloop runs");
+        });
+        Echoloop {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Echoloop {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
