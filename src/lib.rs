@@ -7,14 +7,14 @@
 //!
 //! **Start here**: `examples/minimal.rs` (the pattern in under 200 lines), then the [`tour`],
 //! which walks from it to [`Server::run`], one turn, one connection's drive, teardown and each
-//! policy, with a link at every stop (`cargo doc --document-private-items --open` shows them
-//! all).
+//! policy, with a link at every stop (`cargo doc --document-private-items --open` renders
+//! them; each also names a file under `src/` that a reader of the source can open).
 //!
 //! ```text
 //!           +------------------- one thread, one mio::Poll --------------------+
 //! clients ->| TCP listener --accept--> Slab<Slot> --read/echo--> pending output |
 //!           | UDP socket   --recvmmsg--> guards --> sendmmsg (or reply queue)  |
-//!           | Waker (shutdown, reports)     timers: one deadline registry      |
+//!           | Waker (reports, stats, shutdown)  timers: one deadline registry  |
 //!           +------------------------------------------------------------------+
 //!
 //! Server::run, one turn (Server::turn):
@@ -22,14 +22,16 @@
 //!   now = Instant::now()                       the turn's one clock read
 //!   for each event: dispatch by token          (no I/O here: note readiness, queue)
 //!       listener / UDP -> mark ready
-//!       waker          -> begin shutdown
-//!       connection     -> record its readiness, queue it
-//!   run ready work: accept batch, UDP batch, then each queued connection:
-//!       drive, account, file (finished | ready queue | wait for an edge)
+//!       waker          -> answer report/stats requests; begin shutdown if asked
+//!                         (quiet connections go straight to `finished`)
+//!       connection     -> record its readiness, queue it (fresh queue)
+//!   run ready work: accept batch, UDP batch, then fresh connections, then carried-over
+//!       ones (at least one): drive, account, file (finished | ready queue | wait for edge)
 //!   remove finished connections                teardown at the batch boundary
 //!   check timers: whatever the deadline registry says is due (idle/stall, peer stopped
 //!                 reading, accept retry, pipe sweep, free-list decay, watchdog, group post,
-//!                 stats line, scrape expiry, drain deadline)
+//!                 stats line, scrape expiry, drain deadline); connections it closes are
+//!                 removed before each non-connection timer runs and at its end
 //! ```
 //!
 //! One connection's states (the state machine in `connection`):
@@ -45,9 +47,13 @@
 //!   Finishing (a service said close) -- FIN --------+
 //!   (any phase) -- reset / I/O error / timeout / drain deadline -------------^
 //! ```
+//! (Timeouts and the drain deadline are the reactor's: it closes the connection with
+//! `Connection::abort`.)
 //!
 //! # Layout, in reading order
-//! - `reactor/mod.rs`: [`Server::run`], the loop, first; then dispatch, the ready queue,
+//! Every file under `src/`, one line each.
+//! - `lib.rs`: this page; `tour.rs`: the [`tour`], the same files as a walk.
+//! - `reactor/mod.rs`: [`Server::run`], the loop, first; then dispatch, the ready queues,
 //!   `drive_connection` (drive, account, file) and teardown; then the glue that touches
 //!   several policies: accepting, timers firing, shutdown, reports, the metrics hooks; last,
 //!   creating the server ([`Server::bind`]) and its accessors.
@@ -64,35 +70,57 @@
 //!   when it is given back.
 //! - `reactor/shared.rs`: the limits that hold across the reactors of a process.
 //! - `reactor/deadlines.rs`: the one deadline registry: a timer per kind (accept retry, pipe
-//!   sweep, watchdog look, group post, stats line, scrape expiry, drain end) and a min-heap of
-//!   connections' idle and stall deadlines with lazy re-arming.
+//!   sweep, free-list decay, watchdog look, group post, stats line, scrape expiry, drain end)
+//!   and a min-heap of connections' deadlines (idle and stall, peer stopped reading) with
+//!   lazy re-arming.
 //! - `reactor/watchdog.rs`: a connection with work and no wake-up for it (a lost edge) is
 //!   found, re-driven and counted, so no stall is silent.
 //! - `reactor/shutdown.rs`: [`ShutdownHandle`], the drain and its deadline.
 //! - `reactor/report.rs`: [`ReportHandle`] and the stats line (totals and rates).
+//! - `reactor/live.rs`: [`StatsHandle`], the mailbox through which another thread asks a
+//!   running loop for its counters.
 //! - `reactor/bind.rs`: the sockets registered with a new poller, the start-up lines.
-//! - [`connection`]: one TCP connection's state machine, [`Readiness`](connection::Readiness)
-//!   in, an [`Outcome`](connection::Outcome) out; `connection/script.rs` holds its test
-//!   scripts and invariants (for tests and, with the `fuzzing` feature, the fuzz crate).
+//! - [`connection`] (`connection/mod.rs`): one TCP connection's state machine,
+//!   [`Readiness`](connection::Readiness) in, an [`Outcome`](connection::Outcome) out.
+//! - `connection/blocks.rs`: pending output as fixed-size blocks from a per-thread free list.
+//! - `connection/pipe.rs`: the zero-copy steps (splice into the pipe and out).
+//! - `connection/session.rs`: a service's session (when it speaks, how its output is queued).
+//! - `connection/close.rs`: [`CloseReason`], how a connection ended.
+//! - `connection/script.rs`: test scripts and invariants (tests and, with the `fuzzing`
+//!   feature, the fuzz crate); `connection/tests.rs`: the unit tests that run them.
 //! - `zero_copy.rs`: the kernel pipe and `splice(2)` behind zero-copy echo (Linux).
 //! - `group.rs`: [`ServerGroup`], N reactors on one port (`SO_REUSEPORT`), one per thread.
 //! - [`descriptors`]: the open-file limit, raising it, and dividing it.
-//! - `udp/`: UDP in batches (`recvmmsg`/`sendmmsg`, replies from each datagram's real
-//!   destination), the reflection and loop guards, and the bounded reply queue.
+//! - `udp/mod.rs`: a UDP endpoint: each datagram gets its service's answer, UDP never blocks
+//!   TCP.
+//! - `udp/batch_io.rs`: `recvmmsg`/`sendmmsg` batches, replies from each datagram's real
+//!   destination.
+//! - `udp/guard.rs`: the reflection and loop guards (which datagrams get no reply).
+//! - `udp/reply_queue.rs`: the bounded queue of replies waiting for the socket.
+//! - `udp/answers.rs`: a [`Service`](service::Service)'s datagram answers, rationed per
+//!   source.
 //! - `net.rs`: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
-//! - [`service`]: the sans-IO seam ([`Service`](service::Service)) and the inetd services:
-//!   echo, discard, chargen, daytime, time, unixtime; UDP reply rate limits.
+//! - [`service`] (`service/mod.rs`): the sans-IO seam ([`Service`](service::Service)).
+//! - `service/echo.rs`, `discard.rs`, `chargen.rs`, `daytime.rs`, `time.rs` (also
+//!   unixtime): the inetd services; `service/clock.rs`: their calendar arithmetic.
+//! - `service/reply_limit.rs`: token buckets for UDP replies that could amplify.
 //! - [`listen`]: listeners (service, protocol, address) and the endpoints a bound server
-//!   reports (the `--listen` syntax is the binary's, `src/bin/echoloop/listen_flag.rs`).
+//!   reports.
 //! - [`config`]: [`Config`], plain data with defaults and validation; [`ConfigError`].
-//! - `stats.rs`: [`Stats`] counters (whole and per service) and [`CloseReason`]; the byte and
-//!   datagram accounting, per service.
+//! - `stats.rs`: [`Stats`] counters (whole and per service); the byte and datagram
+//!   accounting, per service.
 //! - [`counters`]: the table macro that declares them: one line per counter gives its field,
 //!   merge, `key=value` pair, summary line and metric.
 //! - `report.rs`: the periodic stats line: totals and per-second rates over the interval.
-//! - [`metrics`] (feature `metrics`): the Prometheus `/metrics` endpoint on the same loop.
+//! - [`metrics`] (feature `metrics`, `metrics/mod.rs`): the Prometheus `/metrics` endpoint on
+//!   the same loop; `metrics/http.rs`: the little HTTP it needs, without sockets;
+//!   `metrics/exposition.rs`: [`Stats`] in the exposition format.
 //! - `error.rs`: [`ServerError`], for setup and fatal failures.
 //! - [`units`]: sizes and durations as typed on a command line.
+//! - `bin/echoloop/`: the binary (feature `cli`): `main.rs` (parse, bind, run, report),
+//!   `cli.rs` (flags onto [`Config`]), `listen_flag.rs` (the `--listen` syntax),
+//!   `listening.rs` and `summary.rs` (its start-up and exit lines), `logging.rs` (stderr or
+//!   syslog), `generate.rs` (man page and completions).
 //!
 //! The public API is what an embedder needs: [`Server`], [`ServerGroup`], [`ShutdownHandle`],
 //! [`ReportHandle`], [`StatsHandle`] (the counters of a running server), [`descriptors`],

@@ -2,7 +2,8 @@
 //! one turn, one connection's drive, teardown, then each policy. About fifteen minutes.
 //!
 //! Most stops are private items: read this page with `cargo doc --document-private-items
-//! --open` (CI builds it that way with warnings as errors, so every link here resolves).
+//! --open` (CI builds it that way with warnings as errors, so every link here resolves). Read
+//! as source, each stop is also a plain path: `reactor::slot` is `src/reactor/slot.rs`.
 //!
 //! # 0. The minimal reactor
 //!
@@ -38,15 +39,19 @@
 //!    again, since they measure time spent inside the turn).
 //! 3. [`Server::dispatch`] each event by its token. A listener or UDP socket is only marked
 //!    ready; a connection gets its [`Readiness`](crate::connection::Readiness) recorded and is
-//!    queued (once); the waker begins shutdown ([`Server::on_wake`]). A token whose slab entry
-//!    is gone (closed earlier) is ignored: events can be stale or spurious.
+//!    queued (once, in the `fresh` queue); the waker ([`Server::on_wake`]) answers report and
+//!    stats requests and, if asked, begins shutdown (quiet connections are marked finished
+//!    at once; removal still waits for step 5). A token whose slab entry is gone (closed
+//!    earlier) is ignored: events can be stale or spurious.
 //! 4. [`Server::run_ready_work`]: accept, then UDP, then the queued connections (new readiness
 //!    first, then work carried over), each through [`Server::drive_connection`], until the
-//!    turn's own budget is spent ([`reactor::turn`]: 1 MiB moved or 2 ms). What is not
-//!    reached stays queued for the next turn, which polls with a zero timeout.
+//!    turn's own budget is spent ([`reactor::turn`]: 1 MiB moved or 2 ms), though at least
+//!    one carried-over connection is always driven. What is not reached stays queued for the
+//!    next turn, which polls with a zero timeout.
 //! 5. [`Server::remove_finished`]: teardown of the connections that finished in this batch.
 //! 6. [`Server::check_timers`]: whatever the deadline registry says is due (idle and stall
-//!    timeouts, the accept retry, the watchdog, the stats line, the drain deadline...), by kind.
+//!    timeouts, the accept retry, the watchdog, the stats line, the drain deadline...), by kind;
+//!    the connections its timeouts close are removed before each other timer and at its end.
 //!
 //! # 2. One connection's drive
 //!
@@ -68,8 +73,9 @@
 //! `WouldBlock` clears the `readable` (or `writable`) flag the connection keeps, `EINTR`
 //! retries, anything else becomes the [`CloseReason`]. With the flag cleared, `next_step`
 //! has nothing to do in that direction, and the connection waits for the poller's next
-//! edge. A short read clears `readable` too (the socket is drained; new data raises a new
-//! edge), which saves the read that would only say `WouldBlock`. The drive returns an
+//! edge. A short read clears `readable` too, unless the read-closed flag is set (the socket
+//! is drained; new data raises a new edge), which saves the read that would only say
+//! `WouldBlock`. The drive returns an
 //! [`Outcome`](crate::connection::Outcome) (bytes moved, pauses, whether its per-drive
 //! budget ran out), and `drive_connection` accounts for it and files the connection:
 //! finished, back in the ready queue (budget spent with work left: no edge will come for
@@ -86,9 +92,10 @@
 //! is held back instead of queued for), and, once output has made no progress for 200 ms,
 //! the allowance for a peer that stopped reading (`--max-pending`, 32 MiB by default, lowered
 //! by the global memory budget when memory is short), far above what this client needs. A
-//! connection paused at the small bound is woken at that moment by a timer, since no event
-//! would come for it (`reactor::memory`). When it half-closes, the read of 0 moves the phase to `PeerClosed`; once it
-//! reads, `WRITABLE` edges drive `flush` until nothing is pending, then the server sends its
+//! connection paused at the small bound is woken at that moment, since no event would come
+//! for it: [`Slot::wake_if_peer_stops`] arms a [`PeerStopsReading`] deadline, and
+//! [`Server::wake_stopped_reader`] queues it when that is due. When it half-closes, the read
+//! of 0 moves the phase to `PeerClosed`; once it reads, `WRITABLE` edges drive `flush` until nothing is pending, then the server sends its
 //! FIN. Every byte comes back, in order (`tests/tcp_echo.rs`, and `tests/minimal_example.rs`
 //! for the example).
 //!
@@ -99,13 +106,15 @@
 //!
 //! A connection that closes (its phase becomes `Closed(reason)`: the peer finished, a reset,
 //! an error, a timeout, the drain deadline) is pushed on the `finished` queue and stays in
-//! the slab until the batch of events is over. Then [`Server::remove_finished`] takes it out
+//! the slab until [`Server::remove_finished`] runs: after the batch of events (step 5), and
+//! inside [`Server::check_timers`] (before each non-connection timer, and at its end) and
+//! `abort_remaining` (the drain deadline). It takes it out
 //! of the slab, which drops the socket (closing a descriptor removes it from epoll, so there
 //! is no `deregister`), and gives back what it held: its share of the memory budget, its
 //! zero-copy pipe, its per-source count, a slot for accepting, and it counts the close reason
 //! and any output it still owed as discarded. Deferring it to the batch's end means no slab
 //! key, and therefore no token, is reused while an event for its previous owner may still
-//! be in hand. (The timers close connections the same way, through the same function.)
+//! be in hand: the timers run after the batch, and close connections the same way.
 //!
 //! # 4. The policies, one at a time
 //!
@@ -113,7 +122,7 @@
 //!
 //! - **Fairness.** Per-drive budgets (read and write, 256 KiB each, in
 //!   [`Limits`](crate::connection::Limits)) and the turn's budget ([`reactor::turn`]); a
-//!   connection cut short goes to the ready queue.
+//!   connection cut short goes to the ready queue (at least one of it is driven each turn).
 //! - **Admission.** [`reactor::admission`]: accept batches, `max_connections` and
 //!   `max_per_source` (accept, then close at once, so the client reads EOF), and a pause
 //!   instead of a busy loop when out of descriptors; [`descriptors`](crate::descriptors)
@@ -143,7 +152,7 @@
 //!   line; the `metrics` module (feature `metrics`) serves them to Prometheus from the same
 //!   loop.
 //!
-//! The crate documentation's Layout lists every file in this order.
+//! The crate documentation's Layout lists every file under `src/`, one line each.
 //!
 //! [`Server::run`]: crate::Server::run
 //! [`Server::turn`]: crate::Server::turn
@@ -156,6 +165,9 @@
 //! [`Server::remove_finished`]: crate::Server::remove_finished
 //! [`Server::check_timers`]: crate::Server::check_timers
 //! [`Server::accept_batch`]: crate::Server::accept_batch
+//! [`Server::wake_stopped_reader`]: crate::Server::wake_stopped_reader
+//! [`Slot::wake_if_peer_stops`]: crate::reactor::slot::Slot::wake_if_peer_stops
+//! [`PeerStopsReading`]: crate::reactor::deadlines::ConnectionTimer::PeerStopsReading
 //! [`Connection::drive`]: crate::connection::Connection::drive
 //! [`Connection::on_readiness`]: crate::connection::Connection::on_readiness
 //! [`Connection::next_step`]: crate::connection::Connection::next_step

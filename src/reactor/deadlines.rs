@@ -64,7 +64,7 @@ impl Timer {
 
 /// What a connection's deadline is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum ConnectionTimer {
+pub(crate) enum ConnectionTimer {
     /// Its idle or stall timeout (`slot::Timeouts`).
     Timeouts,
     /// Paused at the small bound for a reading peer: the moment its peer counts as having

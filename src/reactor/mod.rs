@@ -86,9 +86,11 @@ use crate::stats::{Stats, UdpDrop};
 impl Server {
     /// The event loop. Returns the final counters after a graceful shutdown.
     ///
-    /// Each turn: wait for readiness (or for a timer, or not at all when work is queued), read
-    /// the clock once, dispatch each event by token, run work that an earlier budget cut short,
-    /// tear down connections that finished, then check timers.
+    /// Each turn (`Server::turn`): wait for readiness (or for a timer, or not at all
+    /// when work is queued), read the clock once, dispatch each event by token (noting
+    /// readiness; the waker answers requests and may begin shutdown), run the ready work
+    /// (accepts, UDP, newly ready connections, then work an earlier budget cut short), tear
+    /// down connections that finished, then fire the timers that are due.
     pub fn run(mut self) -> Result<Stats, ServerError> {
         let mut events = Events::with_capacity(1024);
         self.start(Instant::now()); // uptime and the stats tick count from here, not from bind
@@ -188,12 +190,14 @@ pub struct Server {
 /// teardown deferred to the end of the batch.
 #[derive(Debug, Default)]
 struct Queues {
-    /// Connections with new readiness and nothing queued before it; they run first next turn.
+    /// Connections that got an event (new readiness) while not queued; driven first.
     fresh: Vec<usize>,
-    /// Connections with work left (their budget or the turn's ran out); they run next turn
-    /// after `fresh`, oldest first.
+    /// Connections with work left and no event to announce it (a budget ran out, a timer
+    /// or shutdown queued them): "ready" as in ready to run, not a readiness flag; driven
+    /// after `fresh`, oldest first, at least one per turn.
     ready: Vec<usize>,
-    /// Connections that finished during this batch; removed at its end.
+    /// Connections whose phase is `Closed` (finished, awaiting removal); `remove_finished`
+    /// takes them out after the batch, and within `check_timers` and `abort_remaining`.
     finished: Vec<usize>,
     /// The listener has connections waiting past the accept budget (or accepting resumed).
     accept_ready: bool,

@@ -37,7 +37,7 @@ impl Timeouts {
 /// no peer address (the admission policy keeps one aside only when `max_per_source` or debug
 /// logging needs it), a 32-bit id, and coarse 32-bit timestamps instead of `Instant`s.
 #[derive(Debug)]
-pub(super) struct Slot {
+pub(crate) struct Slot {
     pub(super) socket: TcpStream,
     /// Unique among the connections a stale deadline entry could still name (it wraps after
     /// 2^32 connections; stale entries are swept long before, see `Server::sweep_deadlines`).
@@ -51,7 +51,7 @@ pub(super) struct Slot {
     /// are at most `MAX_LISTENERS` (4,096) listeners, so that the flags below fit beside it
     /// and the entry stays at 48 bytes.
     service: u16,
-    /// In the ready queue already (so it is queued once).
+    /// In either run queue, `fresh` or `ready` (so it is queued once).
     pub(super) queued: bool,
     /// Has an entry among the connection deadlines of the registry (at most one).
     pub(super) timer_armed: bool,
