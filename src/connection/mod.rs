@@ -20,6 +20,7 @@
 //!     ^                                             ^
 //!   Finishing (the service said close) -- FIN ------+
 //!   (any phase) -- reset / I/O error ----------------------------------------^
+//!   (any phase) -- Connection::abort (the reactor's timeouts, drain deadline) -^
 //! ```
 //!
 //! A connection without a service echoes (the fast path below). One made
@@ -171,11 +172,16 @@ pub enum Phase {
     /// the peer's FIN, so that closing never finds unread input (which would make the kernel
     /// send RST).
     Lingering,
-    /// Finished; the reactor removes it at the end of the batch.
+    /// Finished, awaiting removal: the connection does nothing more, and the reactor takes
+    /// it out of its slab at its next teardown (`Server::remove_finished`).
     Closed(CloseReason),
 }
 
-/// Per-connection limits, copied from `Config` once (and lowered by the memory budget).
+/// Per-connection limits for one `drive` call. The reactor picks them before every drive
+/// (`MemoryBudget::limits_for`): the high-water mark is `Config::max_pending_reading`
+/// (256 KiB) while the peer reads, `Config::max_pending` (32 MiB) once its output made no
+/// progress for 200 ms, and in either case no more than the global memory budget leaves
+/// (defaults shown; see `reactor::memory`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Stop reading when this many bytes are pending.
