@@ -1,6 +1,9 @@
 //! A custom service on echoloop's reactor: each line comes back reversed, over TCP and UDP,
 //! served beside echo by the same single-threaded loop. The service is sans-IO: it is told
 //! what arrived and writes its answer; the reactor does the sockets, limits and shutdown.
+//! Over UDP nothing more is needed: each datagram is answered by a fresh value as a whole
+//! connection (input, then the peer's close), so a datagram's last line needs no newline and
+//! no line can carry over from one peer to another.
 //!
 //! ```sh
 //! cargo run --example reverse          # then: nc 127.0.0.1 7070, type a line
@@ -40,14 +43,6 @@ impl Service for Reverse {
         if !self.line.is_empty() {
             self.on_input(b"\n", out);
         }
-    }
-
-    /// Over UDP each datagram stands alone (one value answers every peer: it keeps no line).
-    fn on_datagram(&mut self, request: &[u8], out: &mut Output<'_>) -> bool {
-        let mut once = Reverse::default();
-        once.on_input(request, out);
-        once.on_peer_closed(out);
-        true
     }
 }
 

@@ -97,8 +97,8 @@
 //!   destination.
 //! - `udp/guard.rs`: the reflection and loop guards (which datagrams get no reply).
 //! - `udp/reply_queue.rs`: the bounded queue of replies waiting for the socket.
-//! - `udp/answers.rs`: a [`Service`](service::Service)'s datagram answers, rationed per
-//!   source.
+//! - `udp/answers.rs`: the reply to a datagram of a service other than echo (a fresh
+//!   [`Service`](service::Service) value per datagram), rationed per source.
 //! - `net.rs`: binding sockets (`SO_REUSEADDR`, backlog, one port for both protocols).
 //! - [`service`] (`service/mod.rs`): the sans-IO seam ([`Service`](service::Service)).
 //! - `service/echo.rs`, `discard.rs`, `chargen.rs`, `daytime.rs`, `time.rs` (also
@@ -112,7 +112,7 @@
 //! - [`counters`]: the table macro that declares them: one line per counter gives its field,
 //!   merge, `key=value` pair, summary line and metric.
 //! - `report.rs`: the periodic stats line: totals and per-second rates over the interval.
-//! - [`metrics`] (feature `metrics`, `metrics/mod.rs`): the Prometheus `/metrics` endpoint on
+//! - `metrics` (feature `metrics`, `metrics/mod.rs`): the Prometheus `/metrics` endpoint on
 //!   the same loop; `metrics/http.rs`: the little HTTP it needs, without sockets;
 //!   `metrics/exposition.rs`: [`Stats`] in the exposition format.
 //! - `error.rs`: [`ServerError`], for setup and fatal failures.
@@ -126,7 +126,7 @@
 //! [`ReportHandle`], [`StatsHandle`] (the counters of a running server), [`descriptors`],
 //! [`Config`] (with [`config`]'s defaults), [`Stats`] (and the [`counters`] that describe
 //! them), [`CloseReason`], the errors, and [`connection`], the reusable state machine (also
-//! what the benches and the fuzz target drive); with the `metrics` feature, [`metrics`] (the
+//! what the benches and the fuzz target drive); with the `metrics` feature, `metrics` (the
 //! page renderer). Types that will grow (`Stats`, `CloseReason`, `ConfigError`,
 //! `ServerError`, `ServiceKind`, ...) are `#[non_exhaustive]`: a new counter, reason or error
 //! is not a breaking change. Errors speak of `Config` fields, not of the binary's flags.

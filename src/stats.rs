@@ -207,11 +207,10 @@ impl ServiceStats {
 
     /// Counts what one drive of one of its connections did (as [`Stats::record_drive`]).
     pub(crate) fn record_drive(&mut self, outcome: &Outcome) {
-        let lingered = outcome.bytes_discarded as u64;
-        self.tcp_bytes_in += outcome.bytes_read as u64 + lingered;
+        self.tcp_bytes_in += outcome.bytes_in() as u64;
         self.tcp_bytes_generated += outcome.bytes_generated as u64;
         self.tcp_bytes_out += outcome.bytes_written as u64;
-        self.tcp_bytes_discarded += lingered + outcome.bytes_consumed as u64;
+        self.tcp_bytes_discarded += outcome.bytes_dropped() as u64;
     }
 
     /// Whether its books balance (see the module doc). The gauges must be current.
@@ -227,14 +226,12 @@ impl Stats {
     /// Counts what one drive of a connection did: bytes each way, bytes a service generated
     /// or consumed, bytes discarded while lingering, and backpressure pauses.
     pub(crate) fn record_drive(&mut self, outcome: &Outcome) {
-        let lingered = outcome.bytes_discarded as u64;
-        let consumed = outcome.bytes_consumed as u64;
-        self.tcp_bytes_in += outcome.bytes_read as u64 + lingered;
+        self.tcp_bytes_in += outcome.bytes_in() as u64;
         self.tcp_bytes_generated += outcome.bytes_generated as u64;
         self.tcp_bytes_out += outcome.bytes_written as u64;
-        self.tcp_bytes_discarded += lingered + consumed;
-        self.tcp_discarded_linger += lingered;
-        self.tcp_discarded_service += consumed;
+        self.tcp_bytes_discarded += outcome.bytes_dropped() as u64;
+        self.tcp_discarded_linger += outcome.bytes_discarded as u64;
+        self.tcp_discarded_service += outcome.bytes_consumed as u64;
         self.backpressure_pauses += outcome.pauses as u64;
     }
 

@@ -140,7 +140,8 @@
 //!   spare descriptors; [`zero_copy`](crate::zero_copy) is the pipe and `splice(2)`;
 //!   [`Connection::read_into_pipe`] is the step that uses it.
 //! - **Services.** [`service`](crate::service): a sans-IO seam; a connection with a service
-//!   hands its input to it instead of echoing ([`Connection::read_into_service`]).
+//!   hands its input to it instead of echoing ([`Connection::read_into_service`]), and a
+//!   datagram goes to a fresh value of it ([`ServiceKind::answer_datagram`](crate::service::ServiceKind::answer_datagram)).
 //! - **UDP.** The [`udp`](crate::udp) module: `recvmmsg`/`sendmmsg` batches, replies from the
 //!   address a datagram was sent to, the reflection and loop guards, the bounded reply
 //!   queue.

@@ -216,6 +216,21 @@ pub struct Outcome {
     pub pauses: usize,
 }
 
+impl Outcome {
+    /// Every byte taken from the peer: read to be answered, or read and discarded while
+    /// lingering. The books: `bytes_in + bytes_generated = bytes_written + bytes_dropped +`
+    /// the change in pending output.
+    pub fn bytes_in(&self) -> usize {
+        self.bytes_read + self.bytes_discarded
+    }
+
+    /// Every byte taken in that will never be sent: discarded while lingering, or consumed
+    /// by a service.
+    pub fn bytes_dropped(&self) -> usize {
+        self.bytes_discarded + self.bytes_consumed
+    }
+}
+
 /// The next thing a connection can do with the readiness and budget it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {

@@ -15,15 +15,14 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 use super::CloseReason;
-use super::{Connection, Limits, Phase, Readiness, Splice, Stream};
-use crate::stats::Stats;
+use super::{Connection, Limits, Outcome, Phase, Readiness, Splice, Stream};
 
 /// The connection the scripts drive: it may get a [`ScriptedPipe`].
 pub type ScriptedConnection = Connection<ScriptedPipe>;
 
 /// What the next `read` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
+pub enum ReadStep {
     /// Up to this many bytes of the counting pattern (fewer if the buffer is smaller).
     Data(usize),
     /// `WouldBlock`.
@@ -36,13 +35,38 @@ pub enum Input {
 
 /// What the next `write` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub enum WriteStep {
     /// Takes up to this many bytes.
     Take(usize),
     /// `WouldBlock`.
     WouldBlock,
     /// `BrokenPipe`.
     Broken,
+}
+
+/// What every drive so far did, summed from the outcomes as the reactor sums them into its
+/// counters (with [`Outcome::bytes_in`] and [`Outcome::bytes_dropped`]), so the scripts check
+/// the same books without depending on the reactor's `Stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Bytes taken from the peer.
+    pub bytes_in: u64,
+    /// Bytes written to the peer.
+    pub bytes_out: u64,
+    /// Bytes taken in that will never be sent.
+    pub bytes_discarded: u64,
+    /// Times reading paused at the high-water mark.
+    pub pauses: u64,
+}
+
+impl Tally {
+    /// Adds one drive.
+    pub fn add(&mut self, outcome: &Outcome) {
+        self.bytes_in += outcome.bytes_in() as u64;
+        self.bytes_out += outcome.bytes_written as u64;
+        self.bytes_discarded += outcome.bytes_dropped() as u64;
+        self.pauses += outcome.pauses as u64;
+    }
 }
 
 /// Calls one `drive` may make before the stream calls it a livelock.
@@ -59,11 +83,11 @@ pub const PIPE_CAPACITY: usize = 3000;
 #[derive(Debug)]
 pub struct ScriptedStream {
     /// What the next reads return, in order.
-    pub reads: VecDeque<Input>,
+    pub reads: VecDeque<ReadStep>,
     /// What the next writes do, in order.
-    pub writes: VecDeque<Output>,
+    pub writes: VecDeque<WriteStep>,
     /// What a write does once `writes` is empty.
-    pub write_default: Output,
+    pub write_default: WriteStep,
     /// Every byte handed out by `read`, in order.
     pub sent_in: Vec<u8>,
     /// Every byte taken by `write`, in order.
@@ -86,7 +110,7 @@ impl Default for ScriptedStream {
         ScriptedStream {
             reads: VecDeque::new(),
             writes: VecDeque::new(),
-            write_default: Output::WouldBlock,
+            write_default: WriteStep::WouldBlock,
             sent_in: Vec::new(),
             echoed: Vec::new(),
             fin_sent: false,
@@ -100,7 +124,7 @@ impl Default for ScriptedStream {
 
 impl ScriptedStream {
     /// A stream that will read `reads` and write `writes`, then say `WouldBlock`.
-    pub fn new(reads: Vec<Input>, writes: Vec<Output>) -> Self {
+    pub fn new(reads: Vec<ReadStep>, writes: Vec<WriteStep>) -> Self {
         ScriptedStream {
             reads: reads.into(),
             writes: writes.into(),
@@ -132,7 +156,7 @@ impl ScriptedStream {
         // the caller cannot tell from the peer's FIN.
         assert!(max > 0, "a zero-byte read looks like EOF");
         match self.reads.pop_front() {
-            Some(Input::Data(n)) => {
+            Some(ReadStep::Data(n)) => {
                 let n = n.min(max);
                 for _ in 0..n {
                     let byte = (self.sent_in.len() % 251) as u8;
@@ -141,12 +165,12 @@ impl ScriptedStream {
                 }
                 Ok(n)
             }
-            Some(Input::Eof) => Ok(0),
-            Some(Input::Reset) => {
+            Some(ReadStep::Eof) => Ok(0),
+            Some(ReadStep::Reset) => {
                 self.errors_returned += 1;
                 Err(io::ErrorKind::ConnectionReset.into())
             }
-            Some(Input::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
+            Some(ReadStep::WouldBlock) | None => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
@@ -156,12 +180,12 @@ impl ScriptedStream {
         self.write_calls += 1;
         assert!(!self.fin_sent, "write after our FIN");
         match self.writes.pop_front().unwrap_or(self.write_default) {
-            Output::Take(k) => Ok(k.min(available)),
-            Output::Broken => {
+            WriteStep::Take(k) => Ok(k.min(available)),
+            WriteStep::Broken => {
                 self.errors_returned += 1;
                 Err(io::ErrorKind::BrokenPipe.into())
             }
-            Output::WouldBlock => Err(io::ErrorKind::WouldBlock.into()),
+            WriteStep::WouldBlock => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 }
@@ -276,7 +300,7 @@ pub struct Script {
     /// Its stream.
     pub io: ScriptedStream,
     /// Its counters, summed from the outcome of every drive as the reactor sums them.
-    pub stats: Stats,
+    pub tally: Tally,
     /// A pipe was attached (by an [`Action::UsePipe`]).
     piped: bool,
     base: Limits,
@@ -298,7 +322,7 @@ impl Script {
         Script {
             conn: Connection::new(),
             io: ScriptedStream::default(),
-            stats: Stats::default(),
+            tally: Tally::default(),
             piped: false,
             base: limits,
             limits,
@@ -367,14 +391,14 @@ impl Script {
     /// Applies one action and checks every invariant.
     pub fn step(&mut self, action: Action) {
         match action {
-            Action::Arrive(n) => self.io.reads.push_back(Input::Data(n.max(1))),
-            Action::ReadBlocks => self.io.reads.push_back(Input::WouldBlock),
-            Action::PeerFin => self.io.reads.push_back(Input::Eof),
-            Action::PeerReset => self.io.reads.push_back(Input::Reset),
+            Action::Arrive(n) => self.io.reads.push_back(ReadStep::Data(n.max(1))),
+            Action::ReadBlocks => self.io.reads.push_back(ReadStep::WouldBlock),
+            Action::PeerFin => self.io.reads.push_back(ReadStep::Eof),
+            Action::PeerReset => self.io.reads.push_back(ReadStep::Reset),
             // A socket never takes zero bytes of a non-empty write.
-            Action::Accepts(k) => self.io.writes.push_back(Output::Take(k.max(1))),
-            Action::WriteBlocks => self.io.writes.push_back(Output::WouldBlock),
-            Action::PipeBreaks => self.io.writes.push_back(Output::Broken),
+            Action::Accepts(k) => self.io.writes.push_back(WriteStep::Take(k.max(1))),
+            Action::WriteBlocks => self.io.writes.push_back(WriteStep::WouldBlock),
+            Action::PipeBreaks => self.io.writes.push_back(WriteStep::Broken),
             Action::Event {
                 readable,
                 writable,
@@ -429,8 +453,8 @@ impl Script {
     /// shutdown, discarded after the drain) and its FIN sent, unless an error closed it.
     pub fn finish(&mut self) {
         self.io.writes.clear();
-        self.io.write_default = Output::Take(usize::MAX);
-        self.io.reads.push_back(Input::Eof);
+        self.io.write_default = WriteStep::Take(usize::MAX);
+        self.io.reads.push_back(ReadStep::Eof);
         // Each turn reads one scripted chunk or flushes at least a write budget's worth (or
         // all that is pending), so this many turns finish any script that makes progress.
         let queued: usize = self
@@ -438,7 +462,7 @@ impl Script {
             .reads
             .iter()
             .map(|input| match input {
-                Input::Data(n) => *n,
+                ReadStep::Data(n) => *n,
                 _ => 0,
             })
             .sum();
@@ -463,11 +487,11 @@ impl Script {
             CloseReason::PeerClosed => {
                 assert!(io.fin_sent, "closed in order without our FIN");
                 assert!(io.echoed == io.sent_in, "closed with bytes not echoed");
-                assert_eq!(self.stats.tcp_bytes_discarded, 0);
+                assert_eq!(self.tally.bytes_discarded, 0);
             }
             CloseReason::Shutdown => {
                 assert!(io.fin_sent, "shutdown close without our FIN");
-                let discarded = self.stats.tcp_bytes_discarded as usize;
+                let discarded = self.tally.bytes_discarded as usize;
                 assert_eq!(io.echoed.len() + discarded, io.sent_in.len());
             }
             CloseReason::Reset | CloseReason::IoError => {
@@ -482,16 +506,16 @@ impl Script {
     fn drive(&mut self) {
         let pending_before = self.conn.pending();
         let (read_before, echoed_before) = (self.io.sent_in.len(), self.io.echoed.len());
-        let discarded_before = self.stats.tcp_bytes_discarded as usize;
+        let discarded_before = self.tally.bytes_discarded as usize;
         let calls_before = self.io.read_calls + self.io.write_calls;
         self.io.reset_call_guard();
         let outcome = self
             .conn
             .drive(&mut self.io, &mut self.scratch, &self.limits);
-        self.stats.record_drive(&outcome);
+        self.tally.add(&outcome);
         let read = self.io.sent_in.len() - read_before;
         let written = self.io.echoed.len() - echoed_before;
-        let discarded = self.stats.tcp_bytes_discarded as usize - discarded_before;
+        let discarded = self.tally.bytes_discarded as usize - discarded_before;
         let calls = self.io.read_calls + self.io.write_calls - calls_before;
         let limits = self.limits;
         assert!(
@@ -547,7 +571,7 @@ impl Script {
         // Every byte read is echoed, pending or (while lingering) discarded, whatever ended
         // the connection: a chunk in hand when a write fails stays pending, so the reactor
         // counts it as discarded under the close reason instead of losing it.
-        let discarded = self.stats.tcp_bytes_discarded as usize;
+        let discarded = self.tally.bytes_discarded as usize;
         let accounted = io.echoed.len() + pending + discarded;
         assert_eq!(
             accounted,
@@ -555,11 +579,11 @@ impl Script {
             "bytes read = echoed + pending + discarded"
         );
         assert_eq!(
-            self.stats.tcp_bytes_in as usize,
+            self.tally.bytes_in as usize,
             io.sent_in.len(),
             "tcp_bytes_in counts every byte read, lingering reads included"
         );
-        assert_eq!(self.stats.tcp_bytes_out as usize, io.echoed.len());
+        assert_eq!(self.tally.bytes_out as usize, io.echoed.len());
         assert!(
             pending <= self.pending_bound,
             "pending {pending} over the limit"

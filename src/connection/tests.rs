@@ -2,9 +2,8 @@
 //! comes in, that goes out"; `properties` runs random scripts against the invariants in
 //! `script`.
 
-use super::script::{Input, Output, ScriptedConnection, ScriptedPipe, ScriptedStream};
+use super::script::{ReadStep, ScriptedConnection, ScriptedPipe, ScriptedStream, Tally, WriteStep};
 use super::*;
-use crate::stats::Stats;
 
 fn limits() -> Limits {
     Limits {
@@ -15,21 +14,21 @@ fn limits() -> Limits {
     }
 }
 
-/// One drive with the test limits and a 512-byte scratch buffer, counted into `stats`.
-fn drive(conn: &mut ScriptedConnection, io: &mut ScriptedStream, stats: &mut Stats) -> Outcome {
+/// One drive with the test limits and a 512-byte scratch buffer, summed into `tally`.
+fn drive(conn: &mut ScriptedConnection, io: &mut ScriptedStream, tally: &mut Tally) -> Outcome {
     let mut scratch = [0u8; 512];
     let outcome = conn.drive(io, &mut scratch, &limits());
-    stats.record_drive(&outcome);
+    tally.add(&outcome);
     outcome
 }
 
 #[test]
 fn fast_path_echoes_from_scratch_without_buffering() {
-    let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::Take(100)]);
+    let mut io = ScriptedStream::new(vec![ReadStep::Data(100)], vec![WriteStep::Take(100)]);
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
-    let outcome = drive(&mut conn, &mut io, &mut stats);
+    let outcome = drive(&mut conn, &mut io, &mut tally);
     assert_eq!(io.echoed, io.sent_in);
     assert_eq!(outcome.bytes_written, 100);
     assert_eq!(conn.buffer_capacity(), 0, "idle connection holds no buffer");
@@ -40,18 +39,18 @@ fn fast_path_echoes_from_scratch_without_buffering() {
 #[test]
 fn short_write_keeps_the_rest_in_order_until_writable_again() {
     let mut io = ScriptedStream::new(
-        vec![Input::Data(300), Input::Data(200)],
-        vec![Output::Take(50), Output::WouldBlock],
+        vec![ReadStep::Data(300), ReadStep::Data(200)],
+        vec![WriteStep::Take(50), WriteStep::WouldBlock],
     );
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(conn.pending(), 450);
     assert_eq!(io.echoed.len(), 50);
-    io.writes = vec![Output::Take(1000)].into();
+    io.writes = vec![WriteStep::Take(1000)].into();
     conn.on_readiness(Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(io.echoed, io.sent_in);
     assert_eq!(conn.buffer_capacity(), 0);
 }
@@ -59,50 +58,50 @@ fn short_write_keeps_the_rest_in_order_until_writable_again() {
 #[test]
 fn peer_fin_flushes_everything_then_sends_fin_and_closes() {
     let mut io = ScriptedStream::new(
-        vec![Input::Data(512), Input::Data(40), Input::Eof],
-        vec![Output::WouldBlock],
+        vec![ReadStep::Data(512), ReadStep::Data(40), ReadStep::Eof],
+        vec![WriteStep::WouldBlock],
     );
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(conn.phase(), Phase::PeerClosed);
     assert!(!io.fin_sent, "FIN must wait for pending output");
-    io.writes = vec![Output::Take(100), Output::Take(1000)].into();
+    io.writes = vec![WriteStep::Take(100), WriteStep::Take(1000)].into();
     conn.on_readiness(Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(io.echoed, io.sent_in);
     assert!(io.fin_sent);
     assert_eq!(conn.close_reason(), Some(CloseReason::PeerClosed));
-    assert_eq!(stats.tcp_bytes_in, 552);
-    assert_eq!(stats.tcp_bytes_out, 552);
+    assert_eq!(tally.bytes_in, 552);
+    assert_eq!(tally.bytes_out, 552);
 }
 
 #[test]
 fn backpressure_stops_reading_at_high_water_and_resumes_at_low_water() {
-    let reads = (0..10).map(|_| Input::Data(512)).collect();
+    let reads = (0..10).map(|_| ReadStep::Data(512)).collect();
     let mut io = ScriptedStream::new(reads, vec![]);
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(
         conn.pending(),
         1000,
         "reads stop exactly at the high-water mark"
     );
     assert!(conn.is_paused());
-    assert_eq!(stats.backpressure_pauses, 1);
+    assert_eq!(tally.pauses, 1);
     // The client drains 700 bytes: still above low water, so no reading yet.
-    io.writes = vec![Output::Take(700), Output::WouldBlock].into();
+    io.writes = vec![WriteStep::Take(700), WriteStep::WouldBlock].into();
     conn.on_readiness(Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert!(conn.is_paused());
     assert_eq!(conn.pending(), 300);
     // 100 more: below low water, and reading resumes with no new read edge.
-    io.writes = vec![Output::Take(100), Output::WouldBlock].into();
+    io.writes = vec![WriteStep::Take(100), WriteStep::WouldBlock].into();
     conn.on_readiness(Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert!(conn.pending() > 200, "read resumed without a new edge");
     let mut all = io.echoed.clone();
     all.truncate(800);
@@ -114,14 +113,14 @@ fn backpressure_stops_reading_at_high_water_and_resumes_at_low_water() {
 /// not read into an empty buffer, whose 0 would be taken for the peer's FIN.
 #[test]
 fn limit_lowered_below_pending_pauses_instead_of_reading_nothing() {
-    let mut io = ScriptedStream::new(vec![Input::Data(512), Input::Data(300)], vec![]);
+    let mut io = ScriptedStream::new(vec![ReadStep::Data(512), ReadStep::Data(300)], vec![]);
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(conn.pending(), 812);
     assert!(!conn.is_paused());
-    io.reads = vec![Input::Data(100)].into();
+    io.reads = vec![ReadStep::Data(100)].into();
     let squeezed = Limits {
         high_water: 500,
         low_water: 100,
@@ -129,7 +128,7 @@ fn limit_lowered_below_pending_pauses_instead_of_reading_nothing() {
     };
     conn.on_readiness(Readiness::READABLE);
     let outcome = conn.drive(&mut io, &mut [0u8; 512], &squeezed);
-    stats.record_drive(&outcome);
+    tally.add(&outcome);
     assert_eq!(conn.phase(), Phase::Open, "no FIN was read");
     assert!(conn.is_paused() && outcome.pauses > 0);
     assert_eq!(
@@ -141,17 +140,17 @@ fn limit_lowered_below_pending_pauses_instead_of_reading_nothing() {
 
 #[test]
 fn budget_cut_yields_and_resumes_without_new_event() {
-    let reads = (0..20).map(|_| Input::Data(512)).collect();
-    let writes = (0..20).map(|_| Output::Take(512)).collect();
+    let reads = (0..20).map(|_| ReadStep::Data(512)).collect();
+    let writes = (0..20).map(|_| WriteStep::Take(512)).collect();
     let mut io = ScriptedStream::new(reads, writes);
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
-    let first = drive(&mut conn, &mut io, &mut stats);
+    let first = drive(&mut conn, &mut io, &mut tally);
     assert!(first.yielded);
     assert_eq!(first.bytes_read, 4096);
     let mut rounds = 0;
-    while drive(&mut conn, &mut io, &mut stats).yielded {
+    while drive(&mut conn, &mut io, &mut tally).yielded {
         rounds += 1;
         assert!(rounds < 10);
     }
@@ -161,70 +160,74 @@ fn budget_cut_yields_and_resumes_without_new_event() {
 
 #[test]
 fn reset_closes_with_reason() {
-    let mut io = ScriptedStream::new(vec![Input::Data(200), Input::Reset], vec![]);
+    let mut io = ScriptedStream::new(vec![ReadStep::Data(200), ReadStep::Reset], vec![]);
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(conn.close_reason(), Some(CloseReason::Reset));
 }
 
 #[test]
 fn broken_pipe_on_write_closes_as_reset() {
-    let mut io = ScriptedStream::new(vec![Input::Data(10)], vec![Output::Broken]);
+    let mut io = ScriptedStream::new(vec![ReadStep::Data(10)], vec![WriteStep::Broken]);
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(conn.close_reason(), Some(CloseReason::Reset));
 }
 
 /// A connection holding 100 bytes of output that the peer would not take.
-fn with_100_pending() -> (ScriptedConnection, ScriptedStream, Stats) {
-    let mut io = ScriptedStream::new(vec![Input::Data(100)], vec![Output::WouldBlock]);
+fn with_100_pending() -> (ScriptedConnection, ScriptedStream, Tally) {
+    let mut io = ScriptedStream::new(vec![ReadStep::Data(100)], vec![WriteStep::WouldBlock]);
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(conn.pending(), 100);
-    (conn, io, stats)
+    (conn, io, tally)
 }
 
 #[test]
 fn drain_flushes_sends_fin_then_lingers_until_peer_eof() {
-    let (mut conn, mut io, mut stats) = with_100_pending();
+    let (mut conn, mut io, mut tally) = with_100_pending();
     conn.begin_drain();
-    io.reads = vec![Input::Data(30), Input::Eof].into();
-    io.writes = vec![Output::Take(100)].into();
+    io.reads = vec![ReadStep::Data(30), ReadStep::Eof].into();
+    io.writes = vec![WriteStep::Take(100)].into();
     conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert!(io.fin_sent);
     assert_eq!(
         io.echoed.len(),
         100,
         "only what was read before the drain is echoed"
     );
-    assert_eq!(stats.tcp_bytes_discarded, 30);
+    assert_eq!(tally.bytes_discarded, 30);
     assert_eq!(conn.close_reason(), Some(CloseReason::Shutdown));
 }
 
 #[test]
 fn would_block_clears_readiness_until_the_next_event() {
     let mut io = ScriptedStream::new(
-        vec![Input::Data(512), Input::WouldBlock, Input::Data(512)],
-        vec![Output::Take(4096), Output::Take(4096)],
+        vec![
+            ReadStep::Data(512),
+            ReadStep::WouldBlock,
+            ReadStep::Data(512),
+        ],
+        vec![WriteStep::Take(4096), WriteStep::Take(4096)],
     );
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(
         io.echoed.len(),
         512,
         "no read after WouldBlock without a new edge"
     );
     conn.on_readiness(Readiness::READABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(io.echoed.len(), 1024);
     assert_eq!(io.echoed, io.sent_in);
 }
@@ -233,9 +236,9 @@ fn would_block_clears_readiness_until_the_next_event() {
 fn spurious_events_cost_nothing() {
     let mut io = ScriptedStream::new(vec![], vec![]);
     let mut conn = ScriptedConnection::new();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
-    let outcome = drive(&mut conn, &mut io, &mut stats);
+    let outcome = drive(&mut conn, &mut io, &mut tally);
     assert_eq!(outcome, Outcome::default());
     assert_eq!(conn.phase(), Phase::Open);
 }
@@ -250,20 +253,20 @@ fn piped() -> ScriptedConnection {
 #[test]
 fn piped_connection_echoes_through_the_pipe_without_a_heap_buffer() {
     let mut io = ScriptedStream::new(
-        vec![Input::Data(700), Input::Data(300), Input::Eof],
-        vec![Output::Take(400)],
+        vec![ReadStep::Data(700), ReadStep::Data(300), ReadStep::Eof],
+        vec![WriteStep::Take(400)],
     );
-    io.write_default = Output::Take(usize::MAX);
+    io.write_default = WriteStep::Take(usize::MAX);
     let mut conn = piped();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(io.echoed, io.sent_in);
     assert_eq!(io.sent_in.len(), 1000);
     assert_eq!(conn.phase(), Phase::Closed(CloseReason::PeerClosed));
     assert!(io.fin_sent);
     assert_eq!(conn.buffer_capacity(), 0);
-    assert_eq!(stats.tcp_bytes_out, 1000);
+    assert_eq!(tally.bytes_out, 1000);
 }
 
 #[test]
@@ -272,10 +275,10 @@ fn full_pipe_spills_into_the_buffer_and_everything_comes_back_in_order() {
     // More input than the pipe holds, and a peer that is not reading yet: the connection
     // must keep reading (into its buffer, behind the pipe) up to the pending limit, as
     // without a pipe, or a client that writes before it reads would deadlock.
-    let chunks = vec![Input::Data(PIPE_CAPACITY), Input::Data(2000)];
-    let mut io = ScriptedStream::new(chunks, vec![Output::WouldBlock]);
+    let chunks = vec![ReadStep::Data(PIPE_CAPACITY), ReadStep::Data(2000)];
+    let mut io = ScriptedStream::new(chunks, vec![WriteStep::WouldBlock]);
     let mut conn = piped();
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     // Limits far above the pipe's capacity: only the full pipe stops reading.
     let roomy = Limits {
         high_water: 1 << 20,
@@ -285,7 +288,7 @@ fn full_pipe_spills_into_the_buffer_and_everything_comes_back_in_order() {
     };
     let mut drive = |conn: &mut ScriptedConnection, io: &mut ScriptedStream| {
         let outcome = conn.drive(io, &mut [0u8; 4096], &roomy);
-        stats.record_drive(&outcome);
+        tally.add(&outcome);
         outcome
     };
     conn.on_readiness(Readiness::READABLE | Readiness::WRITABLE);
@@ -300,14 +303,14 @@ fn full_pipe_spills_into_the_buffer_and_everything_comes_back_in_order() {
     assert!(io.reads.is_empty(), "all input read");
     assert!(!outcome.yielded, "nothing to do until the peer reads");
     // The peer reads: the pipe's bytes first, then the buffer's, in order.
-    io.write_default = Output::Take(usize::MAX);
+    io.write_default = WriteStep::Take(usize::MAX);
     conn.on_readiness(Readiness::WRITABLE);
     drive(&mut conn, &mut io);
     assert_eq!(conn.pending(), 0);
     assert_eq!(conn.buffer_capacity(), 0);
     assert_eq!(io.echoed, io.sent_in);
     // With the buffer empty, new input takes the pipe again.
-    io.reads.push_back(Input::Data(500));
+    io.reads.push_back(ReadStep::Data(500));
     conn.on_readiness(Readiness::READABLE);
     drive(&mut conn, &mut io);
     assert_eq!(conn.pending_in_pipe(), 0);
@@ -316,7 +319,7 @@ fn full_pipe_spills_into_the_buffer_and_everything_comes_back_in_order() {
 
 #[test]
 fn use_pipe_only_switches_with_nothing_pending() {
-    let (mut conn, _io, _stats) = with_100_pending();
+    let (mut conn, _io, _tally) = with_100_pending();
     assert!(
         conn.use_pipe(ScriptedPipe::default()).is_err(),
         "buffered bytes would be overtaken"
@@ -429,16 +432,16 @@ fn chargen_streams_one_write_budget_per_drive_and_yields() {
     use crate::service::chargen::{Chargen, CYCLE};
     let mut conn = ScriptedConnection::with_service(Box::new(Chargen::new(1)));
     let mut io = ScriptedStream::new(vec![], vec![]);
-    io.write_default = Output::Take(1 << 20);
-    let mut stats = Stats::default();
+    io.write_default = WriteStep::Take(1 << 20);
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::WRITABLE);
-    let first = drive(&mut conn, &mut io, &mut stats);
+    let first = drive(&mut conn, &mut io, &mut tally);
     assert_eq!(first.bytes_written, limits().write_budget);
     assert!(
         first.yielded,
         "more to stream: run again without a new edge"
     );
-    let second = drive(&mut conn, &mut io, &mut stats);
+    let second = drive(&mut conn, &mut io, &mut tally);
     assert_eq!(second.bytes_written, limits().write_budget);
     let stream: Vec<u8> = CYCLE
         .iter()
@@ -457,19 +460,19 @@ fn chargen_streams_one_write_budget_per_drive_and_yields() {
 fn daytime_speaks_first_then_closes_in_order() {
     use crate::service::daytime::Daytime;
     let mut conn = ScriptedConnection::with_service(Box::new(Daytime));
-    let mut io = ScriptedStream::new(vec![], vec![Output::Take(100)]);
-    let mut stats = Stats::default();
+    let mut io = ScriptedStream::new(vec![], vec![WriteStep::Take(100)]);
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::WRITABLE);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert!(io.echoed.ends_with(b" UTC\r\n"), "{:?}", io.echoed);
     assert!(io.fin_sent);
     assert_eq!(conn.phase(), Phase::Lingering);
     assert!(conn.awaits_peer_close());
-    io.reads = vec![Input::Data(10), Input::Eof].into();
+    io.reads = vec![ReadStep::Data(10), ReadStep::Eof].into();
     conn.on_readiness(Readiness::READ_CLOSED);
-    drive(&mut conn, &mut io, &mut stats);
+    drive(&mut conn, &mut io, &mut tally);
     assert_eq!(conn.close_reason(), Some(CloseReason::PeerClosed));
-    assert_eq!(stats.tcp_bytes_discarded, 10);
+    assert_eq!(tally.bytes_discarded, 10);
 }
 
 /// Discard reads everything and holds nothing.
@@ -477,11 +480,11 @@ fn daytime_speaks_first_then_closes_in_order() {
 fn discard_reads_without_buffering() {
     use crate::service::discard::Discard;
     let mut conn = ScriptedConnection::with_service(Box::new(Discard));
-    let reads = vec![Input::Data(512), Input::Data(512), Input::Eof];
+    let reads = vec![ReadStep::Data(512), ReadStep::Data(512), ReadStep::Eof];
     let mut io = ScriptedStream::new(reads, vec![]);
-    let mut stats = Stats::default();
+    let mut tally = Tally::default();
     conn.on_readiness(Readiness::READ_CLOSED | Readiness::WRITABLE);
-    let outcome = drive(&mut conn, &mut io, &mut stats);
+    let outcome = drive(&mut conn, &mut io, &mut tally);
     assert_eq!((outcome.bytes_read, outcome.bytes_written), (1024, 0));
     assert_eq!(conn.buffer_capacity(), 0);
     assert_eq!(conn.close_reason(), Some(CloseReason::PeerClosed));

@@ -25,7 +25,7 @@ use crate::service::reply_limit::ReplyLimit;
 use crate::service::ServiceKind;
 use crate::stats::Stats;
 use crate::udp::answers::DatagramAnswers;
-use crate::udp::UdpEcho;
+use crate::udp::UdpEndpoint;
 
 /// One reactor's sockets, registered with its new poller, and what they serve: everything a
 /// [`Server`](crate::Server) is made of that comes from binding, not from a policy.
@@ -82,8 +82,17 @@ pub(super) fn register(
             listeners.push(TcpSide { socket, service });
         }
         if let Some(socket) = sockets.udp {
-            let mut socket = UdpEcho::new(
+            // The endpoint's guards come first; then, beyond loopback, the rate limit of a
+            // service that can amplify (see `service::reply_limit`). Echo needs neither
+            // `answers` nor a limit: its reply is its request, sent from where it arrived.
+            let answers = (!kind.is_echo()).then(|| {
+                let limited = exposed && kind.may_amplify();
+                let limit = limited.then(|| ReplyLimit::new(config.udp_reply_rate, started));
+                DatagramAnswers::new(kind.clone(), limit)
+            });
+            let mut socket = UdpEndpoint::new(
                 UdpSocket::from_std(socket),
+                answers,
                 config.udp_queue_datagrams,
                 config.udp_loop_guard,
             )
@@ -93,18 +102,7 @@ pub(super) fn register(
                 .map_err(ServerError::Poll)?;
             bound_at = socket.local_addr();
             endpoints.push(endpoint(&kind, Protocol::Udp, bound_at));
-            // The endpoint's guards come first; then, beyond loopback, the rate limit of
-            // a service that can amplify (see `service::reply_limit`).
-            let answers = (!kind.is_echo()).then(|| {
-                let limited = exposed && kind.may_amplify();
-                let limit = limited.then(|| ReplyLimit::new(config.udp_reply_rate, started));
-                DatagramAnswers::new(kind.new_session(), limit)
-            });
-            udp.push(UdpSide {
-                socket,
-                service,
-                answers,
-            });
+            udp.push(UdpSide { socket, service });
         }
         if exposed && announce == Announce::Yes {
             warn_exposed(&bound_at, &kind, listener.protocol, config.udp_reply_rate);

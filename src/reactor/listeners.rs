@@ -8,9 +8,8 @@ use mio::net::TcpListener;
 use mio::Registry;
 
 use crate::connection::Readiness;
-use crate::stats::{Stats, UdpDrop};
-use crate::udp::answers::DatagramAnswers;
-use crate::udp::UdpEcho;
+use crate::stats::Stats;
+use crate::udp::UdpEndpoint;
 
 /// A TCP listener and the service its connections get.
 #[derive(Debug)]
@@ -19,13 +18,11 @@ pub(super) struct TcpSide {
     pub(super) service: usize,
 }
 
-/// A UDP socket and the service answering its datagrams.
+/// A UDP socket (which answers with its service) and the service's index.
 #[derive(Debug)]
 pub(super) struct UdpSide {
-    pub(super) socket: UdpEcho,
+    pub(super) socket: UdpEndpoint,
     pub(super) service: usize,
-    /// A service other than echo (echo is the endpoint's own zero-copy path).
-    pub(super) answers: Option<DatagramAnswers>,
 }
 
 impl UdpSide {
@@ -34,7 +31,7 @@ impl UdpSide {
         self.socket.on_readiness(ready);
     }
 
-    /// Answers up to `budget` datagrams (see `UdpEcho::drive_with`) and counts what went in,
+    /// Answers up to `budget` datagrams (see `UdpEndpoint::drive`) and counts what went in,
     /// out and nowhere under the service too. True when work is left for the next turn.
     pub(super) fn drive(
         &mut self,
@@ -48,19 +45,7 @@ impl UdpSide {
             stats.udp_datagrams_out,
             stats.udp_dropped,
         );
-        let more = match self.answers.as_mut() {
-            None => self.socket.drive(registry, budget, now, stats),
-            Some(answers) => {
-                answers.start_turn(now);
-                let more = self
-                    .socket
-                    .drive_with(registry, answers, budget, now, stats);
-                let (limited, unanswered) = answers.take_silent();
-                stats.record_udp_drop(UdpDrop::RateLimited, limited);
-                stats.record_udp_drop(UdpDrop::Unanswered, unanswered);
-                more
-            }
-        };
+        let more = self.socket.drive(registry, budget, now, stats);
         if let Some(service) = stats.services.get_mut(self.service) {
             service.udp_datagrams_in += stats.udp_datagrams_in - before.0;
             service.udp_datagrams_out += stats.udp_datagrams_out - before.1;

@@ -7,7 +7,12 @@
 //! and is fair. A client that stops reading is closed by the stall timeout. Input is ignored.
 //!
 //! Over UDP, each datagram gets one reply of 0 to 512 characters (RFC 864 asks for a random
-//! length), taken from the stream starting at the next line, as BSD inetd rotates them.
+//! length), taken from the stream starting at the next line, as BSD inetd rotates them. Each
+//! datagram is answered by a fresh value (see [`Service::on_datagram`]), so the rotation is
+//! the one piece of state kept between datagrams, and it is kept on purpose, in
+//! [`NEXT_DATAGRAM_LINE`].
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Output, Service};
 
@@ -39,24 +44,31 @@ const fn build_cycle() -> [u8; RING * LINE_LEN] {
     cycle
 }
 
+/// The line the next UDP reply starts with, shared by every chargen socket of the process
+/// (the lines rotate per datagram, as in BSD inetd; only the rotation is shared, never a
+/// request's bytes).
+pub static NEXT_DATAGRAM_LINE: AtomicUsize = AtomicUsize::new(0);
+
 /// RFC 864 chargen: where the stream is, and the state for random datagram lengths.
 #[derive(Debug, Clone)]
 pub struct Chargen {
     /// Position of the next byte in [`CYCLE`].
     offset: usize,
-    /// The line the next datagram starts with.
-    next_line: usize,
     /// xorshift64 state; never zero.
     random: u64,
 }
 
 impl Chargen {
-    /// A generator at line 0; `seed` varies the datagram lengths.
+    /// A generator at line 0; `seed` varies the datagram lengths. Seeds close together (the
+    /// clock's nanoseconds, one value per datagram) are spread apart first (splitmix64's
+    /// finaliser), so that the lengths of successive datagrams do not follow each other.
     pub fn new(seed: u64) -> Chargen {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         Chargen {
             offset: 0,
-            next_line: 0,
-            random: seed | 1,
+            random: (z ^ (z >> 31)) | 1,
         }
     }
 
@@ -97,8 +109,8 @@ impl Service for Chargen {
 
     fn on_datagram(&mut self, _request: &[u8], out: &mut Output<'_>) -> bool {
         let len = (self.next_random() % (MAX_DATAGRAM_CHARS as u64 + 1)) as usize;
-        Chargen::write_from(self.next_line * LINE_LEN, len, out);
-        self.next_line = (self.next_line + 1) % RING;
+        let line = NEXT_DATAGRAM_LINE.fetch_add(1, Ordering::Relaxed) % RING;
+        Chargen::write_from(line * LINE_LEN, len, out);
         true
     }
 }
@@ -157,14 +169,18 @@ mod tests {
         assert_eq!(&stream[CYCLE.len()..CYCLE.len() + LINE_LEN], FIRST);
     }
 
+    /// The one test that answers chargen datagrams in this binary: the line rotation is
+    /// process-wide, so another would move it under this one.
     #[test]
     fn datagrams_carry_0_to_512_characters_starting_at_the_next_line() {
-        let mut chat = Transcript::open(Box::new(Chargen::new(42)));
+        let kind = crate::service::ServiceKind::Chargen;
+        let first = NEXT_DATAGRAM_LINE.load(Ordering::Relaxed);
         let mut lengths = Vec::new();
         for n in 0..400 {
-            let reply = chat.datagram(b"").expect("chargen always answers");
+            let reply = Transcript::datagram(&kind, b"", SystemTime::now());
+            let reply = reply.expect("chargen always answers");
             assert!(reply.len() <= MAX_DATAGRAM_CHARS);
-            let start = (n % RING) * LINE_LEN;
+            let start = ((first + n) % RING) * LINE_LEN;
             let expected: Vec<u8> = CYCLE
                 .iter()
                 .chain(CYCLE.iter())

@@ -4,7 +4,8 @@
 //! echoloop sends C's `ctime` layout, as BSD inetd does, followed by `UTC` so the line names
 //! its zone (inetd prints local time without saying which): `Thu Nov 26 01:56:27 2026 UTC`
 //! and CRLF. Over TCP the line is sent as soon as the connection opens, then the server
-//! closes; over UDP every datagram gets the line as its reply.
+//! closes; over UDP every datagram gets the line as its reply (a datagram is answered as a
+//! whole connection, so the opening line is the reply: no datagram code here).
 
 use super::clock::{unix_seconds, Civil};
 use super::{Output, Service};
@@ -27,11 +28,6 @@ impl Service for Daytime {
 
     /// RFC 867: "the received data is thrown away".
     fn on_input(&mut self, _input: &[u8], _out: &mut Output<'_>) {}
-
-    fn on_datagram(&mut self, _request: &[u8], out: &mut Output<'_>) -> bool {
-        out.write(daytime_line(out.now()).as_bytes());
-        true
-    }
 }
 
 #[cfg(test)]
@@ -51,9 +47,8 @@ mod tests {
     #[test]
     fn every_datagram_gets_the_line() {
         let at = from_unix_seconds(0);
-        let mut chat = Transcript::open_at(ServiceKind::Daytime.new_session(), at, 1024);
         for request in [&b""[..], b"what time is it?"] {
-            let reply = chat.datagram(request).expect("a reply");
+            let reply = Transcript::datagram(&ServiceKind::Daytime, request, at).expect("a reply");
             assert_eq!(reply, b"Thu Jan  1 00:00:00 1970 UTC\r\n");
         }
     }

@@ -12,11 +12,6 @@ pub struct Discard;
 
 impl Service for Discard {
     fn on_input(&mut self, _input: &[u8], _out: &mut Output<'_>) {}
-
-    /// RFC 863: "Any received datagram is thrown away": never a reply.
-    fn on_datagram(&mut self, _request: &[u8], _out: &mut Output<'_>) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]
@@ -29,7 +24,12 @@ mod tests {
         assert!(chat.greeting().is_empty());
         assert!(chat.input(&[7u8; 100_000]).is_empty());
         assert!(chat.peer_closed().is_empty());
-        assert_eq!(chat.datagram(b"anything"), None);
-        assert_eq!(chat.datagram(b""), None);
+        // RFC 863: "Any received datagram is thrown away": never a reply.
+        let now = std::time::SystemTime::now();
+        assert_eq!(
+            Transcript::datagram(&ServiceKind::Discard, b"anything", now),
+            None
+        );
+        assert_eq!(Transcript::datagram(&ServiceKind::Discard, b"", now), None);
     }
 }

@@ -1,10 +1,11 @@
 //! Echo (RFC 862) behind the service seam: every byte goes back, every datagram is answered
 //! with itself.
 //!
-//! The reactor does not use this for TCP echo: its fast path reads into the shared scratch
-//! buffer and writes straight back, copying nothing when the socket keeps up (see
-//! `connection`), and splices bulk streams without copying at all. This type is the same
-//! protocol as a [`Service`], for UDP and for anyone reading the seam for the first time.
+//! The reactor serves echo on its own paths instead: over TCP it reads into the shared
+//! scratch buffer and writes straight back, copying nothing when the socket keeps up (see
+//! `connection`), and splices bulk streams without copying at all; over UDP each reply leaves
+//! from the buffer its request arrived in (see `udp`). This type is the same protocol as a
+//! [`Service`], for anyone reading the seam for the first time, and for a [`Transcript`](super::Transcript).
 
 use super::{Output, Service};
 
@@ -35,7 +36,9 @@ mod tests {
         assert_eq!(chat.input(b"hello"), b"hello");
         assert_eq!(chat.peer_closed(), b"");
         assert!(!chat.is_closed(), "echo leaves closing to the peer");
-        assert_eq!(chat.datagram(b"x"), Some(b"x".to_vec()));
-        assert_eq!(chat.datagram(b""), Some(Vec::new()));
+        let now = std::time::SystemTime::now();
+        let reply = |request: &[u8]| Transcript::datagram(&ServiceKind::Echo, request, now);
+        assert_eq!(reply(b"x"), Some(b"x".to_vec()));
+        assert_eq!(reply(b""), Some(Vec::new()));
     }
 }

@@ -1,7 +1,8 @@
 //! Services: what bytes go out for the bytes that came in, with no socket in sight.
 //!
-//! A listener carries a [`ServiceKind`]; each TCP connection gets its own [`Service`] value
-//! and each UDP socket one long-lived value. The reactor does all socket work, limits,
+//! A listener carries a [`ServiceKind`]; each TCP connection gets its own [`Service`] value,
+//! and so does each UDP datagram (so one peer's bytes can never leak into another's reply).
+//! The reactor does all socket work, limits,
 //! fairness and shutdown; a service is called at five points, each with a default except
 //! `on_input`:
 //!
@@ -71,8 +72,8 @@ pub mod time;
 pub const MAX_REPLY: usize = 65_507;
 
 /// A sans-IO protocol: told what arrived and how much room there is, it says what to write
-/// and when to close. One value per TCP connection (from [`ServiceKind::new_session`]); one
-/// per UDP socket, answering every datagram.
+/// and when to close. One value per TCP connection and one per UDP datagram (from
+/// [`ServiceKind::new_session`]).
 pub trait Service: Send {
     /// The connection has just opened. A service that speaks first (daytime, time) writes
     /// here, and may close at once.
@@ -98,14 +99,24 @@ pub trait Service: Send {
     /// server closes its side.
     fn on_peer_closed(&mut self, _out: &mut Output<'_>) {}
 
-    /// UDP: one datagram arrived. Returns true to send what was written as the reply (which
-    /// may be empty), false for no reply. The default treats the datagram as input and
-    /// replies when that wrote something. Replies longer than [`MAX_REPLY`] are not sent.
+    /// UDP: `request` is one datagram, and this value was made for it alone: the reactor
+    /// makes a fresh value for every datagram ([`ServiceKind::answer_datagram`]), so nothing
+    /// one peer sends can reach another peer's reply by mistake. (State that must outlive a
+    /// datagram is shared on purpose: an `Arc` that the `make` closure captures, say.)
+    /// Returns true to send what was written as the reply (which may be empty), false for
+    /// none. A reply longer than [`MAX_REPLY`] is not sent.
     ///
-    /// One value answers every peer of a UDP socket: a service that keeps state between
-    /// inputs (a partial line) should answer each datagram on its own here.
+    /// The default answers the datagram as a whole connection: [`Service::on_open`], then,
+    /// unless that closed, [`Service::on_input`] with the datagram and
+    /// [`Service::on_peer_closed`]; it replies when that wrote something. So a line-based
+    /// service answers a datagram without a trailing newline, and daytime's greeting is its
+    /// reply.
     fn on_datagram(&mut self, request: &[u8], out: &mut Output<'_>) -> bool {
-        self.on_input(request, out);
+        self.on_open(out);
+        if !out.is_closing() {
+            self.on_input(request, out);
+            self.on_peer_closed(out);
+        }
         out.written() > 0
     }
 }
@@ -184,7 +195,7 @@ impl<'a> Output<'a> {
     }
 }
 
-/// Makes one [`Service`] value: per TCP connection, or per UDP socket.
+/// Makes one [`Service`] value: per TCP connection, or per UDP datagram.
 pub type MakeService = dyn Fn() -> Box<dyn Service> + Send + Sync;
 
 /// Which service a listener serves: a built-in of the inetd family, or an embedder's own.
@@ -207,7 +218,7 @@ pub enum ServiceKind {
     Custom {
         /// Shown in the start-up line, logs and counters.
         name: Arc<str>,
-        /// Makes a fresh value per connection (and one per UDP socket).
+        /// Makes a fresh value per connection and per datagram.
         make: Arc<MakeService>,
     },
 }
@@ -223,8 +234,8 @@ impl ServiceKind {
         ServiceKind::Unixtime,
     ];
 
-    /// An embedder's service: `make` is called once per connection and once per UDP socket.
-    /// The name appears in `key=value` lines, so spaces and `=` in it become `_`.
+    /// An embedder's service: `make` is called once per TCP connection and once per UDP
+    /// datagram, so keep it cheap (the built-ins allocate at most a few bytes). The name appears in `key=value` lines, so spaces and `=` in it become `_`.
     pub fn custom(
         name: &str,
         make: impl Fn() -> Box<dyn Service> + Send + Sync + 'static,
@@ -271,7 +282,7 @@ impl ServiceKind {
         !matches!(self, ServiceKind::Echo | ServiceKind::Discard)
     }
 
-    /// A fresh service value: one per TCP connection, one per UDP socket.
+    /// A fresh service value: one per TCP connection, one per UDP datagram.
     pub fn new_session(&self) -> Box<dyn Service> {
         match self {
             ServiceKind::Echo => Box::new(echo::Echo),
@@ -282,6 +293,15 @@ impl ServiceKind {
             ServiceKind::Unixtime => Box::new(time::Time::unix()),
             ServiceKind::Custom { make, .. } => make(),
         }
+    }
+
+    /// Answers one datagram: a fresh value ([`ServiceKind::new_session`]) writes its reply to
+    /// `out` ([`Service::on_datagram`]). True when the reply is to be sent: the service asked
+    /// for it and it fits in a datagram ([`MAX_REPLY`]). What a false leaves in `out` is the
+    /// caller's to drop. The reactor answers every datagram of a service other than echo here
+    /// (echo's replies leave from the receive buffers, uncopied).
+    pub fn answer_datagram(&self, request: &[u8], out: &mut Output<'_>) -> bool {
+        self.new_session().on_datagram(request, out) && out.written() <= MAX_REPLY
     }
 }
 
@@ -404,12 +424,12 @@ impl Transcript {
         self.closed
     }
 
-    /// The service's reply to one datagram, or `None` for no reply.
-    pub fn datagram(&mut self, request: &[u8]) -> Option<Vec<u8>> {
-        self.buffer.clear();
-        let mut out = Output::new(&mut self.buffer, MAX_REPLY, self.now);
-        let reply = self.service.on_datagram(request, &mut out);
-        reply.then(|| self.buffer.to_vec())
+    /// The reply to one datagram of `kind` at `now`, as the reactor gets it
+    /// ([`ServiceKind::answer_datagram`]: a fresh value per datagram), or `None` for none.
+    pub fn datagram(kind: &ServiceKind, request: &[u8], now: SystemTime) -> Option<Vec<u8>> {
+        let mut reply = Vec::new();
+        let mut out = Output::new(&mut reply, MAX_REPLY, now);
+        kind.answer_datagram(request, &mut out).then_some(reply)
     }
 
     fn call(&mut self, f: impl FnOnce(&mut dyn Service, &mut Output<'_>)) -> Vec<u8> {
@@ -464,16 +484,59 @@ mod tests {
         assert_eq!(&buffer[..], b"oldabcd0123456789");
     }
 
+    /// A line service written for TCP alone (no `on_datagram`), as a newcomer writes one:
+    /// each datagram is answered on its own, a last line without a newline included, and
+    /// nothing one peer sent reaches the next reply.
     #[test]
-    fn default_datagram_answer_is_the_input_answer() {
-        struct Upper;
-        impl Service for Upper {
+    fn a_datagram_is_answered_as_a_whole_connection_by_a_fresh_value() {
+        #[derive(Default)]
+        struct Lines {
+            line: Vec<u8>,
+        }
+        impl Service for Lines {
             fn on_input(&mut self, input: &[u8], out: &mut Output<'_>) {
-                out.write(&input.to_ascii_uppercase());
+                for &byte in input {
+                    if byte == b'\n' {
+                        out.write(&self.line.to_ascii_uppercase());
+                        out.write(b"\n");
+                        self.line.clear();
+                    } else {
+                        self.line.push(byte);
+                    }
+                }
+            }
+            fn on_peer_closed(&mut self, out: &mut Output<'_>) {
+                if !self.line.is_empty() {
+                    self.on_input(b"\n", out);
+                }
             }
         }
-        let mut upper = Transcript::open(Box::new(Upper));
-        assert_eq!(upper.datagram(b"ping"), Some(b"PING".to_vec()));
-        assert_eq!(upper.datagram(b""), None, "nothing written: no reply");
+        let kind = ServiceKind::custom("lines", || Box::new(Lines::default()));
+        let now = SystemTime::UNIX_EPOCH;
+        let reply = |request: &[u8]| Transcript::datagram(&kind, request, now);
+        assert_eq!(reply(b"one\ntw"), Some(b"ONE\nTW\n".to_vec()));
+        assert_eq!(reply(b"o"), Some(b"O\n".to_vec()), "no 'tw' left over");
+        assert_eq!(reply(b""), None, "nothing written: no reply");
+        let greeting = Transcript::datagram(&ServiceKind::Daytime, b"", now);
+        assert_eq!(greeting, Some(b"Thu Jan  1 00:00:00 1970 UTC\r\n".to_vec()));
+    }
+
+    #[test]
+    fn a_reply_too_long_for_a_datagram_is_not_sent() {
+        struct Huge;
+        impl Service for Huge {
+            fn on_input(&mut self, input: &[u8], out: &mut Output<'_>) {
+                out.write(&vec![b'x'; MAX_REPLY + 1 - input.len()]);
+            }
+        }
+        let kind = ServiceKind::custom("huge", || Box::new(Huge));
+        let now = SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            Transcript::datagram(&kind, b"", now),
+            None,
+            "one byte too long"
+        );
+        let longest = Transcript::datagram(&kind, b"a", now).map(|reply| reply.len());
+        assert_eq!(longest, Some(MAX_REPLY), "the longest that fits is sent");
     }
 }

@@ -8,12 +8,11 @@
 //! - [`guard`]: which datagrams get no reply (privileged ports, our own address, echo loops
 //!   with another server, watched for the peers [`LoopGuard`] names), without sockets.
 //! - [`reply_queue`]: replies waiting for the socket, bounded.
-//! - [`answers`]: a [`Service`](crate::service::Service) (any but echo) as the endpoint's
-//!   [`DatagramService`], rationed per source where it can amplify.
-//! - here: [`UdpEcho`], the reactor's UDP endpoint, which runs the three, and
-//!   [`DatagramService`], which decides the bytes of a reply.
+//! - [`answers`]: the reply of a [`Service`](crate::service::Service) other than echo, one
+//!   fresh value per datagram, rationed per source where it can amplify.
+//! - here: [`UdpEndpoint`], the reactor's UDP socket, which runs the three.
 //!
-//! # One turn ([`UdpEcho::drive`])
+//! # One turn ([`UdpEndpoint::drive`])
 //! ```text
 //! flush queued replies (sendmmsg)
 //! until budget spent or socket drained:
@@ -22,7 +21,9 @@
 //!     what would block -> reply queue (copied; full -> dropped and counted)
 //! ```
 //! A reply is the triple (bytes, destination, local source address); the service decides
-//! only the bytes, so every service gets the same guards, batching, queue and pktinfo.
+//! only the bytes (writing them straight into the batch's reply buffer), so every service
+//! gets the same guards, batching, queue and pktinfo. Echo is the one service the endpoint
+//! knows by name: its reply is the request itself, sent from where it was received.
 //!
 //! Order: replies leave in the order their requests arrived (while the queue holds anything,
 //! new replies go behind it), so each source sees its replies in order, each exactly as long
@@ -54,6 +55,7 @@ use mio::{Interest, Registry, Token};
 use crate::config::LoopGuard;
 use crate::connection::Readiness;
 use crate::stats::{Stats, UdpDrop};
+use answers::{Answered, DatagramAnswers};
 use batch_io::{RecvBatch, SendBatch};
 pub(crate) use batch_io::{Reply, ReplySource, Sent, BATCH};
 pub(crate) use guard::{refuse_reply, Refusal};
@@ -62,67 +64,6 @@ use reply_queue::ReplyQueue;
 
 /// The UDP socket's receive buffer asked for (`SO_RCVBUF`).
 const RECV_BUFFER: usize = 4 << 20;
-
-/// One datagram as a service sees it (the services answer through `answers`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Request<'a> {
-    /// The payload.
-    pub(crate) bytes: &'a [u8],
-    /// Who sent it (canonical: an IPv4 sender on a dual-stack socket is IPv4 here).
-    pub(crate) peer: SocketAddr,
-    /// The address it was sent to: with pktinfo on a wildcard bind, the real one. (No
-    /// service answers differently per destination yet.)
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) local: SocketAddr,
-}
-
-/// What a service answers to one datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Answer {
-    /// Send the request's own bytes back (echo; sent from the receive slot, not copied).
-    Echo,
-    /// Send what was written to the [`ReplyWriter`].
-    Reply,
-    /// No reply. Counted by whoever chose it (the service's side), not here: the endpoint
-    /// cannot tell a rate limit from a service that never answers.
-    Silent,
-}
-
-/// Decides the bytes of the reply to each datagram. Sans-IO: the endpoint does every socket
-/// call, every guard, the batching and the queue.
-pub(crate) trait DatagramService {
-    /// Answers `request`; for [`Answer::Reply`], the reply's bytes are what was written to
-    /// `reply` (whatever is written is discarded for the other answers).
-    fn answer(&mut self, request: &Request<'_>, reply: &mut ReplyWriter<'_>) -> Answer;
-}
-
-/// RFC 862 echo: every datagram back to its sender, whole.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Echo;
-
-impl DatagramService for Echo {
-    fn answer(&mut self, _request: &Request<'_>, _reply: &mut ReplyWriter<'_>) -> Answer {
-        Answer::Echo
-    }
-}
-
-/// Where a service writes a reply: the end of the batch's shared reply buffer, append only
-/// (`io::Write`, so `write!` works too).
-#[derive(Debug)]
-pub(crate) struct ReplyWriter<'a> {
-    buffer: &'a mut Vec<u8>,
-}
-
-impl io::Write for ReplyWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Where a planned reply's bytes are: a receive slot (echo) or the reply buffer.
 #[derive(Debug, Clone)]
@@ -140,15 +81,18 @@ struct PlannedReply {
     from: Option<ReplySource>,
 }
 
-/// The UDP side of the server: the socket, its readiness, batches and waiting replies.
+/// The UDP side of the server: the socket, its service, readiness, batches and waiting
+/// replies.
 #[derive(Debug)]
-pub(crate) struct UdpEcho {
+pub(crate) struct UdpEndpoint {
     socket: UdpSocket,
     local: SocketAddr,
+    /// The service when it is not echo (echo is the endpoint's own no-copy path).
+    answers: Option<DatagramAnswers>,
     recv: RecvBatch,
     send: SendBatch,
     queue: ReplyQueue,
-    /// Bytes of the current batch's non-echo replies.
+    /// Bytes of the current batch's replies other than echoes, written there by the service.
     written: Vec<u8>,
     /// The current batch's replies, in order (kept to reuse its allocation: a batch is
     /// answered many times a second, and most hold a few datagrams, not [`BATCH`]).
@@ -170,12 +114,14 @@ pub(crate) struct UdpEcho {
     writable: bool,
 }
 
-impl UdpEcho {
-    /// Wraps a bound, non-blocking socket. `queue_limit` bounds the waiting replies;
-    /// `loop_guard` says which peers the echo-loop guard watches. On a wildcard bind, pktinfo
-    /// is turned on so that replies leave from the address each request was sent to.
+impl UdpEndpoint {
+    /// Wraps a bound, non-blocking socket. `answers` is its service (`None`: echo);
+    /// `queue_limit` bounds the waiting replies; `loop_guard` says which peers the echo-loop
+    /// guard watches. On a wildcard bind, pktinfo is turned on so that replies leave from the
+    /// address each request was sent to.
     pub(crate) fn new(
         socket: UdpSocket,
+        answers: Option<DatagramAnswers>,
         queue_limit: usize,
         loop_guard: LoopGuard,
     ) -> io::Result<Self> {
@@ -191,9 +137,10 @@ impl UdpEcho {
         if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER) {
             log::debug!("udp: cannot set SO_RCVBUF: {e}");
         }
-        Ok(UdpEcho {
+        Ok(UdpEndpoint {
             socket,
             local,
+            answers,
             recv: RecvBatch::new(pktinfo, ipv6),
             send: SendBatch::new(ipv6),
             queue: ReplyQueue::new(queue_limit),
@@ -257,25 +204,13 @@ impl UdpEcho {
         self.writable |= ready.writable;
     }
 
-    /// Echoes: [`UdpEcho::drive_with`] the [`Echo`] service.
+    /// Sends queued replies, then answers up to `budget` datagrams. Returns true when work
+    /// is left that no new event will announce (the budget ran out, or replies wait on a
+    /// writable socket), so the reactor runs it again next turn. `registry` is the one the
+    /// socket was registered with.
     pub(crate) fn drive(
         &mut self,
         registry: &Registry,
-        budget: usize,
-        now: Instant,
-        stats: &mut Stats,
-    ) -> bool {
-        self.drive_with(registry, &mut Echo, budget, now, stats)
-    }
-
-    /// Sends queued replies, then answers up to `budget` datagrams with `service`. Returns
-    /// true when work is left that no new event will announce (the budget ran out, or
-    /// replies wait on a writable socket), so the reactor runs it again next turn.
-    /// `registry` is the one the socket was registered with.
-    pub(crate) fn drive_with(
-        &mut self,
-        registry: &Registry,
-        service: &mut impl DatagramService,
         budget: usize,
         now: Instant,
         stats: &mut Stats,
@@ -290,7 +225,7 @@ impl UdpEcho {
                     // Short of what was asked: the socket is drained, and the next datagram
                     // raises a new edge.
                     self.readable = count == wanted;
-                    self.answer_batch(service, count, now, stats);
+                    self.answer_batch(count, now, stats);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -307,13 +242,7 @@ impl UdpEcho {
 
     /// Runs the guards and the service over the `count` datagrams just received, then sends
     /// the replies (or queues what the socket would not take).
-    fn answer_batch(
-        &mut self,
-        service: &mut impl DatagramService,
-        count: usize,
-        now: Instant,
-        stats: &mut Stats,
-    ) {
+    fn answer_batch(&mut self, count: usize, now: Instant, stats: &mut Stats) {
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.written.clear();
         self.planned.clear();
@@ -347,35 +276,34 @@ impl UdpEcho {
                     continue;
                 }
             };
-            let local = SocketAddr::new(
-                meta.destination.unwrap_or(self.local.ip()),
-                self.local.port(),
-            );
-            let request = Request { bytes, peer, local };
-            let start = self.written.len();
-            let mut writer = ReplyWriter {
-                buffer: &mut self.written,
-            };
-            let reply_bytes = match service.answer(&request, &mut writer) {
-                Answer::Echo => {
+            let reply_bytes = match self.answers.as_mut() {
+                None => {
                     if let Some(fingerprint) = fingerprint {
                         self.loops.record(fingerprint, now_ms);
                     }
-                    self.written.truncate(start);
                     ReplyBytes::Slot(index)
                 }
-                Answer::Reply => {
-                    let range = start..self.written.len();
-                    if watched {
-                        let reply_fingerprint =
-                            self.loops.fingerprint(peer, &self.written[range.clone()]);
-                        self.loops.record(reply_fingerprint, now_ms);
+                Some(answers) => {
+                    let start = self.written.len();
+                    match answers.answer(peer.ip(), bytes, now, &mut self.written) {
+                        Answered::Reply => {
+                            let range = start..self.written.len();
+                            if watched {
+                                let reply = &self.written[range.clone()];
+                                let reply_fingerprint = self.loops.fingerprint(peer, reply);
+                                self.loops.record(reply_fingerprint, now_ms);
+                            }
+                            ReplyBytes::Written(range)
+                        }
+                        Answered::Limited => {
+                            stats.record_udp_drop(UdpDrop::RateLimited, 1);
+                            continue;
+                        }
+                        Answered::Unanswered => {
+                            stats.record_udp_drop(UdpDrop::Unanswered, 1);
+                            continue;
+                        }
                     }
-                    ReplyBytes::Written(range)
-                }
-                Answer::Silent => {
-                    self.written.truncate(start);
-                    continue;
                 }
             };
             self.planned.push(PlannedReply {
@@ -607,28 +535,27 @@ mod tests {
         );
     }
 
-    /// A service other than echo, through a real socket: replies of its own bytes, echoes,
-    /// and silence, in the order the requests came.
+    /// A service other than echo, through a real socket: replies of its own bytes, replies
+    /// equal to their request, and silence, in the order the requests came, each counted.
     #[test]
     fn a_service_decides_the_bytes_of_each_reply() {
+        use crate::service::{Output, Service, ServiceKind};
         struct Reverse;
-        impl DatagramService for Reverse {
-            fn answer(&mut self, request: &Request<'_>, reply: &mut ReplyWriter<'_>) -> Answer {
-                assert_eq!(request.local.ip(), std::net::Ipv4Addr::LOCALHOST);
-                assert!(request.peer.ip().is_loopback() && request.peer.port() >= 1024);
-                match request.bytes {
-                    b"quiet" => Answer::Silent,
-                    b"same" => Answer::Echo,
-                    bytes => {
-                        let reversed: Vec<u8> = bytes.iter().rev().copied().collect();
-                        io::Write::write_all(reply, &reversed)
-                            .map_or(Answer::Silent, |()| Answer::Reply)
-                    }
+        impl Service for Reverse {
+            fn on_input(&mut self, _input: &[u8], _out: &mut Output<'_>) {}
+            fn on_datagram(&mut self, request: &[u8], out: &mut Output<'_>) -> bool {
+                match request {
+                    b"quiet" => return false,
+                    b"same" => out.write(request),
+                    bytes => out.write(&bytes.iter().rev().copied().collect::<Vec<u8>>()),
                 }
+                true
             }
         }
+        let kind = ServiceKind::custom("reverse", || Box::new(Reverse));
         let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let mut endpoint = UdpEcho::new(socket, 8, LoopGuard::Auto).unwrap();
+        let answers = DatagramAnswers::new(kind, None);
+        let mut endpoint = UdpEndpoint::new(socket, Some(answers), 8, LoopGuard::Auto).unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -643,13 +570,7 @@ mod tests {
                 break;
             }
             endpoint.on_readiness(Readiness::READABLE);
-            endpoint.drive_with(
-                poll.registry(),
-                &mut Reverse,
-                64,
-                Instant::now(),
-                &mut stats,
-            );
+            endpoint.drive(poll.registry(), 64, Instant::now(), &mut stats);
             std::thread::sleep(Duration::from_millis(1));
         }
         let mut buf = [0u8; 16];
@@ -658,6 +579,7 @@ mod tests {
             assert_eq!((&buf[..len], from), (want, endpoint.local_addr()));
         }
         assert_eq!((stats.udp_datagrams_in, stats.udp_datagrams_out), (4, 3));
+        assert_eq!((stats.udp_dropped, stats.udp_dropped_unanswered), (1, 1));
     }
 
     #[test]
