@@ -138,8 +138,8 @@ fn accept_all(listener: &TcpListener, conns: &mut Slab<Conn>, poll: &Poll) -> io
 }
 
 /// Works one connection until the socket would block both ways; `Ok(true)` once it is done.
-/// Reads and writes alternate: each chunk read is written back at once, so output flows while
-/// the client is still sending, and a client that does not read only grows `pending`.
+/// Reads and writes alternate (a chunk read is written on the next pass), so output flows while
+/// the client sends, and one that does not read only grows `pending` (to about `MAX_PENDING`).
 fn drive(conn: &mut Conn, scratch: &mut [u8], poll: &Poll, token: Token) -> io::Result<bool> {
     loop {
         // Write first: the oldest bytes leave before more are read.

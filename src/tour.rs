@@ -40,8 +40,9 @@
 //! 3. [`Server::dispatch`] each event by its token. A listener or UDP socket is only marked
 //!    ready; a connection gets its [`Readiness`](crate::connection::Readiness) recorded and is
 //!    queued (once, in the `fresh` queue); the waker ([`Server::on_wake`]) answers report and
-//!    stats requests and, if asked, begins shutdown (quiet connections are marked finished
-//!    at once; removal still waits for step 5). A token whose slab entry is gone (closed
+//!    stats requests and, if asked, begins shutdown (a quiet connection, open and idle with
+//!    nothing owed and nothing unread, is closed at once with a plain FIN; the rest drain;
+//!    removal still waits for step 5). A token whose slab entry is gone (closed
 //!    earlier) is ignored: events can be stale or spurious.
 //! 4. [`Server::run_ready_work`]: accept, then UDP, then the queued connections (new readiness
 //!    first, then work carried over), each through [`Server::drive_connection`], until the
@@ -50,8 +51,9 @@
 //!    next turn, which polls with a zero timeout.
 //! 5. [`Server::remove_finished`]: teardown of the connections that finished in this batch.
 //! 6. [`Server::check_timers`]: whatever the deadline registry says is due (idle and stall
-//!    timeouts, the accept retry, the watchdog, the stats line, the drain deadline...), by kind;
-//!    the connections its timeouts close are removed before each other timer and at its end.
+//!    timeouts, the accept retry, the watchdog, the stats line, the drain deadline, whose
+//!    handler `abort_remaining` closes what is left...), by kind; the connections its timers
+//!    close are removed before each other timer and at its end.
 //!
 //! # 2. One connection's drive
 //!
@@ -73,9 +75,10 @@
 //! `WouldBlock` clears the `readable` (or `writable`) flag the connection keeps, `EINTR`
 //! retries, anything else becomes the [`CloseReason`]. With the flag cleared, `next_step`
 //! has nothing to do in that direction, and the connection waits for the poller's next
-//! edge. A short read clears `readable` too, unless the read-closed flag is set (the socket
-//! is drained; new data raises a new edge), which saves the read that would only say
-//! `WouldBlock`. The drive returns an
+//! edge. A short read (fewer bytes than asked) clears `readable` too, saving the read that
+//! would only say `WouldBlock`: the socket is drained, and new data raises a new edge. The
+//! exception is a peer that has half-closed (the poller's read-closed flag): then the FIN is
+//! still to be read, and no new edge would announce it. The drive returns an
 //! [`Outcome`](crate::connection::Outcome) (bytes moved, pauses, whether its per-drive
 //! budget ran out), and `drive_connection` accounts for it and files the connection:
 //! finished, back in the ready queue (budget spent with work left: no edge will come for
@@ -95,9 +98,9 @@
 //! connection paused at the small bound is woken at that moment, since no event would come
 //! for it: [`Slot::wake_if_peer_stops`] arms a [`PeerStopsReading`] deadline, and
 //! [`Server::wake_stopped_reader`] queues it when that is due. When it half-closes, the read
-//! of 0 moves the phase to `PeerClosed`; once it reads, `WRITABLE` edges drive `flush` until nothing is pending, then the server sends its
-//! FIN. Every byte comes back, in order (`tests/tcp_echo.rs`, and `tests/minimal_example.rs`
-//! for the example).
+//! of 0 moves the phase to `PeerClosed`; once it reads, `WRITABLE` edges drive `flush` until
+//! nothing is pending, then the server sends its FIN. Every byte comes back, in order
+//! (`tests/tcp_echo.rs`, and `tests/minimal_example.rs` for the example).
 //!
 //! The phases (`Open`, `PeerClosed`, `Draining`, `Finishing`, `Lingering`, `Closed`) are
 //! [`Phase`](crate::connection::Phase); the state diagram is in the [`connection`] module.
@@ -107,10 +110,10 @@
 //! A connection that closes (its phase becomes `Closed(reason)`: the peer finished, a reset,
 //! an error, a timeout, the drain deadline) is pushed on the `finished` queue and stays in
 //! the slab until [`Server::remove_finished`] runs: after the batch of events (step 5), and
-//! inside [`Server::check_timers`] (before each non-connection timer, and at its end) and
-//! `abort_remaining` (the drain deadline). It takes it out
-//! of the slab, which drops the socket (closing a descriptor removes it from epoll, so there
-//! is no `deregister`), and gives back what it held: its share of the memory budget, its
+//! inside [`Server::check_timers`] (before each non-connection timer, and at its end; the
+//! drain deadline's handler, `abort_remaining`, is one of those timers). It takes the key
+//! out of the run queues (`fresh`, `ready`) and out of the slab, which drops the socket
+//! (closing a descriptor removes it from epoll, so there is no `deregister`), and gives back what it held: its share of the memory budget, its
 //! zero-copy pipe, its per-source count, a slot for accepting, and it counts the close reason
 //! and any output it still owed as discarded. Deferring it to the batch's end means no slab
 //! key, and therefore no token, is reused while an event for its previous owner may still
@@ -133,15 +136,17 @@
 //!   timed (a timer per kind: accept retry, pipe sweep, watchdog, group post, stats line,
 //!   scrape expiry, drain end; and the connections' idle and stall deadlines in a min-heap
 //!   with lazy re-arming); [`Server::check_timers`] fires what is due.
-//! - **Shutdown.** [`reactor::shutdown`](crate::reactor::shutdown): a [`ShutdownHandle`] wakes the loop (a `mio::Waker`);
-//!   listeners close, every connection drains (flush, FIN, read until the peer's FIN), and a
-//!   deadline cuts off the rest.
+//! - **Shutdown.** [`reactor::shutdown`](crate::reactor::shutdown): a [`ShutdownHandle`]
+//!   wakes the loop (a `mio::Waker`); listeners close, a quiet connection closes at once,
+//!   every other one drains (flush, FIN, read until the peer's FIN), and a deadline cuts off
+//!   the rest.
 //! - **Zero copy.** [`reactor::pipes`] decides which bulk connections get a kernel pipe from
 //!   spare descriptors; [`zero_copy`](crate::zero_copy) is the pipe and `splice(2)`;
 //!   [`Connection::read_into_pipe`] is the step that uses it.
 //! - **Services.** [`service`](crate::service): a sans-IO seam; a connection with a service
 //!   hands its input to it instead of echoing ([`Connection::read_into_service`]), and a
-//!   datagram goes to a fresh value of it ([`ServiceKind::answer_datagram`](crate::service::ServiceKind::answer_datagram)).
+//!   datagram goes to a fresh value of it
+//!   ([`ServiceKind::answer_datagram`](crate::service::ServiceKind::answer_datagram)).
 //! - **UDP.** The [`udp`](crate::udp) module: `recvmmsg`/`sendmmsg` batches, replies from the
 //!   address a datagram was sent to, the reflection and loop guards, the bounded reply
 //!   queue.
