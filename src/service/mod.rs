@@ -45,12 +45,23 @@
 //!             }
 //!         }
 //!     }
+//!
+//!     /// The peer closed: a last line without a newline is answered too.
+//!     fn on_peer_closed(&mut self, out: &mut Output<'_>) {
+//!         if !self.line.is_empty() {
+//!             self.on_input(b"\n", out);
+//!         }
+//!     }
 //! }
 //!
 //! let kind = ServiceKind::custom("reverse", || Box::new(Reverse::default()));
 //! let mut chat = Transcript::open(kind.new_session());
 //! assert_eq!(chat.input(b"hello\nwor"), b"olleh\n");
-//! assert_eq!(chat.input(b"ld\n"), b"dlrow\n");
+//! assert_eq!(chat.input(b"ld\nlast"), b"dlrow\n");
+//! assert_eq!(chat.peer_closed(), b"tsal\n");
+//! // A datagram gets a fresh value, answered as a whole connection: nothing carries over.
+//! let now = std::time::SystemTime::now();
+//! assert_eq!(Transcript::datagram(&kind, b"ab\ncd", now), Some(b"ba\ndc\n".to_vec()));
 //! ```
 //!
 //! `examples/reverse.rs` serves that service next to echo, on one reactor.
