@@ -81,19 +81,50 @@ mod tests {
         assert_eq!(status_kib(status, "VmSwap"), None);
     }
 
-    /// This process's and this thread's figures can be read, and CPU time moves when we spin.
+    /// This process's and this thread's figures can be read, and this thread's CPU time as
+    /// `/proc` reports it follows the kernel's own clock of it while we spin.
+    ///
+    /// The spin is measured in CPU time, not wall time: on a loaded machine 100 ms of wall
+    /// time can bring this thread less than one clock tick (10 ms) of CPU, and the figure
+    /// would rightly not move.
     #[test]
     fn own_figures_are_readable() {
         let pid = std::process::id();
         assert!(memory_kib(pid, "VmRSS").expect("VmRSS") > 0);
         let tid = crate::pinning::current_tid();
+        let thread_clock = || {
+            let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+            Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+        };
         let before = cpu_time(Task::Thread(tid)).expect("thread CPU");
-        let spin_until = std::time::Instant::now() + Duration::from_millis(100);
+        let clock_before = thread_clock();
+        // Bounded in wall time too, generously: a runnable thread gets some CPU.
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
         let mut x = 0u64;
-        while std::time::Instant::now() < spin_until {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        while thread_clock() - clock_before < SPIN {
+            assert!(std::time::Instant::now() < give_up, "no CPU for a minute");
+            for _ in 0..1_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+            }
         }
-        assert!(cpu_time(Task::Thread(tid)).expect("thread CPU") > before);
-        assert!(cpu_time(Task::Process(pid)).expect("process CPU") > Duration::ZERO);
+        let spent = thread_clock() - clock_before;
+        let moved = cpu_time(Task::Thread(tid)).expect("thread CPU") - before;
+        // `/proc` rounds utime and stime down to clock ticks each (2 ticks, 20 ms at the
+        // usual 100 per second) and a running thread's figure lags by up to one scheduler
+        // tick (at most 10 ms): 50 ms either way covers both.
+        let slack = Duration::from_millis(50);
+        assert!(
+            moved + slack >= spent && moved <= spent + slack,
+            "/proc says {moved:?}, the thread's clock {spent:?}"
+        );
+        // The whole process has used at least what this thread spent.
+        let process = cpu_time(Task::Process(pid)).expect("process CPU");
+        assert!(
+            process + slack >= spent,
+            "/proc says {process:?} for the process"
+        );
     }
+
+    /// CPU time to spin for: twice the slack of the comparison above.
+    const SPIN: Duration = Duration::from_millis(100);
 }
