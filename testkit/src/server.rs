@@ -1,10 +1,15 @@
 //! An in-process echoloop server for tests: bound to 127.0.0.1 port 0, run on its own thread,
 //! and always shut down and joined (on [`TestServer::stop`] or on drop), so the shutdown path
 //! runs in every test that starts one. [`TestGroup`] is the same for several reactors.
+//!
+//! While it runs, a test can read its counters ([`TestServer::snapshot`]), wait until they
+//! say something happened ([`TestServer::wait_for`]) instead of sleeping for a time that a
+//! loaded machine may not honour, and read the CPU time of its thread
+//! ([`TestServer::cpu_time`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use echoloop::{Config, ServerError, ShutdownHandle, Stats, StatsHandle};
 
@@ -15,8 +20,14 @@ pub struct TestServer {
     pub udp: Option<SocketAddr>,
     /// The `/metrics` endpoint, when `Config::metrics` asked for one.
     pub metrics: Option<SocketAddr>,
+    stats: StatsHandle,
     running: Running<Stats>,
 }
+
+/// How long [`TestServer::wait_for`] waits for the counters to say what it waits for: far
+/// longer than anything a test waits for takes on an idle machine, so that only a server that
+/// never gets there fails, not a loaded machine.
+pub const WAIT_FOR: Duration = Duration::from_secs(30);
 
 impl TestServer {
     /// Starts a server with default settings (short drain).
@@ -66,6 +77,7 @@ impl TestServer {
             tcp: server.tcp_addr(),
             udp: server.udp_addr(),
             metrics: server.metrics_addr(),
+            stats: server.stats_handle(),
             running: Running::spawn(
                 "echoloop-test-server",
                 server.shutdown_handle(),
@@ -84,6 +96,44 @@ impl TestServer {
     #[track_caller]
     pub fn udp(&self) -> SocketAddr {
         self.udp.expect("UDP is on")
+    }
+
+    /// The counters now (a live snapshot: the loop answers between two turns).
+    #[track_caller]
+    pub fn snapshot(&self) -> Stats {
+        self.stats
+            .snapshot()
+            .expect("the server's loop answers for its counters")
+    }
+
+    /// Reads the counters every 10 ms until `done` holds for them, and returns them; fails
+    /// the test, naming `what` and showing the last counters, if that takes longer than
+    /// [`WAIT_FOR`]. For a test that must let the server see something (a connection
+    /// accepted, a reset read) before it stops the server: shutdown stops accepting at once,
+    /// and a connection still in the listen backlog then is never counted.
+    #[track_caller]
+    pub fn wait_for(&self, what: &str, done: impl Fn(&Stats) -> bool) -> Stats {
+        let deadline = Instant::now() + WAIT_FOR;
+        loop {
+            let stats = self.snapshot();
+            if done(&stats) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {WAIT_FOR:?} for {what}: {stats}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// CPU time (user + system) the server's thread has used so far, from `/proc`: the cost
+    /// of what it served, whatever else the machine was running. Read it before
+    /// [`stop`](Self::stop) (the thread's figures go with it).
+    #[track_caller]
+    pub fn cpu_time(&self) -> Duration {
+        crate::procfs::cpu_time(crate::procfs::Task::Thread(self.running.tid))
+            .expect("read the server thread's /proc/self/task/TID/stat")
     }
 
     /// Shuts down gracefully and returns the final counters.
@@ -193,6 +243,8 @@ fn on_loopback(config: Config) -> Config {
 struct Running<T> {
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Result<T, ServerError>>>,
+    /// The kernel's id of the thread, for its CPU time in `/proc`.
+    tid: i32,
 }
 
 impl<T: Send + 'static> Running<T> {
@@ -202,13 +254,18 @@ impl<T: Send + 'static> Running<T> {
         handle: ShutdownHandle,
         run: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
     ) -> Running<T> {
+        let (send_tid, tid) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(name.into())
-            .spawn(run)
+            .spawn(move || {
+                let _ = send_tid.send(crate::pinning::current_tid());
+                run()
+            })
             .expect("spawn server thread");
         Running {
             handle,
             thread: Some(thread),
+            tid: tid.recv().expect("the server thread starts"),
         }
     }
 
