@@ -210,7 +210,8 @@ fn apply(fault: Fault, fired: &AtomicBool, offset: u64, chunk: &mut Vec<u8>) {
     }
 }
 
-/// A running UDP echo server that drops every `drop_every`-th datagram (0 = none).
+/// A running UDP echo server that drops every `drop_every`-th datagram (0 = none), or the
+/// first few from each peer ([`UdpEcho::dropping_first`]).
 pub struct UdpEcho {
     pub addr: SocketAddr,
     pub dropped: Arc<AtomicU64>,
@@ -218,9 +219,35 @@ pub struct UdpEcho {
 }
 
 impl UdpEcho {
-    /// Starts a UDP echo server on 127.0.0.1, port 0.
+    /// Starts a UDP echo server on 127.0.0.1, port 0, that drops every `drop_every`-th
+    /// datagram it receives (0 = none).
     #[track_caller]
     pub fn start(drop_every: u64) -> UdpEcho {
+        let mut count = 0u64;
+        UdpEcho::dropping(move |_| {
+            count += 1;
+            drop_every > 0 && count % drop_every == 0
+        })
+    }
+
+    /// Starts a UDP echo server on 127.0.0.1, port 0, that drops the first `per_peer`
+    /// datagrams from each peer (source address) and echoes the rest. The loss this causes
+    /// does not depend on timing: it happens however few datagrams a run gets to send, and
+    /// early in the run, so a generator whose loss timeout is shorter than its run has
+    /// given up on those datagrams before the run ends and does not wait for them.
+    #[track_caller]
+    pub fn dropping_first(per_peer: u64) -> UdpEcho {
+        let mut seen = std::collections::HashMap::<SocketAddr, u64>::new();
+        UdpEcho::dropping(move |from| {
+            let count = seen.entry(from).or_insert(0);
+            *count += 1;
+            *count <= per_peer
+        })
+    }
+
+    /// Starts the server; `drop(from)` says whether to drop the datagram just received.
+    #[track_caller]
+    fn dropping(mut drop: impl FnMut(SocketAddr) -> bool + Send + 'static) -> UdpEcho {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp test server");
         sock.set_read_timeout(Some(TICK)).expect("udp timeout");
         let addr = sock.local_addr().expect("local addr");
@@ -229,13 +256,11 @@ impl UdpEcho {
         let server = Background::spawn(move |s| {
             let born = Instant::now();
             let mut buf = vec![0u8; 65_536];
-            let mut count = 0u64;
             while !s.load(Ordering::Relaxed) && born.elapsed() < LIFETIME {
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
-                count += 1;
-                if drop_every > 0 && count % drop_every == 0 {
+                if drop(from) {
                     d.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
