@@ -4,13 +4,14 @@
 //! exit. Killed and reaped on drop, so a test that fails midway leaves no process behind.
 //!
 //! Also the two stdout lines every echoloop-shaped server prints: `listening tcp=... udp=...`
-//! ([`Listening`]) and `summary key=value ...` ([`Summary`]).
+//! ([`Listening`]) and `summary key=value ...` ([`Summary`]). A server on port 0 is started
+//! with [`ChildProcess::spawn_server`], which starts it again if a port was taken (see there).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,10 @@ pub use rustix::process::Signal;
 /// The longest any single wait on a child may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// How often [`ChildProcess::spawn_server`] starts a server that exits because a port was
+/// taken, as [`crate::server::with_port_retries`] binds an in-process one.
+const PORT_ATTEMPTS: u32 = 20;
+
 /// A running child process: stdout by lines, stderr kept (and streamed, for tests that wait
 /// for a log line while the child runs).
 pub struct ChildProcess {
@@ -30,6 +35,8 @@ pub struct ChildProcess {
     lines: mpsc::Receiver<String>,
     log: Option<JoinHandle<String>>,
     log_lines: mpsc::Receiver<String>,
+    /// The `listening` line, once [`ChildProcess::spawn_server`] has read it.
+    listening: Option<Listening>,
 }
 
 impl Drop for ChildProcess {
@@ -52,11 +59,34 @@ impl ChildProcess {
         ChildProcess::start(command, usize::MAX)
     }
 
+    /// Starts a server that binds port 0 (every port it binds) and prints a `listening`
+    /// line first, and reads that line ([`ChildProcess::listening`] returns it).
+    ///
+    /// A server that exits before that line saying "address already in use" is started
+    /// again, up to 20 times, 50 ms apart and growing (about 10 s in all): with port 0 the
+    /// kernel picks the port, and it fails only when it has none free for the moment (a
+    /// loaded machine with thousands of connections in `TIME_WAIT` from other tests:
+    /// `echoloop --port 0` then exits 2, "cannot bind TCP 127.0.0.1:0: address already in
+    /// use"), the machine's state and not the server's behaviour. (A UDP port taken beside a
+    /// free TCP one is retried by `echoloop` itself, with a fresh pair, 16 times.) Any other
+    /// early exit fails the test, showing the child's log.
+    #[track_caller]
+    pub fn spawn_server(command: &mut Command) -> ChildProcess {
+        ChildProcess::start_server(command, usize::MAX)
+    }
+
+    /// [`ChildProcess::spawn_server`], with stdout closed after the `listening` line, as a
+    /// script does with `| head -1`: later writes by the child fail with EPIPE.
+    #[track_caller]
+    pub fn spawn_server_reading_one_line(command: &mut Command) -> ChildProcess {
+        ChildProcess::start_server(command, 1)
+    }
+
     /// A TCP-only `echoloop` (the build at `bin`) on port 0 with warnings only, for
     /// measuring the server from outside.
     #[track_caller]
     pub fn spawn_tcp_echo(bin: &str) -> ChildProcess {
-        ChildProcess::spawn(Command::new(bin).args([
+        ChildProcess::spawn_server(Command::new(bin).args([
             "--port",
             "0",
             "--no-udp",
@@ -70,6 +100,36 @@ impl ChildProcess {
     #[track_caller]
     pub fn spawn_reading_one_line(command: &mut Command) -> ChildProcess {
         ChildProcess::start(command, 1)
+    }
+
+    /// Starts a server and reads its `listening` line, again while it exits because a port
+    /// was taken (see [`ChildProcess::spawn_server`]).
+    #[track_caller]
+    fn start_server(command: &mut Command, stdout_lines: usize) -> ChildProcess {
+        let mut attempt = 1;
+        loop {
+            let mut child = ChildProcess::start(command, stdout_lines);
+            let line = match child.lines.recv_timeout(WAIT) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{command:?}: no line on stdout within {WAIT:?}")
+                }
+                // Stdout closed before a line: the child is exiting.
+                Err(RecvTimeoutError::Disconnected) => {
+                    let code = child.wait_exit();
+                    let log = child.stderr();
+                    let port_taken = log.to_lowercase().contains("address already in use");
+                    if port_taken && attempt < PORT_ATTEMPTS {
+                        thread::sleep(Duration::from_millis(50) * attempt);
+                        attempt += 1;
+                        continue;
+                    }
+                    panic!("{command:?} exited {code} before its listening line; log:\n{log}");
+                }
+            };
+            child.listening = Some(Listening::parse(&line));
+            return child;
+        }
     }
 
     /// Starts the child; stdout's read end is dropped after `stdout_lines` lines.
@@ -107,6 +167,7 @@ impl ChildProcess {
             lines,
             log: Some(log),
             log_lines,
+            listening: None,
         }
     }
 
@@ -196,10 +257,14 @@ impl ChildProcess {
         procfs::memory_kib(self.pid(), field).expect("read the child's /proc/PID/status")
     }
 
-    /// Reads the `listening` line (the first line on stdout) and returns its addresses.
+    /// The addresses of the `listening` line: the one [`ChildProcess::spawn_server`] read,
+    /// or else the next line on stdout (the first, for a child that just started).
     #[track_caller]
     pub fn listening(&self) -> Listening {
-        Listening::parse(&self.next_line())
+        match &self.listening {
+            Some(listening) => listening.clone(),
+            None => Listening::parse(&self.next_line()),
+        }
     }
 
     /// SIGTERM, then the `summary` line and exit status 0 (the log is shown otherwise).
@@ -349,6 +414,49 @@ mod tests {
         let summary = Summary::parse("summary uptime_s=1.5 conn_accepted=3 closed_peer=2");
         assert_eq!(summary.get("conn_accepted"), 3);
         assert_eq!(summary.get("closed_peer"), 2);
+    }
+
+    /// A server that exits because its port was taken is started again, and its
+    /// `listening` line read; one that exits for another reason fails the test with its log.
+    #[test]
+    fn a_server_whose_port_was_taken_is_started_again() {
+        let marker =
+            std::env::temp_dir().join(format!("echoloop-port-taken-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        // Fails twice as `echoloop --port 0` does when no port is free, then serves.
+        let script = r#"n=$(cat "$0" 2>/dev/null || echo 0); echo $((n + 1)) > "$0"
+            if [ "$n" -lt 2 ]; then
+                echo "echoloop: cannot bind TCP 127.0.0.1:0: address already in use" >&2
+                exit 2
+            fi
+            echo "listening tcp=127.0.0.1:7 udp=off"; exec sleep 30"#;
+        let server =
+            ChildProcess::spawn_server(Command::new("sh").arg("-c").arg(script).arg(&marker));
+        assert_eq!(server.listening().tcp().port(), 7);
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap().trim(),
+            "3",
+            "started three times"
+        );
+        let _ = std::fs::remove_file(&marker);
+        drop(server);
+
+        let other = std::panic::catch_unwind(|| {
+            ChildProcess::spawn_server(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg("echo 'bad flag' >&2; exit 2"),
+            )
+        });
+        let message = other
+            .err()
+            .and_then(|e| e.downcast::<String>().ok())
+            .expect("a failure");
+        assert!(
+            message.contains("exited 2 before its listening line"),
+            "{message}"
+        );
+        assert!(message.contains("bad flag"), "{message}");
     }
 
     /// A child's stdout lines, stderr and exit code all come through; a signal ends it.
