@@ -148,7 +148,7 @@ fn reset_discards_are_counted() {
 /// while a client that never reads keeps output pending and the drain deadline then cuts it.
 #[test]
 fn every_stats_line_and_the_summary_add_up() {
-    let mut server = ChildProcess::spawn(
+    let mut server = ChildProcess::spawn_server(
         Command::new(env!("CARGO_BIN_EXE_echoloop"))
             .args([
                 "--port",
@@ -342,7 +342,7 @@ fn every_service_balances_on_every_stats_line_and_in_the_summary() {
     for listen in ["discard=0", "chargen=0", "daytime=0", "time=0"] {
         args.extend(["--listen", listen]);
     }
-    let mut server = ChildProcess::spawn(
+    let mut server = ChildProcess::spawn_server(
         Command::new(env!("CARGO_BIN_EXE_echoloop"))
             .args(&args)
             .env("RUST_LOG", "info"),

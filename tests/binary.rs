@@ -16,11 +16,18 @@ fn start(args: &[&str]) -> ChildProcess {
     ChildProcess::spawn(Command::new(BIN).args(args).env("RUST_LOG", "info"))
 }
 
+/// [`start`] for a server on port 0, read up to its `listening` line (started again if a
+/// port was taken: [`ChildProcess::spawn_server`]).
+#[track_caller]
+fn serve(args: &[&str]) -> ChildProcess {
+    ChildProcess::spawn_server(Command::new(BIN).args(args).env("RUST_LOG", "info"))
+}
+
 /// With `--port 0` the first stdout line names the real TCP and UDP addresses, and they
 /// serve echo; SIGTERM then exits 0 with a summary that counts what was echoed.
 #[test]
 fn port_zero_prints_addresses_and_sigterm_exits_zero_with_summary() {
-    let mut server = start(&["--port", "0"]);
+    let mut server = serve(&["--port", "0"]);
     let listening = server.listening();
     let (tcp, udp) = (listening.tcp(), listening.udp());
     assert!(tcp.ip().is_loopback() && tcp.port() != 0);
@@ -68,7 +75,7 @@ fn sigint_exits_zero_and_no_udp_is_reported_off() {
 /// once with 130.
 #[test]
 fn second_signal_exits_at_once() {
-    let mut server = start(&["--port", "0", "--drain-timeout", "60s"]);
+    let mut server = serve(&["--port", "0", "--drain-timeout", "60s"]);
     let tcp = server.listening().tcp();
     let mut hog = TcpStream::connect(tcp).unwrap();
     hog.set_write_timeout(Some(Duration::from_millis(200)))
@@ -135,7 +142,7 @@ fn a_bind_address_with_a_stray_character_exits_two_with_one_line() {
 #[test]
 fn threads_auto_names_its_reactors_at_start() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server = start(&["--threads", "auto", "--port", "0"]);
+    let server = serve(&["--threads", "auto", "--port", "0"]);
     server.listening();
     let line = server.log_line_with("started on host");
     assert!(
@@ -165,7 +172,7 @@ fn port_in_use_exits_two_with_a_hint() {
 /// (per service: `--listen daytime=0` gets its own, on both addresses too), and echoes there.
 #[test]
 fn several_bind_addresses_share_one_port_zero() {
-    let server = ChildProcess::spawn(Command::new(BIN).args([
+    let server = ChildProcess::spawn_server(Command::new(BIN).args([
         "--bind",
         "127.0.0.1",
         "--bind",

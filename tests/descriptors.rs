@@ -32,7 +32,7 @@ fn with_limits(soft: u64, hard: u64, args: &[&str]) -> Command {
 
 /// Starts the server, stops it with SIGTERM, and returns its log.
 fn start_up_log(mut command: Command) -> String {
-    let server = ChildProcess::spawn(&mut command);
+    let server = ChildProcess::spawn_server(&mut command);
     server.listening();
     let mut server = server;
     server.signal(Signal::TERM);
@@ -95,7 +95,7 @@ fn soft_limit_is_raised_to_the_hard_limit_unless_told_not_to() {
 #[test]
 fn pipes_give_way_to_connections_and_turned_away_clients_read_eof() {
     let mut command = with_limits(64, 64, &["--no-udp"]);
-    let server = ChildProcess::spawn(&mut command);
+    let server = ChildProcess::spawn_server(&mut command);
     let addr = server.listening().tcp();
     let mut served: Vec<TcpStream> = Vec::new();
     let mut bulk = connect(addr);

@@ -98,7 +98,7 @@ fn wait_until_served(waiting: &mut [TcpStream], count: usize, within: Duration) 
 /// but whose `--max-connections` is far higher. Returns the server's CPU share while clients
 /// waited (fraction of one core).
 fn out_of_descriptors(files: u32, clients: usize, close: usize) -> f64 {
-    let server = ChildProcess::spawn(&mut ChildProcess::with_file_limit(
+    let server = ChildProcess::spawn_server(&mut ChildProcess::with_file_limit(
         files,
         BIN,
         &[

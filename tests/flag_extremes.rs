@@ -60,7 +60,7 @@ fn serve_then_drain(args: &[&str]) {
         args.extend(["--drain-timeout", "60s"]);
     }
     let args = &args[..];
-    let mut server = ChildProcess::spawn(
+    let mut server = ChildProcess::spawn_server(
         Command::new(BIN)
             .args(["--port", "0", "--no-udp", "--log-level", "warn"])
             .args(args),

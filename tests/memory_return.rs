@@ -42,7 +42,7 @@ fn burst(flags: &[&str], writers: usize) -> Burst {
     let bin = bin_from_env(BIN, "ECHOLOOP_MEMORY_BIN");
     let mut args = vec!["--port", "0", "--no-udp", "--log-level", "warn"];
     args.extend_from_slice(flags);
-    let server = ChildProcess::spawn(Command::new(&bin).args(&args));
+    let server = ChildProcess::spawn_server(Command::new(&bin).args(&args));
     let addr = server.listening().tcp();
     let mut probe = connect(addr);
     round_trip(&mut probe, 1);

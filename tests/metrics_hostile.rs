@@ -66,7 +66,7 @@ fn open_hostile(addr: SocketAddr, count: usize, first: &[u8]) -> Vec<TcpStream> 
 /// served throughout, and the descriptors come back.
 #[test]
 fn silent_slow_and_oversized_connections_cannot_lock_out_a_scrape() {
-    let server = ChildProcess::spawn(std::process::Command::new(BIN).args([
+    let server = ChildProcess::spawn_server(std::process::Command::new(BIN).args([
         "--port",
         "0",
         "--no-udp",

@@ -32,7 +32,7 @@ struct Naive {
 /// KiB.
 fn naive_writers(writers: usize, per_writer: u64) -> u64 {
     let stall = Duration::from_secs(2);
-    let server = ChildProcess::spawn(Command::new(BIN).args([
+    let server = ChildProcess::spawn_server(Command::new(BIN).args([
         "--port",
         "0",
         "--no-udp",

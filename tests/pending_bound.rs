@@ -207,7 +207,7 @@ fn flood_against_tokio() {
     for round in 0..rounds {
         for (name, bin) in &servers {
             let server = match *name {
-                "tokio" => ChildProcess::spawn(Command::new(bin).args(["--port", "0"])),
+                "tokio" => ChildProcess::spawn_server(Command::new(bin).args(["--port", "0"])),
                 _ => ChildProcess::spawn_tcp_echo(bin),
             };
             let run = flood_child(&server, conns, Duration::from_secs(secs));

@@ -171,7 +171,7 @@ fn one_handle_shuts_every_reactor_down_within_the_drain_deadline() {
 /// sums the reactors (each one's at debug level).
 #[test]
 fn the_binary_sums_its_reactors() {
-    let server = ChildProcess::spawn(Command::new(BIN).args([
+    let server = ChildProcess::spawn_server(Command::new(BIN).args([
         "--port",
         "0",
         "--threads",

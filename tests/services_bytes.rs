@@ -37,7 +37,8 @@ fn start_all() -> (ChildProcess, Listening) {
     ] {
         args.extend(["--listen", listen]);
     }
-    let server = ChildProcess::spawn(Command::new(env!("CARGO_BIN_EXE_echoloop")).args(&args));
+    let server =
+        ChildProcess::spawn_server(Command::new(env!("CARGO_BIN_EXE_echoloop")).args(&args));
     let listening = server.listening();
     (server, listening)
 }

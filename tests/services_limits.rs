@@ -15,7 +15,7 @@ use echoloop_testkit::client::connect;
 const BIN: &str = env!("CARGO_BIN_EXE_echoloop");
 
 fn start(args: &[&str]) -> (ChildProcess, Listening) {
-    let server = ChildProcess::spawn(Command::new(BIN).args(args));
+    let server = ChildProcess::spawn_server(Command::new(BIN).args(args));
     let listening = server.listening();
     (server, listening)
 }

@@ -33,7 +33,7 @@ fn echo_once(addr: SocketAddr, message: &[u8]) {
 #[test]
 fn closed_stdout_then_sigterm_exits_zero() {
     for summary in ["kv", "human"] {
-        let mut server = ChildProcess::spawn_reading_one_line(&mut echoloop(&[
+        let mut server = ChildProcess::spawn_server_reading_one_line(&mut echoloop(&[
             "--port",
             "0",
             "--summary",
@@ -57,7 +57,7 @@ fn closed_stdout_then_sigterm_exits_zero() {
 /// SIGHUP (the terminal closed) is a graceful shutdown like SIGTERM: summary, exit 0.
 #[test]
 fn sighup_shuts_down_gracefully_with_summary() {
-    let mut server = ChildProcess::spawn(&mut echoloop(&["--port", "0", "--summary", "kv"]));
+    let mut server = ChildProcess::spawn_server(&mut echoloop(&["--port", "0", "--summary", "kv"]));
     echo_once(server.listening().tcp(), b"before the hangup");
     server.signal(Signal::HUP);
     let summary = Summary::parse(&server.next_line());
@@ -71,7 +71,7 @@ fn sighup_shuts_down_gracefully_with_summary() {
 /// reports again (it is not the "second signal" that exits at once).
 #[test]
 fn sigusr1_reports_and_keeps_serving() {
-    let mut server = ChildProcess::spawn(&mut echoloop(&["--port", "0", "--summary", "kv"]));
+    let mut server = ChildProcess::spawn_server(&mut echoloop(&["--port", "0", "--summary", "kv"]));
     let tcp = server.listening().tcp();
     echo_once(tcp, b"count me");
     server.signal(Signal::USR1);
@@ -95,7 +95,8 @@ fn sigusr1_reports_and_keeps_serving() {
 /// `--summary human` prints the aligned block instead of the key=value line.
 #[test]
 fn human_summary_is_a_block() {
-    let mut server = ChildProcess::spawn(&mut echoloop(&["--port", "0", "--summary", "human"]));
+    let mut server =
+        ChildProcess::spawn_server(&mut echoloop(&["--port", "0", "--summary", "human"]));
     echo_once(server.listening().tcp(), b"hello");
     server.signal(Signal::TERM);
     assert_eq!(server.next_line(), "echoloop summary");
@@ -109,7 +110,8 @@ fn human_summary_is_a_block() {
 /// With `--metrics`, the `listening` line names the metrics address too.
 #[test]
 fn listening_line_names_the_metrics_address() {
-    let server = ChildProcess::spawn(&mut echoloop(&["--port", "0", "--metrics", "127.0.0.1:0"]));
+    let server =
+        ChildProcess::spawn_server(&mut echoloop(&["--port", "0", "--metrics", "127.0.0.1:0"]));
     let listening: Listening = server.listening();
     let metrics = listening.metrics.expect("metrics= in the listening line");
     assert!(metrics.ip().is_loopback() && metrics.port() != 0);

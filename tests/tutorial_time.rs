@@ -37,7 +37,8 @@ fn the_tutorials_udp_time_client_prints_the_date() {
         return;
     }
     let args = ["--port", "off", "--listen", "unixtime=127.0.0.1:0/udp"];
-    let _server = ChildProcess::spawn(Command::new(env!("CARGO_BIN_EXE_echoloop")).args(args));
+    let _server =
+        ChildProcess::spawn_server(Command::new(env!("CARGO_BIN_EXE_echoloop")).args(args));
     let addr = _server.listening().socket("unixtime/udp", 0);
     let before = unix_now();
     let mut client = Command::new("python3")
