@@ -165,6 +165,14 @@ fn the_page_counts_the_traffic_and_parses() {
     ] {
         get(&format!("echoloop_{gauge}{{reactor=0}}"));
     }
+    // The endpoint's own counts: every earlier scrape was answered in full, none evicted.
+    let answered_before = get("echoloop_metrics_responses_total{}");
+    let next = samples(&scrape(metrics));
+    assert_eq!(
+        next.get("echoloop_metrics_responses_total{}"),
+        Some(&(answered_before + 1.0))
+    );
+    assert_eq!(next.get("echoloop_metrics_evictions_total{}"), Some(&0.0));
 }
 
 /// Wrong requests get short error statuses; HEAD gets the headers only.
@@ -212,7 +220,8 @@ fn an_endless_request_head_is_cut_off() {
 }
 
 /// Silent scrapers fill every slot: the next connection evicts the oldest of them and is
-/// answered at once, echo still works, and the evicted one is closed (EOF, not left hanging).
+/// answered at once, with the eviction on its page; echo still works, and the evicted one is
+/// closed (EOF, not left hanging).
 #[test]
 fn silent_scrapers_cannot_lock_out_a_scrape() {
     let server = metrics_server();
@@ -228,6 +237,16 @@ fn silent_scrapers_cannot_lock_out_a_scrape() {
         started.elapsed()
     );
     assert!(page.contains("echoloop_connections_accepted_total"));
+    // The page tells the operator: one connection was evicted for this scrape, and no
+    // response had been sent before it.
+    assert!(
+        page.contains("\necholoop_metrics_evictions_total 1\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("\necholoop_metrics_responses_total 0\n"),
+        "{page}"
+    );
     echo_with_half_close(server.tcp(), b"echo is not blocked");
     // The first silent connection was the oldest: it was closed to make room.
     let mut buf = [0u8; 16];

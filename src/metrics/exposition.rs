@@ -42,11 +42,27 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// What the `/metrics` endpoint itself has done, shown on its page: an operator sees there
+/// whether silent or slow clients are taking the scrape slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ScrapeCounts {
+    /// Responses sent in full (pages and refusals).
+    pub(crate) responses: u64,
+    /// Connections closed to make room for a new one, all slots being held.
+    pub(crate) evictions: u64,
+}
+
 /// Renders one snapshot per reactor (index = reactor number) as a `/metrics` page.
 pub fn render(reactors: &[Stats]) -> String {
+    render_with(reactors, None)
+}
+
+/// As [`render`], with the endpoint's own counts when the page is served by it.
+pub(crate) fn render_with(reactors: &[Stats], scrapes: Option<ScrapeCounts>) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(Snapshot {
         reactors: reactors.to_vec(),
+        scrapes,
     }));
     let mut page = String::new();
     // Writing into a String cannot fail; an encoder error would be a bug in a name above.
@@ -116,6 +132,7 @@ fn families(counters: &[(&'static Counter, u64)]) -> Vec<Family> {
 #[derive(Debug)]
 struct Snapshot {
     reactors: Vec<Stats>,
+    scrapes: Option<ScrapeCounts>,
 }
 
 /// One set of series: the labels they all carry, and their families.
@@ -200,6 +217,23 @@ impl Collector for Snapshot {
             MetricType::Gauge,
         )?;
         ConstGauge::new(uptime).encode(metric)?;
+        if let Some(scrapes) = self.scrapes {
+            let metric = encoder.encode_descriptor(
+                "metrics_responses",
+                "Responses this /metrics endpoint has sent in full (pages and refusals).",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(scrapes.responses).encode(metric)?;
+            let metric = encoder.encode_descriptor(
+                "metrics_evictions",
+                "Scrape connections closed to make room for a new one: all slots were held \
+                 (by silent, slow or stalled clients).",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(scrapes.evictions).encode(metric)?;
+        }
         let (whole, services) = self.series();
         encode_sets(&mut encoder, &whole)?;
         encode_sets(&mut encoder, &services)

@@ -42,6 +42,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::stats::Stats;
+use exposition::ScrapeCounts;
 use http::Request;
 
 /// Scrape connections held at once; when all are taken, a new one evicts the oldest.
@@ -58,10 +59,8 @@ pub(crate) struct MetricsEndpoint {
     listener_token: Token,
     first_scrape: usize,
     scrapes: Slab<Scrape>,
-    /// Responses sent.
-    served: u64,
-    /// Connections closed to make room for a new one.
-    evicted: u64,
+    /// Responses sent and connections evicted, shown on the page itself.
+    counts: ScrapeCounts,
     /// When evictions were last logged (at most one warning per [`EVICTION_LOG_PERIOD`]).
     eviction_logged: Option<Instant>,
 }
@@ -110,8 +109,7 @@ impl MetricsEndpoint {
             listener_token,
             first_scrape: first_scrape.0,
             scrapes: Slab::with_capacity(MAX_SCRAPES),
-            served: 0,
-            evicted: 0,
+            counts: ScrapeCounts::default(),
             eviction_logged: None,
         })
     }
@@ -144,7 +142,7 @@ impl MetricsEndpoint {
         let Some(scrape) = self.scrapes.get_mut(key) else {
             return; // closed earlier in this batch
         };
-        if let Next::Close = scrape.drive(snapshot, &mut self.served) {
+        if let Next::Close = scrape.drive(snapshot, &mut self.counts) {
             self.scrapes.remove(key);
         }
     }
@@ -191,7 +189,7 @@ impl MetricsEndpoint {
                 phase: Phase::Reading(Vec::new()),
                 deadline: now + SCRAPE_TIMEOUT,
             });
-            if let Next::Close = scrape.drive(snapshot, &mut self.served) {
+            if let Next::Close = scrape.drive(snapshot, &mut self.counts) {
                 self.scrapes.remove(key);
             }
         }
@@ -211,7 +209,7 @@ impl MetricsEndpoint {
             return;
         };
         self.scrapes.remove(oldest);
-        self.evicted += 1;
+        self.counts.evictions += 1;
         let log_now = self.eviction_logged.map_or(true, |at| {
             now.saturating_duration_since(at) >= EVICTION_LOG_PERIOD
         });
@@ -221,7 +219,7 @@ impl MetricsEndpoint {
                 "metrics: all {MAX_SCRAPES} scrape slots were taken, so the connection \
                  waiting longest was closed to serve a new one ({} so far); silent or slow \
                  clients are holding the metrics port",
-                self.evicted
+                self.counts.evictions
             );
         }
     }
@@ -229,10 +227,12 @@ impl MetricsEndpoint {
 
 impl Scrape {
     /// Does all the I/O the socket allows now, moving through the phases.
-    fn drive(&mut self, snapshot: &dyn Fn() -> Vec<Stats>, served: &mut u64) -> Next {
+    fn drive(&mut self, snapshot: &dyn Fn() -> Vec<Stats>, counts: &mut ScrapeCounts) -> Next {
         loop {
             let step = match &mut self.phase {
-                Phase::Reading(received) => read_request(&mut self.socket, received, snapshot),
+                Phase::Reading(received) => {
+                    read_request(&mut self.socket, received, snapshot, *counts)
+                }
                 Phase::Writing(response, sent) => write_response(&mut self.socket, response, sent),
                 Phase::Lingering => return discard_until_eof(&mut self.socket),
             };
@@ -241,7 +241,7 @@ impl Scrape {
                 Step::Close => return Next::Close,
                 Step::Respond(response) => self.phase = Phase::Writing(response, 0),
                 Step::Sent => {
-                    *served += 1;
+                    counts.responses += 1;
                     if self.socket.shutdown(Shutdown::Write).is_err() {
                         return Next::Close;
                     }
@@ -265,6 +265,7 @@ fn read_request(
     socket: &mut TcpStream,
     received: &mut Vec<u8>,
     snapshot: &dyn Fn() -> Vec<Stats>,
+    counts: ScrapeCounts,
 ) -> Step {
     let mut buf = [0u8; 1024];
     loop {
@@ -276,7 +277,7 @@ fn read_request(
                 match http::parse(received) {
                     Request::Incomplete => {}
                     Request::Metrics { head_only } => {
-                        let page = exposition::render(&snapshot());
+                        let page = exposition::render_with(&snapshot(), Some(counts));
                         return Step::Respond(http::ok(exposition::CONTENT_TYPE, &page, head_only));
                     }
                     Request::Refused(status) => return Step::Respond(http::refused(status)),

@@ -62,6 +62,9 @@ pub(crate) use guard::{refuse_reply, Refusal};
 use guard::{LocalAddresses, LoopBreaker, RefusalLog};
 use reply_queue::ReplyQueue;
 
+/// The most a batch's replies can take: every datagram answered with the largest reply.
+const MAX_BATCH_REPLIES: usize = BATCH * crate::service::MAX_REPLY;
+
 /// The UDP socket's receive buffer asked for (`SO_RCVBUF`).
 const RECV_BUFFER: usize = 4 << 20;
 
@@ -245,6 +248,11 @@ impl UdpEndpoint {
     fn answer_batch(&mut self, count: usize, now: Instant, stats: &mut Stats) {
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.written.clear();
+        // A service's oversized reply (never sent: longer than a datagram) grew the buffer
+        // past what a batch of sendable replies needs; give that memory back.
+        if self.written.capacity() > MAX_BATCH_REPLIES {
+            self.written = Vec::new();
+        }
         self.planned.clear();
         for index in 0..count {
             let Some((meta, bytes)) = self.recv.datagram(index) else {
@@ -580,6 +588,48 @@ mod tests {
         }
         assert_eq!((stats.udp_datagrams_in, stats.udp_datagrams_out), (4, 3));
         assert_eq!((stats.udp_dropped, stats.udp_dropped_unanswered), (1, 1));
+    }
+
+    /// A reply longer than a datagram is not sent (counted as unanswered), and the memory it
+    /// took is not kept once the next batch comes.
+    #[test]
+    fn an_oversized_reply_is_dropped_and_its_memory_given_back() {
+        use crate::service::{Output, Service, ServiceKind};
+        struct Flood;
+        impl Service for Flood {
+            fn on_input(&mut self, input: &[u8], out: &mut Output<'_>) {
+                match input {
+                    b"flood" => out.write(&vec![0; 4 << 20]),
+                    other => out.write(other),
+                }
+            }
+        }
+        let kind = ServiceKind::custom("flood", || Box::new(Flood));
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let answers = DatagramAnswers::new(kind, None);
+        let mut endpoint = UdpEndpoint::new(socket, Some(answers), 8, LoopGuard::Auto).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut stats = Stats::default();
+        let poll = mio::Poll::new().unwrap();
+        for (request, datagrams_in) in [(&b"flood"[..], 1), (b"small", 2)] {
+            client.send_to(request, endpoint.local_addr()).unwrap();
+            for _ in 0..1_000 {
+                if stats.udp_datagrams_in == datagrams_in {
+                    break;
+                }
+                endpoint.on_readiness(Readiness::READABLE);
+                endpoint.drive(poll.registry(), 64, Instant::now(), &mut stats);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let mut buf = [0u8; 16];
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"small", "the flood got no reply");
+        assert_eq!(stats.udp_dropped_unanswered, 1);
+        assert!(endpoint.written.capacity() <= MAX_BATCH_REPLIES);
     }
 
     #[test]
