@@ -543,6 +543,31 @@ mod tests {
         );
     }
 
+    /// An endpoint on loopback answering with `kind`, and a client socket for it.
+    fn endpoint_serving(kind: crate::service::ServiceKind) -> (UdpEndpoint, std::net::UdpSocket) {
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let answers = DatagramAnswers::new(kind, None);
+        let endpoint = UdpEndpoint::new(socket, Some(answers), 8, LoopGuard::Auto).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (endpoint, client)
+    }
+
+    /// Drives `endpoint` (bounded: a second or so) until it has received `count` datagrams.
+    fn drive_until_received(endpoint: &mut UdpEndpoint, count: u64, stats: &mut Stats) {
+        let poll = mio::Poll::new().unwrap();
+        for _ in 0..1_000 {
+            if stats.udp_datagrams_in == count {
+                return;
+            }
+            endpoint.on_readiness(Readiness::READABLE);
+            endpoint.drive(poll.registry(), 64, Instant::now(), stats);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// A service other than echo, through a real socket: replies of its own bytes, replies
     /// equal to their request, and silence, in the order the requests came, each counted.
     #[test]
@@ -561,26 +586,12 @@ mod tests {
             }
         }
         let kind = ServiceKind::custom("reverse", || Box::new(Reverse));
-        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let answers = DatagramAnswers::new(kind, None);
-        let mut endpoint = UdpEndpoint::new(socket, Some(answers), 8, LoopGuard::Auto).unwrap();
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let (mut endpoint, client) = endpoint_serving(kind);
         for request in [&b"abc"[..], b"quiet", b"same", b"xy"] {
             client.send_to(request, endpoint.local_addr()).unwrap();
         }
         let mut stats = Stats::default();
-        let poll = mio::Poll::new().unwrap();
-        for _ in 0..1_000 {
-            if stats.udp_datagrams_in == 4 {
-                break;
-            }
-            endpoint.on_readiness(Readiness::READABLE);
-            endpoint.drive(poll.registry(), 64, Instant::now(), &mut stats);
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        drive_until_received(&mut endpoint, 4, &mut stats);
         let mut buf = [0u8; 16];
         for want in [&b"cba"[..], b"same", b"yx"] {
             let (len, from) = client.recv_from(&mut buf).unwrap();
@@ -605,25 +616,11 @@ mod tests {
             }
         }
         let kind = ServiceKind::custom("flood", || Box::new(Flood));
-        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let answers = DatagramAnswers::new(kind, None);
-        let mut endpoint = UdpEndpoint::new(socket, Some(answers), 8, LoopGuard::Auto).unwrap();
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let (mut endpoint, client) = endpoint_serving(kind);
         let mut stats = Stats::default();
-        let poll = mio::Poll::new().unwrap();
         for (request, datagrams_in) in [(&b"flood"[..], 1), (b"small", 2)] {
             client.send_to(request, endpoint.local_addr()).unwrap();
-            for _ in 0..1_000 {
-                if stats.udp_datagrams_in == datagrams_in {
-                    break;
-                }
-                endpoint.on_readiness(Readiness::READABLE);
-                endpoint.drive(poll.registry(), 64, Instant::now(), &mut stats);
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            drive_until_received(&mut endpoint, datagrams_in, &mut stats);
         }
         let mut buf = [0u8; 16];
         let (len, _) = client.recv_from(&mut buf).unwrap();
